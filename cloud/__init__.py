@@ -1,0 +1,1 @@
+"""Ingest, database, HTTP API, model registry and continual learning (later issues)."""

@@ -1,0 +1,1 @@
+"""On-drone side: frame sources, ONNX detector, fault tracker, flight runtime (no torch)."""

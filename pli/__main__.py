@@ -1,0 +1,5 @@
+import sys
+
+from pli.cli import main
+
+sys.exit(main())

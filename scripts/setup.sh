@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up this machine for the project, idempotently:
+#   - system packages via apt-get (only when run as root and something is missing),
+#   - .venv       : everything (training, cloud, dev) for the tests and the demo,
+#   - .venv-edge  : only the `edge` extra (what a drone gets: no torch, no ultralytics).
+# Usage: scripts/setup.sh [full] [edge]   (default: both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libgl1 libglib2.0-0)
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+want=("${@:-full edge}")
+want=" ${want[*]} "
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# Reinstall only when what defines the environment changed.
+fingerprint=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
+
+make_env() {  # dir, pip arguments...
+  local dir=$1; shift
+  local stamp="$dir/.pli-setup-$fingerprint"
+  if [ -f "$stamp" ]; then log "$dir up to date"; return; fi
+  [ -x "$dir/bin/python" ] || { log "creating $dir"; "$PYTHON" -m venv "$dir"; }
+  log "installing into $dir: $*"
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt "$@"
+  rm -f "$dir"/.pli-setup-*
+  touch "$stamp"
+}
+
+if [[ $want == *" full "* ]]; then
+  # torch first, pinned, from this machine's disk: no other resolver may pick a different build.
+  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[training,cloud,dev]'
+fi
+if [[ $want == *" edge "* ]]; then
+  make_env .venv-edge -e '.[edge]' pytest hypothesis
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run every check: lint, the test suite, and the edge-only environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh full edge
+
+echo "[test] ruff"
+.venv/bin/ruff check .
+
+echo "[test] edge-only environment (.venv-edge: no torch, no ultralytics)"
+PLI_EDGE_ENV=1 .venv-edge/bin/python -m pytest -q -p no:cacheprovider tests/edge_env
+
+echo "[test] full suite"
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""Datasets, synthetic flights, augmentation, training, export and evaluation (torch side)."""

@@ -1,0 +1,105 @@
+"""`pli data ...`: dataset import, synthetic flights, augmentation, statistics.
+
+Only argparse lives at module level: `pli --help` must work where the training extra is not
+installed (on the drone); the heavy imports happen inside each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="datasets: import, synth, augment, stats",
+                          description="Build and inspect YOLO datasets.")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{import,synth,augment,stats}")
+
+    p = dsub.add_parser("import", help="convert VOC / COCO / YOLO into a split YOLO dataset",
+                        description="Convert a dataset into YOLO layout with a stratified, group-aware, "
+                        "seeded split; prints images and boxes per split and class.")
+    p.add_argument("src", type=Path, help="source folder (or COCO JSON file)")
+    p.add_argument("--format", required=True, choices=["voc", "coco", "yolo"], help="source format")
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
+    p.add_argument("--split", help="train,val[,test] fractions, e.g. 0.8,0.2 (default 0.8,0.2, or the "
+                   "source's own splits when it has them)")
+    p.add_argument("--group-by", help="keep groups on one side: a regex on the file name (first group "
+                   "= group id), 'parent' (one folder per flight) or 'field:NAME' (a source field, e.g. "
+                   "field:video_id)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--split-file", type=Path, help="reuse a split file (split.json) instead of splitting")
+    p.set_defaults(func=_import)
+
+    p = dsub.add_parser("synth", help="render a synthetic inspection flight",
+                        description="Render a geotagged synthetic flight along a power line with YOLO "
+                        "labels (insulator, defect, bird_nest) and the ground truth of its faults.")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--frames", required=True, type=int, help="number of frames")
+    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT, e.g. 1920x1080 or 4000x3000")
+    p.add_argument("--seed", type=int, default=0, help="scene and route seed (default 0)")
+    p.set_defaults(func=_synth)
+
+    p = dsub.add_parser("augment", help="albumentations augmentation of a YOLO dataset",
+                        description="Write originals plus K augmented copies of each train image "
+                        "(val/test copied unchanged).")
+    p.add_argument("src", type=Path, help="YOLO dataset folder (with data.yaml)")
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
+    p.add_argument("--preset", default="uav", choices=["uav"], help="transform preset")
+    p.add_argument("--copies", type=int, default=2, help="augmented copies per train image (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
+    p.add_argument("--min-visibility", type=float, default=0.3,
+                   help="drop a box with less of its area left in frame (default 0.3)")
+    p.set_defaults(func=_augment)
+
+    p = dsub.add_parser("stats", help="counts per class and split, box sizes",
+                        description="Images and boxes per split and class, box sizes by COCO area "
+                        "(small < 32², medium < 96², large), images without labels.")
+    p.add_argument("dir", type=Path, help="YOLO dataset folder (with data.yaml)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=_stats)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from training.data_import import import_dataset
+    from training.split import parse_ratios
+    from training.stats import render_table
+
+    result = import_dataset(args.src, args.format, args.out,
+                            ratios=parse_ratios(args.split) if args.split else None,
+                            group_by=args.group_by, seed=args.seed, split_file=args.split_file)
+    print(render_table(result.stats, result.class_names))
+    total = result.stats["all"]
+    print(f"{total.images} images, " + ", ".join(f"{total.boxes[c]} {c} boxes" for c in result.class_names))
+    if result.report.warnings:
+        print(f"{len(result.report.warnings)} warnings (see log above)")
+    print(f"wrote {result.data_yaml} and {result.split_file}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from training.synth.flight import generate_flight, parse_size
+
+    summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _augment(args: argparse.Namespace) -> int:
+    from training.augment import augment_dataset
+
+    counts = augment_dataset(args.src, args.out, args.preset, args.copies, args.seed, args.min_visibility)
+    print("images written: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {args.out}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import json
+
+    from training.stats import dataset_stats, render_table
+
+    stats, names, _report = dataset_stats(args.dir)
+    if args.json:
+        print(json.dumps({k: v.to_dict() for k, v in stats.items()}))
+    else:
+        print(render_table(stats, names, sizes=True))
+    return 0

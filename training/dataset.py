@@ -1,0 +1,229 @@
+"""Labelled images in memory, and the YOLO dataset layout every tool here reads and writes.
+
+Layout written (ultralytics' own):
+
+    DIR/data.yaml                 names, and train/val/test image folders (relative to DIR)
+    DIR/images/<split>/<name>.jpg
+    DIR/labels/<split>/<name>.txt class cx cy w h, normalised
+    DIR/split.json                image names per split: commit it to reuse the split
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from training.boxes import clip_xyxy, xyxy_to_yolo, yolo_to_xyxy
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val", "test")
+MIN_BOX_SIDE = 1.0  # pixels; anything thinner after clipping is no object
+
+
+@dataclass
+class Sample:
+    """One labelled image; boxes as a struct of arrays in absolute pixels."""
+
+    image: Path
+    name: str  # output stem, unique within a dataset
+    width: int
+    height: int
+    xyxy: np.ndarray  # (N, 4) float64
+    labels: list[str]  # class name per box
+    split: str | None = None  # split given by the source, if any
+    meta: dict[str, str] = field(default_factory=dict)  # e.g. flight / sequence id
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float64).reshape(-1, 4)
+        if len(self.labels) != len(self.xyxy):
+            raise ValueError(f"{self.name}: {len(self.xyxy)} boxes but {len(self.labels)} labels")
+
+
+@dataclass
+class Report:
+    """What an import skipped or changed, by name, so nothing is dropped silently."""
+
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    def warn(self, name: str | Path, message: str) -> None:
+        self.warnings.append((str(name), message))
+        log.warning("%s: %s", name, message)
+
+
+def probe_image(path: Path) -> tuple[int, int]:
+    """Decode the image (at reduced scale) to prove it is readable; return (width, height)."""
+    with Image.open(path) as im:
+        size = im.size
+        im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+        im.load()
+    return size
+
+
+def readable_size(path: Path, report: Report) -> tuple[int, int] | None:
+    try:
+        return probe_image(path)
+    except FileNotFoundError:
+        report.warn(path, "image file is missing; skipped")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        report.warn(path, f"unreadable image ({exc}); skipped")
+    return None
+
+
+def sanitize_boxes(sample: Sample, report: Report) -> Sample:
+    """Clip boxes to the image; drop inverted or degenerate ones with a warning each."""
+    keep = []
+    b = sample.xyxy
+    inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    clipped = clip_xyxy(b, sample.width, sample.height)
+    moved = np.any(np.abs(clipped - b) > 1e-9, axis=1)
+    for i in range(len(b)):
+        box = ", ".join(f"{v:g}" for v in b[i])
+        if inverted[i]:
+            report.warn(sample.image, f"box {i} ({sample.labels[i]}: {box}) has x2 < x1 or y2 < y1; skipped")
+            continue
+        w, h = clipped[i, 2] - clipped[i, 0], clipped[i, 3] - clipped[i, 1]
+        if w < MIN_BOX_SIDE or h < MIN_BOX_SIDE:
+            where = "outside the image" if moved[i] else "degenerate"
+            report.warn(sample.image, f"box {i} ({sample.labels[i]}: {box}) is {where}; skipped")
+            continue
+        if moved[i]:
+            report.warn(sample.image, f"box {i} ({sample.labels[i]}: {box}) clipped to the image")
+        keep.append(i)
+    sample.xyxy = clipped[keep]
+    sample.labels = [sample.labels[i] for i in keep]
+    return sample
+
+
+def unique_names(paths: Sequence[Path], root: Path) -> list[str]:
+    """Output stems: the file stem where unique, else its path below root joined by '__'."""
+    stems = [p.stem for p in paths]
+    counts: dict[str, int] = {}
+    for s in stems:
+        counts[s] = counts.get(s, 0) + 1
+    out = []
+    for p, s in zip(paths, stems, strict=True):
+        if counts[s] == 1:
+            out.append(s)
+        else:
+            rel = p.relative_to(root) if p.is_relative_to(root) else p
+            out.append("__".join(rel.with_suffix("").parts))
+    return out
+
+
+# --- YOLO layout -------------------------------------------------------------------------
+
+
+def write_label_file(path: Path, sample: Sample, class_names: Sequence[str]) -> None:
+    index = {n: i for i, n in enumerate(class_names)}
+    yolo = xyxy_to_yolo(sample.xyxy, sample.width, sample.height)
+    lines = [
+        f"{index[label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+        for label, (cx, cy, w, h) in zip(sample.labels, yolo, strict=True)
+    ]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def write_data_yaml(out: Path, class_names: Sequence[str], folders: dict[str, str]) -> Path:
+    """folders: split -> image folder relative to `out`.
+
+    No `path:` key: ultralytics then resolves the folders against this file's own folder,
+    so the dataset can be moved or mounted elsewhere.
+    """
+    data: dict[str, object] = dict(folders)
+    data["nc"] = len(class_names)
+    data["names"] = dict(enumerate(class_names))
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_yolo_dataset(
+    samples: Sequence[Sample], assignment: dict[str, str], out: Path, class_names: Sequence[str]
+) -> Path:
+    """Copy images and write labels per split; returns the data.yaml path."""
+    out.mkdir(parents=True, exist_ok=True)
+    used = [s for s in SPLITS if s in set(assignment.values())]
+    for split in used:
+        for kind in ("images", "labels"):
+            d = out / kind / split
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True)
+    for sample in samples:
+        split = assignment.get(sample.name)
+        if split is None:
+            continue
+        shutil.copyfile(sample.image, out / "images" / split / f"{sample.name}{sample.image.suffix.lower()}")
+        write_label_file(out / "labels" / split / f"{sample.name}.txt", sample, class_names)
+    return write_data_yaml(out, class_names, {s: f"images/{s}" for s in used})
+
+
+@dataclass
+class YoloDataset:
+    root: Path
+    names: list[str]
+    splits: dict[str, Path]  # split -> images folder
+
+    @classmethod
+    def open(cls, path: Path) -> YoloDataset:
+        """A dataset folder (or its data.yaml); image folders as ultralytics resolves them."""
+        path = Path(path)
+        yaml_path = path if path.suffix in (".yaml", ".yml") else path / "data.yaml"
+        if not yaml_path.exists():
+            raise FileNotFoundError(f"{yaml_path}: no data.yaml")
+        data = yaml.safe_load(yaml_path.read_text()) or {}
+        names = data.get("names")
+        if isinstance(names, dict):
+            names = [names[k] for k in sorted(names)]
+        if not names:
+            raise ValueError(f"{yaml_path}: no class names")
+        root = Path(data.get("path") or yaml_path.parent)
+        if not root.is_absolute():
+            root = (yaml_path.parent / root).resolve()
+        splits: dict[str, Path] = {}
+        for split in SPLITS:
+            value = data.get(split)
+            # A folder listed under two splits (a single flight: train = val) counts once.
+            if isinstance(value, str) and root / value not in splits.values():
+                splits[split] = root / value
+        return cls(root, [str(n) for n in names], splits)
+
+    def images(self, split: str) -> list[Path]:
+        folder = self.splits[split]
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def label_path_for(image: Path) -> Path:
+    """ultralytics' rule: the last `images` path component becomes `labels`, suffix `.txt`."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_label_file(path: Path, width: int, height: int, class_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Boxes (absolute xyxy) and class names of a YOLO label file; missing file = no boxes."""
+    if not path.exists():
+        return np.zeros((0, 4)), []
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return np.zeros((0, 4)), []
+    if any(len(r) != 5 for r in rows):
+        raise ValueError(f"{path}: expected 5 numbers per line (class cx cy w h)")
+    arr = np.array(rows, dtype=np.float64)
+    ids = arr[:, 0].astype(int)
+    if ids.min() < 0 or ids.max() >= len(class_names):
+        raise ValueError(f"{path}: class id out of range 0..{len(class_names) - 1}")
+    return yolo_to_xyxy(arr[:, 1:], width, height), [class_names[i] for i in ids]
+

@@ -1,0 +1,1 @@
+"""Procedurally rendered power-line inspection flights with geotags and ground truth."""
