@@ -29,4 +29,4 @@ def flight(tmp_path_factory: pytest.TempPathFactory):
     from training.synth.flight import generate_flight
 
     out = tmp_path_factory.mktemp("flight")
-    return generate_flight(out, frames=10, size=(960, 540), seed=11, progress=False)
+    return generate_flight(out, frames=10, size=(960, 540), seed=8, progress=False)

@@ -49,7 +49,7 @@ def test_yolo_coco_yolo_round_trip(case):
 @given(image_and_boxes(), st.floats(-500, 500), st.floats(-500, 500))
 def test_clip_keeps_boxes_inside_and_is_idempotent(case, dx, dy):
     w, h, xyxy = case
-    moved = [*xyxy, dx, dy, dx, dy]
+    moved = xyxy + np.array([dx, dy, dx, dy])
     c = clip_xyxy(moved, w, h)
     assert np.all(c[:, [0, 2]] >= 0) and np.all(c[:, [0, 2]] <= w)
     assert np.all(c[:, [1, 3]] >= 0) and np.all(c[:, [1, 3]] <= h)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from training.boxes import box_area
-from training.dataset import SPLITS, Report, Sample
+from training.dataset import SPLITS, Report, Sample, YoloDataset
+from training.importers import get_importer
 
 # COCO: small < 32², medium < 96², large otherwise (pixels of the source image).
 SMALL, MEDIUM = 32**2, 96**2
@@ -88,12 +89,8 @@ def render_table(stats: dict[str, SplitStats], class_names: Sequence[str], sizes
 
 def dataset_stats(path: Path) -> tuple[dict[str, SplitStats], list[str], Report]:
     """Stats of a YOLO dataset folder, read through the YOLO importer."""
-    from training.importers import get_importer
-
+    names = YoloDataset.open(Path(path)).names
     report = Report()
     samples = list(get_importer("yolo")(Path(path), report))
-    from training.dataset import YoloDataset
-
-    names = YoloDataset.open(Path(path)).names
     assignment = {s.name: s.split or "train" for s in samples}
     return compute_stats(samples, assignment, names), names, report

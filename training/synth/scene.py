@@ -119,7 +119,7 @@ class InsulatorString(Item):
         """The labelled region around the missing disc (world points, a vertical quad)."""
         c = self.disc_center(self.missing or 0)
         hw, hh = 0.65 * DISC_D, 1.0 * DISC_PITCH
-        return np.array([[*c, -hw, 0, hh], [*c, hw, 0, hh], [*c, hw, 0, -hh], [*c, -hw, 0, -hh]])
+        return c + np.array([[-hw, 0, hh], [hw, 0, hh], [hw, 0, -hh], [-hw, 0, -hh]])
 
 
 @dataclass
@@ -149,8 +149,8 @@ class Nest(Item):
         w, h = self.size
         out = [Prim("ellipse", np.array([c, [0.45 * w * s, 0.42 * h * s]]), (30, 52, 78))]
         for (x1, z1, x2, z2), shade in zip(self.twigs, self.shades, strict=True):
-            a = [*self.center, x1, 0, z1]
-            b = [*self.center, x2, 0, z2]
+            a = self.center + np.array([x1, 0, z1])
+            b = self.center + np.array([x2, 0, z2])
             out.append(_line(cam, a, b, 0.025, tuple(int(v) for v in shade)))
         return out
 
