@@ -56,3 +56,20 @@ def test_clip_keeps_boxes_inside_and_is_idempotent(case, dx, dy):
     np.testing.assert_array_equal(clip_xyxy(c, w, h), c)
     inside = (moved[:, :2] >= 0).all(1) & (moved[:, 2] <= w) & (moved[:, 3] <= h)
     np.testing.assert_array_equal(c[inside], moved[inside])
+
+
+@given(image_and_boxes(), st.data())
+def test_label_file_round_trip(tmp_path_factory, case, data):
+    """Boxes survive the YOLO label file the importer writes (6 decimals: < 1e-6 of a side)."""
+    from pathlib import Path
+
+    from training.dataset import Sample, read_label_file, write_label_file
+
+    w, h, xyxy = case
+    names = ["insulator", "defect", "bird_nest"]
+    labels = [data.draw(st.sampled_from(names)) for _ in range(len(xyxy))]
+    path = tmp_path_factory.mktemp("labels") / "x.txt"
+    write_label_file(path, Sample(Path("x.jpg"), "x", w, h, xyxy, labels), names)
+    back, back_labels = read_label_file(path, w, h, names)
+    assert back_labels == labels
+    np.testing.assert_allclose(back, xyxy.reshape(-1, 4), atol=1e-6 * max(w, h) + 1e-9)
