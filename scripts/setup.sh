@@ -33,7 +33,9 @@ make_env() {  # dir, pip arguments...
   if [ -f "$stamp" ]; then log "$dir up to date"; return; fi
   [ -x "$dir/bin/python" ] || { log "creating $dir"; "$PYTHON" -m venv "$dir"; }
   log "installing into $dir: $*"
-  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt "$@"
+  # (This machine's pip config names local wheel folders that may be absent: drop that noise.)
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   rm -f "$dir"/.pli-setup-*
   touch "$stamp"
 }
@@ -43,5 +45,5 @@ if [[ $want == *" full "* ]]; then
   make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[training,cloud,dev]'
 fi
 if [[ $want == *" edge "* ]]; then
-  make_env .venv-edge -e '.[edge]' pytest hypothesis
+  make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis
 fi
