@@ -11,9 +11,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: import, synth, augment, stats",
+    data = sub.add_parser("data", help="datasets: import, synth, augment, tile, stats",
                           description="Build and inspect YOLO datasets.")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{import,synth,augment,stats}")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{import,synth,augment,tile,stats}")
 
     p = dsub.add_parser("import", help="convert VOC / COCO / YOLO into a split YOLO dataset",
                         description="Convert a dataset into YOLO layout with a stratified, group-aware, "
@@ -50,6 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-visibility", type=float, default=0.3,
                    help="drop a box with less of its area left in frame (default 0.3)")
     p.set_defaults(func=_augment)
+
+    p = dsub.add_parser("tile", help="cut a YOLO dataset into overlapping tiles",
+                        description="Cut every image into overlapping tiles at native resolution (the windows "
+                        "the edge detector uses on high-resolution photos), boxes clipped per tile.")
+    p.add_argument("src", type=Path, help="YOLO dataset folder (with data.yaml)")
+    p.add_argument("--out", required=True, type=Path, help="output dataset folder")
+    p.add_argument("--size", type=int, default=640, help="tile side in pixels (default 640)")
+    p.add_argument("--overlap", type=float, default=0.2, help="overlap between tiles, 0..1 (default 0.2)")
+    p.add_argument("--min-visibility", type=float, default=0.4,
+                   help="keep a box in a tile when this share of its area is inside (default 0.4)")
+    p.add_argument("--keep-empty", type=float, default=0.1,
+                   help="share of tiles without boxes to keep as background (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the background sample (default 0)")
+    p.set_defaults(func=_tile)
 
     p = dsub.add_parser("stats", help="counts per class and split, box sizes",
                         description="Images and boxes per split and class, box sizes by COCO area "
@@ -89,6 +103,15 @@ def _augment(args: argparse.Namespace) -> int:
 
     counts = augment_dataset(args.src, args.out, args.preset, args.copies, args.seed, args.min_visibility)
     print("images written: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {args.out}")
+    return 0
+
+
+def _tile(args: argparse.Namespace) -> int:
+    from training.tiles import tile_dataset
+
+    counts = tile_dataset(args.src, args.out, args.size, args.overlap, args.min_visibility, args.keep_empty,
+                          args.seed)
+    print("tiles written: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {args.out}")
     return 0
 
 

@@ -1,0 +1,74 @@
+"""`pli data tile`: cut a YOLO dataset into overlapping tiles at native resolution.
+
+A detector run on tiles of a 4000x3000 photo sees objects at their full pixel size; training
+it on whole frames shrunk to the model input would teach it objects several times smaller.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.tiling import tile_windows
+from training.boxes import box_area, xyxy_to_yolo
+from training.dataset import SPLITS, YoloDataset, label_path_for, read_label_file, write_data_yaml
+
+log = logging.getLogger(__name__)
+
+
+def tile_boxes(xyxy: np.ndarray, window: np.ndarray, min_visibility: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of one window, in window pixels, and the index of each kept source box.
+
+    A box is kept when at least `min_visibility` of its area lies inside the window.
+    """
+    x1, y1, x2, y2 = window
+    inter = np.stack([np.maximum(xyxy[:, 0], x1), np.maximum(xyxy[:, 1], y1),
+                      np.minimum(xyxy[:, 2], x2), np.minimum(xyxy[:, 3], y2)], axis=1)
+    area = box_area(xyxy)
+    keep = np.flatnonzero((box_area(inter) >= min_visibility * np.maximum(area, 1e-9)) & (area > 0))
+    return inter[keep] - np.array([x1, y1, x1, y1]), keep
+
+
+def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, min_visibility: float = 0.4,
+                 keep_empty: float = 0.1, seed: int = 0, progress: bool = True) -> dict[str, int]:
+    """Write tiles of every split; keeps a seeded `keep_empty` share of tiles without boxes
+    (background the detector must learn to leave alone). Returns tiles written per split."""
+    ds = YoloDataset.open(src)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for split in [s for s in SPLITS if s in ds.splits]:
+        img_dir, lab_dir = out / "images" / split, out / "labels" / split
+        for d in (img_dir, lab_dir):
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True)
+        n = 0
+        for path in tqdm(ds.images(split), desc=f"tiling {split}", unit="img", disable=not progress):
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("%s: unreadable image; skipped", path)
+                continue
+            h, w = image.shape[:2]
+            xyxy, labels = read_label_file(label_path_for(path), w, h, ds.names)
+            ids = np.array([ds.names.index(label) for label in labels], dtype=np.int64)
+            for win in tile_windows(w, h, size, overlap):
+                boxes, keep = tile_boxes(xyxy, win, min_visibility)
+                if len(keep) == 0 and rng.random() >= keep_empty:
+                    continue
+                x1, y1, x2, y2 = (int(v) for v in win)
+                stem = f"{path.stem}_x{x1}_y{y1}"
+                cv2.imwrite(str(img_dir / f"{stem}.jpg"), image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                yolo = xyxy_to_yolo(boxes, x2 - x1, y2 - y1)
+                (lab_dir / f"{stem}.txt").write_text("".join(
+                    f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n" for c, (cx, cy, bw, bh) in zip(ids[keep], yolo,
+                                                                                             strict=True)))
+                n += 1
+        counts[split] = n
+    write_data_yaml(out, ds.names, {s: f"images/{s}" for s in counts})
+    log.info("tiled %s -> %s: %s", src, out, counts)
+    return counts
