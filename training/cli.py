@@ -1,4 +1,4 @@
-"""`pli data ...`: dataset import, synthetic flights, augmentation, statistics.
+"""`pli data ...` (import, synth, augment, tile, stats) and `pli train`.
 
 Only argparse lives at module level: `pli --help` must work where the training extra is not
 installed (on the drone); the heavy imports happen inside each command.
@@ -11,6 +11,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    register_data(sub)
+    register_train(sub)
+
+
+def register_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="datasets: import, synth, augment, tile, stats",
                           description="Build and inspect YOLO datasets.")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="{import,synth,augment,tile,stats}")
@@ -71,6 +76,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, help="YOLO dataset folder (with data.yaml)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_stats)
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector with ultralytics (offline)",
+                       description="Train YOLO from a model yaml or weights, offline, on all CPU cores. Writes a "
+                       "run folder with weights, results.csv and learning_curve.png.")
+    p.add_argument("--data", required=True, type=Path, help="data.yaml of a YOLO dataset")
+    p.add_argument("--model", default="yolov8n.yaml", help="model yaml (yolov8n.yaml, yolo11n.yaml) or weights .pt")
+    p.add_argument("--imgsz", type=int, default=640, help="input size (default 640)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    p.add_argument("--device", default="cpu", help="cpu or a CUDA index such as 0 (default cpu)")
+    p.add_argument("--resume", type=Path, help="run folder or last.pt to continue")
+    p.add_argument("--project", type=Path, default=Path("runs/train"), help="parent of run folders")
+    p.add_argument("--name", default="run", help="run folder name (default run)")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    result = train(args.data, args.model, args.imgsz, args.epochs, args.batch, args.device, args.resume,
+                   args.project, args.name)
+    print(f"run folder: {result.run_dir}\nbest weights: {result.best}")
+    for k, v in result.metrics.items():
+        print(f"  {k}: {v:.4f}")
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:

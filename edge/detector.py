@@ -1,0 +1,185 @@
+"""The ONNX detector the drone runs: onnxruntime session, letterbox, decode, NMS.
+
+Evaluation of ONNX models goes through this same class, so the figures are the drone's.
+Pre- and post-processing follow ultralytics' own (centred letterbox padded with 114, per-axis
+gain when mapping back, max-class score per anchor, class-aware NMS) so that both agree box
+for box on the same model.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.detections import Detections
+
+log = logging.getLogger(__name__)
+PAD_VALUE = 114
+MAX_WH = 7680  # class offset for class-aware NMS in one pass (larger than any image side)
+
+
+class ModelError(ValueError):
+    """The file is not a usable detector (corrupt, truncated, or unexpected inputs/outputs)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    names: list[str]
+    imgsz: tuple[int, int]  # (height, width)
+    stride: int
+    conf: float  # operating confidence threshold
+    layout: str  # "raw": (B, 4+nc, N); "nms": (B, N, 6) = x1, y1, x2, y2, score, class
+    dynamic_batch: bool
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    gain: tuple[float, float]  # (x, y)
+    pad: tuple[int, int]  # (x, y)
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to `size` (h, w), centred, as ultralytics does."""
+    h, w = image.shape[:2]
+    r = min(size[0] / h, size[1] / w)
+    new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    if (new_w, new_h) != (w, h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return out, Letterbox((new_w / w, new_h / h), (left, top))
+
+
+def to_tensor(images: Sequence[np.ndarray]) -> np.ndarray:
+    """BGR HWC uint8 images of one size -> RGB NCHW float32 in [0, 1]."""
+    batch = np.stack(images)[..., ::-1].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(batch, dtype=np.float32) * np.float32(1 / 255)
+
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
+    """Class-aware NMS in one pass (boxes offset per class); indices kept, best first."""
+    if len(xyxy) == 0:
+        return np.zeros(0, dtype=np.int64)
+    off = xyxy + (class_id.astype(np.float32) * MAX_WH)[:, None]
+    # No top_k: OpenCV applies it to the candidates before suppression, ultralytics after.
+    keep = cv2.dnn.NMSBoxes(np.concatenate([off[:, :2], off[:, 2:] - off[:, :2]], axis=1).tolist(),
+                            scores.tolist(), 0.0, iou)
+    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    return keep[np.argsort(-scores[keep], kind="stable")][:max_det]
+
+
+def _parse_meta(meta: dict[str, str], path: Path) -> tuple[list[str], tuple[int, int], int, float]:
+    try:
+        names_raw = ast.literal_eval(meta["names"])
+        names = [names_raw[k] for k in sorted(names_raw)] if isinstance(names_raw, dict) else list(names_raw)
+        imgsz = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
+        imgsz = (int(imgsz[0]), int(imgsz[1])) if isinstance(imgsz, list | tuple) else (int(imgsz), int(imgsz))
+        stride = int(float(meta.get("stride", 32)))
+        conf = float(meta.get("conf", 0.25))
+    except (KeyError, ValueError, SyntaxError, TypeError) as exc:
+        raise ModelError(f"{path}: model metadata lacks class names or input size ({exc})") from None
+    return names, imgsz, stride, conf
+
+
+class Detector:
+    """One loaded model. Not thread-safe; create one per worker."""
+
+    def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
+                 conf: float | None = None, iou: float = 0.7, max_det: int = 300):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers or
+                                                                                    ["CPUExecutionProvider"]))
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise ModelError(f"{self.path}: cannot load ONNX model ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        names, imgsz, stride, default_conf = _parse_meta(meta, self.path)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{self.path}: expected one NCHW image input, got {[i.shape for i in inputs]}")
+        if len(outputs) != 1 or len(outputs[0].shape) != 3:
+            raise ModelError(f"{self.path}: expected one (batch, ., .) output, got {[o.shape for o in outputs]}")
+        shape = outputs[0].shape
+        nc = len(names)
+        if shape[1] == 4 + nc:
+            layout = "raw"
+        elif shape[2] == 6:
+            layout = "nms"
+        else:
+            raise ModelError(f"{self.path}: output shape {shape} is neither (B, 4+{nc}, N) nor (B, N, 6)")
+        self.input_name = inputs[0].name
+        self.info = ModelInfo(names, imgsz, stride, default_conf if conf is None else conf, layout,
+                              not isinstance(inputs[0].shape[0], int), meta)
+        self.iou, self.max_det = iou, max_det
+
+    @property
+    def names(self) -> list[str]:
+        return self.info.names
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        boxed = [letterbox(im, self.info.imgsz) for im in images]
+        return to_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: tensor})[0]
+
+    def postprocess(self, output: np.ndarray, boxes: Sequence[Letterbox], shapes: Sequence[tuple[int, int]],
+                    conf: float | None = None) -> list[Detections]:
+        conf = self.info.conf if conf is None else conf
+        return [self._decode(output[i], boxes[i], shapes[i], conf) for i in range(len(boxes))]
+
+    def _decode(self, pred: np.ndarray, lb: Letterbox, shape: tuple[int, int], conf: float) -> Detections:
+        if self.info.layout == "raw":
+            pred = pred.T  # (N, 4 + nc)
+            scores = pred[:, 4:]
+            cls = scores.argmax(axis=1)
+            score = scores[np.arange(len(cls)), cls]
+            keep = score > conf
+            cxcywh, score, cls = pred[keep, :4], score[keep], cls[keep]
+            xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1)
+            idx = nms(xyxy, score, cls, self.iou, self.max_det)
+            xyxy, score, cls = xyxy[idx], score[idx], cls[idx]
+        else:
+            keep = pred[:, 4] > conf
+            xyxy, score, cls = pred[keep, :4], pred[keep, 4], pred[keep, 5].astype(np.int64)
+        xyxy = (xyxy - np.array([*lb.pad, *lb.pad], np.float32)) / np.array([*lb.gain, *lb.gain], np.float32)
+        h, w = shape
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+        return Detections(xyxy, score, cls, self.names)
+
+    def __call__(self, image: np.ndarray, conf: float | None = None) -> Detections:
+        tensor, boxes = self.preprocess([image])
+        return self.postprocess(self.run(tensor), boxes, [image.shape[:2]], conf)[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray], conf: float | None = None) -> list[Detections]:
+        """One session call when the model takes a dynamic batch, else one call per image."""
+        if self.info.dynamic_batch:
+            tensor, boxes = self.preprocess(images)
+            return self.postprocess(self.run(tensor), boxes, [im.shape[:2] for im in images], conf)
+        return [self(im, conf) for im in images]
+
+
+def model_card(path: str | Path) -> dict | None:
+    """The model card beside an ONNX file (`<name>.json`), if any."""
+    card = Path(path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.exists() else None

@@ -1,0 +1,98 @@
+"""`pli train`: ultralytics training that works offline and leaves a complete run folder.
+
+Run folder: weights/best.pt and last.pt, results.csv (per-epoch losses and metrics),
+learning_curve.png (drawn here: ultralytics' own plots fetch a font over the network),
+args.yaml.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.yolo import ultralytics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: Path
+    last: Path
+    metrics: dict[str, float]
+
+
+def train(data: Path, model: str = "yolov8n.yaml", imgsz: int = 640, epochs: int = 100, batch: int = 16,
+          device: str = "cpu", resume: Path | None = None, project: Path = Path("runs/train"),
+          name: str = "run", keep_last: Path | None = None, **overrides: object) -> TrainResult:
+    """Train (or resume a run folder / last.pt) and return where everything landed.
+
+    keep_last: copy last.pt there after every epoch, so an interrupted run (a session that
+    ends) leaves a checkpoint to resume from.
+    """
+    YOLO = ultralytics().YOLO
+    yolo = YOLO(str(_last_checkpoint(Path(resume))) if resume is not None else model)
+    if keep_last is not None:
+        def copy_last(trainer) -> None:
+            Path(keep_last).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trainer.last, keep_last)
+
+        yolo.add_callback("on_model_save", copy_last)
+    if resume is not None:
+        # The checkpoint's settings and schedule stand; only the data location may change.
+        yolo.train(resume=True, data=str(data), device=device)
+    else:
+        args = dict(data=str(data), imgsz=imgsz, epochs=epochs, batch=batch, device=device, project=str(project),
+                    name=name, exist_ok=True, plots=False, amp=False, workers=0, verbose=False)
+        args.update(overrides)
+        yolo.train(**args)
+    run_dir = Path(yolo.trainer.save_dir)
+    curve = draw_learning_curve(run_dir / "results.csv", run_dir / "learning_curve.png")
+    log.info("run folder %s (learning curve %s)", run_dir, curve)
+    metrics = {k: float(v) for k, v in (yolo.trainer.metrics or {}).items() if isinstance(v, int | float)}
+    return TrainResult(run_dir, run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt", metrics)
+
+
+def _last_checkpoint(path: Path) -> Path:
+    if path.is_dir():
+        path = path / "weights" / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint to resume")
+    return path
+
+
+def draw_learning_curve(results_csv: Path, out: Path) -> Path | None:
+    """Losses and mAP per epoch from ultralytics' results.csv, as one PNG."""
+    if not results_csv.exists():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with results_csv.open() as fh:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(fh)]
+    if not rows:
+        return None
+    epochs = [int(float(r["epoch"])) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss"):
+        if key in rows[0] and all(r[key] for r in rows):
+            ax1.plot(epochs, [float(r[key]) for r in rows], label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_title("losses")
+    ax1.legend(fontsize=8)
+    for key in ("metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/precision(B)", "metrics/recall(B)"):
+        if key in rows[0] and all(r[key] for r in rows):
+            ax2.plot(epochs, [float(r[key]) for r in rows], label=key)
+    ax2.set_xlabel("epoch")
+    ax2.set_title("validation")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
