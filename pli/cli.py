@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pli: error: `pli {args.command}` needs {top!r}, which is not installed here "
               f"(install the project with the matching extra, e.g. pip install '.[training]')", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (ValueError, OSError) as exc:  # ModelError is a ValueError
         print(f"pli: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

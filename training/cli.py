@@ -13,6 +13,64 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     register_data(sub)
     register_train(sub)
+    register_export(sub)
+    register_eval(sub)
+
+
+def register_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="mAP per class of a .pt or .onnx model",
+                       description="mAP50 and mAP50-95 per class (pycocotools) at conf 0.001 / NMS IoU 0.7, and "
+                       "precision/recall at the model's operating threshold. ONNX models run through the edge "
+                       "detector, exactly as on the drone.")
+    p.add_argument("model", type=Path, help="model file (.pt or .onnx)")
+    p.add_argument("--data", required=True, type=Path, help="data.yaml of a YOLO dataset")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split (default val)")
+    p.add_argument("--imgsz", type=int, help="input size for .pt models (default: the model's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from training.evaluate import evaluate
+
+    r = evaluate(args.model, args.data, args.split, args.imgsz)
+    print(f"{'class':<12} {'mAP50':>7} {'mAP50-95':>9} {'P':>6} {'R':>6}")
+    for name, m in r.per_class.items():
+        pr = r.pr_per_class.get(name, {})
+        print(f"{name:<12} {m['map50']:>7.3f} {m['map50_95']:>9.3f} {pr.get('precision', 0):>6.3f} "
+              f"{pr.get('recall', 0):>6.3f}")
+    print(f"{'all':<12} {r.map50:>7.3f} {r.map50_95:>9.3f} {r.precision:>6.3f} {r.recall:>6.3f}"
+          f"   ({r.images} images, P/R at conf {r.conf})")
+    if args.json:
+        print(json.dumps(r.to_json()))
+    return 0
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export weights to ONNX (FP32 or INT8) with a model card",
+                       description="ONNX export through ultralytics; --int8 adds static QDQ quantization "
+                       "(per-channel) calibrated on real images. Writes MODEL.onnx and MODEL.json (model card).")
+    p.add_argument("weights", type=Path, help="trained weights (.pt)")
+    p.add_argument("--out", required=True, type=Path, help="output .onnx path")
+    p.add_argument("--imgsz", type=int, default=640, help="input size (default 640)")
+    p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (tiles in one call)")
+    p.add_argument("--conf", type=float, default=0.25, help="operating confidence threshold stored in the model")
+    p.add_argument("--int8", action="store_true", help="static INT8 quantization (needs --calib)")
+    p.add_argument("--calib", type=Path, help="folder of real images for INT8 calibration")
+    p.add_argument("--keep-head-fp32", action="store_true", help="leave the detection head in FP32")
+    p.add_argument("--version", help="model version for the card (default: UTC date and time)")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_model
+
+    r = export_model(args.weights, args.out, args.imgsz, args.dynamic_batch, args.conf, args.int8, args.calib,
+                     args.keep_head_fp32, args.version)
+    print(f"{r.onnx} ({r.card_data['precision']}, sha256 {r.card_data['sha256'][:16]}...)\nmodel card: {r.card}")
+    return 0
 
 
 def register_data(sub: argparse._SubParsersAction) -> None:

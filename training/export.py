@@ -1,0 +1,190 @@
+"""`pli export`: ONNX through ultralytics, optional INT8 (static QDQ, per channel), model card.
+
+Every exported file carries in its ONNX metadata what the drone needs to run it without the
+training side (class names, input size, stride, operating threshold) and the sha256 of the
+weights it came from; the model card JSON beside it adds the ONNX file's own sha256, metrics
+and the training data, so the edge can verify a file before swapping it in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.detector import Detector, letterbox, to_tensor
+from training.dataset import IMAGE_SUFFIXES
+from training.yolo import ultralytics
+
+log = logging.getLogger(__name__)
+DEFAULT_CONF = 0.25
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    card: Path
+    card_data: dict
+
+
+def _checkpoint_info(weights: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    args = ckpt.get("train_args") or {}
+    metrics = {k: round(float(v), 4) for k, v in (ckpt.get("train_metrics") or {}).items()
+               if isinstance(v, int | float)}
+    return {"epochs": args.get("epochs"), "data": str(args.get("data", "")), "model": str(args.get("model", "")),
+            "imgsz": args.get("imgsz"), "metrics": metrics}
+
+
+def set_metadata(path: Path, extra: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(extra)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=str(v))
+    onnx.save(model, str(path))
+
+
+class ImageCalibrationReader:
+    """Real images from a folder, letterboxed exactly as the detector will see them."""
+
+    def __init__(self, folder: Path, input_name: str, imgsz: tuple[int, int], limit: int = 64):
+        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(f"{folder}: no calibration images found")
+        step = max(1, len(paths) // limit)
+        self.paths = paths[::step][:limit]
+        self.input_name, self.imgsz = input_name, imgsz
+        self._it: Iterator[Path] | None = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._it is None:
+            self._it = iter(self.paths)
+        for path in self._it:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("%s: unreadable calibration image; skipped", path)
+                continue
+            return {self.input_name: to_tensor([letterbox(image, self.imgsz)[0]])}
+        return None
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def head_nodes(onnx_path: Path, convs: bool) -> list[str]:
+    """Nodes of the detection head (the last `/model.N/` block) to keep in FP32.
+
+    Always its decode (DFL, box arithmetic, sigmoid and the final Concat): that Concat joins
+    pixel coordinates (0..imgsz) with class probabilities (0..1), and one 8-bit scale over
+    both rounds every probability to zero. With `convs`, also the head's conv branches.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    index = [int(m.group(1)) for n in graph.node if (m := re.match(r"^/model\.(\d+)/", n.name))]
+    if not index:
+        return []
+    head = f"/model.{max(index)}/"
+    branch = (f"{head}cv2.", f"{head}cv3.", f"{head}one2one_cv2.", f"{head}one2one_cv3.")
+    return [n.name for n in graph.node
+            if (n.name.startswith(head) and (convs or not n.name.startswith(branch)))
+            or not n.name.startswith("/model.")]
+
+
+def quantize_int8(fp32: Path, out: Path, calib: Path, keep_head_fp32: bool = False, limit: int = 64) -> dict:
+    """Static INT8, QDQ format, per-channel weights, calibrated on real images (MinMax)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    det = Detector(fp32)
+    reader = ImageCalibrationReader(calib, det.input_name, det.info.imgsz, limit)
+    prepped = out.with_suffix(".prep.onnx")
+    quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)
+    exclude = head_nodes(prepped, convs=keep_head_fp32)
+    try:
+        quantize_static(str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
+    finally:
+        prepped.unlink(missing_ok=True)
+    return {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+            "calibration_images": len(reader.paths), "calibration_dir": str(calib),
+            "fp32_nodes": len(exclude)}
+
+
+def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool = False, conf: float = DEFAULT_CONF,
+                 int8: bool = False, calib: Path | None = None, keep_head_fp32: bool = False,
+                 version: str | None = None) -> ExportResult:
+    weights, out = Path(weights), Path(out)
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: no such weights file")
+    if int8 and calib is None:
+        raise ValueError("--int8 needs --calib DIR (real images to calibrate on)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    YOLO = ultralytics().YOLO
+    # ultralytics writes its ONNX beside the weights: export from a scratch copy instead.
+    scratch = Path(tempfile.mkdtemp(prefix="pli-export-"))
+    copy = scratch / weights.name
+    shutil.copyfile(weights, copy)
+    exported = Path(YOLO(str(copy)).export(format="onnx", imgsz=imgsz, dynamic=dynamic_batch, simplify=True,
+                                           batch=1, verbose=False))
+    source_sha = sha256_of(weights)
+    meta = {"conf": f"{conf}", "source_sha256": source_sha, "exporter": "pli"}
+    quant = None
+    if int8:
+        set_metadata(exported, meta)
+        quant = quantize_int8(exported, out, calib, keep_head_fp32)
+        meta["precision"] = "int8"
+    else:
+        shutil.move(exported, out)
+        meta["precision"] = "fp32"
+    shutil.rmtree(scratch, ignore_errors=True)
+    set_metadata(out, meta)  # quantization drops metadata: (re)write it on the final file
+
+    info = Detector(out).info  # proves the file loads and has the expected shape
+    ckpt = _checkpoint_info(weights)
+    card = {
+        "version": version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M"),
+        "file": out.name,
+        "sha256": sha256_of(out),
+        "precision": meta["precision"],
+        "classes": info.names,
+        "imgsz": list(info.imgsz),
+        "stride": info.stride,
+        "conf": conf,
+        "layout": info.layout,
+        "dynamic_batch": info.dynamic_batch,
+        "source_weights": {"file": weights.name, "sha256": source_sha},
+        "training": {k: ckpt[k] for k in ("model", "data", "epochs", "imgsz")},
+        "metrics": ckpt["metrics"],
+        "quantization": quant,
+        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    card_path = out.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    log.info("exported %s (%s) with model card %s", out, meta["precision"], card_path)
+    return ExportResult(out, card_path, card)
