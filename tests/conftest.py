@@ -30,3 +30,18 @@ def flight(tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("flight")
     return generate_flight(out, frames=10, size=(960, 540), seed=8, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(flight, tmp_path_factory: pytest.TempPathFactory):
+    """YOLOv8n trained for a few CPU seconds on tiles of the shared flight, and its dataset."""
+    from training.tiles import tile_dataset
+    from training.train import train
+
+    work = tmp_path_factory.mktemp("tiny")
+    tile_dataset(flight.out, work / "tiles", size=320, overlap=0.2, keep_empty=0.2, seed=0, progress=False)
+    data = work / "tiles" / "data.yaml"
+    data.write_text(data.read_text().replace("train: images/train", "train: images/train\nval: images/train"))
+    result = train(data, "yolov8n.yaml", imgsz=160, epochs=20, batch=4, project=work / "runs", name="tiny", seed=0,
+                   val=False)
+    return result, data

@@ -108,10 +108,10 @@ def evaluate(model: Path, data: Path, split: str = "val", imgsz: int | None = No
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    predictor = Predictor(model, imgsz)  # a broken model is the first thing to report
     ds = YoloDataset.open(data)
     if split not in ds.splits:
         raise ValueError(f"{data}: no {split!r} split (has {sorted(ds.splits)})")
-    predictor = Predictor(model, imgsz)
     if list(predictor.names) != list(ds.names):
         raise ValueError(f"class names differ: model {predictor.names} vs data {ds.names}")
     nc = len(ds.names)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +30,22 @@ def train(data: Path, model: str = "yolov8n.yaml", imgsz: int = 640, epochs: int
           name: str = "run", keep_last: Path | None = None, **overrides: object) -> TrainResult:
     """Train (or resume a run folder / last.pt) and return where everything landed.
 
-    keep_last: copy last.pt there after every epoch, so an interrupted run (a session that
-    ends) leaves a checkpoint to resume from.
+    keep_last: after every epoch, save last.pt there without its optimizer state (a third of
+    the size, small enough to commit), so an interrupted run (a session that ends) leaves a
+    checkpoint to resume from; resuming from it restarts only the optimizer's moments.
     """
     YOLO = ultralytics().YOLO
     yolo = YOLO(str(_last_checkpoint(Path(resume))) if resume is not None else model)
     if keep_last is not None:
         def copy_last(trainer) -> None:
+            import torch
+
+            ckpt = torch.load(trainer.last, map_location="cpu", weights_only=False)
+            ckpt["optimizer"] = None
             Path(keep_last).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(trainer.last, keep_last)
+            tmp = Path(keep_last).with_suffix(".tmp")
+            torch.save(ckpt, tmp)
+            tmp.replace(keep_last)  # atomic: a session cut mid-write keeps the previous one
 
         yolo.add_callback("on_model_save", copy_last)
     if resume is not None:

@@ -1,0 +1,167 @@
+"""Train, export (FP32, INT8) and evaluate on a tiny synthetic dataset; the ONNX path agrees
+with ultralytics; broken models and mismatched data fail with one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.detector import Detector, ModelError
+from training.dataset import YoloDataset
+from training.evaluate import _iou, evaluate
+from training.export import export_model, sha256_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    result, data = tiny_model
+    out = tmp_path_factory.mktemp("export")
+    fp32 = export_model(result.last, out / "tiny.onnx", imgsz=160, conf=0.2, version="t1")
+    calib = YoloDataset.open(data).splits["train"]
+    int8 = export_model(result.last, out / "tiny_int8.onnx", imgsz=160, int8=True, calib=calib, version="t1")
+    return result, data, fp32, int8
+
+
+def test_train_leaves_a_complete_run_folder(tiny_model):
+    result, _ = tiny_model
+    for name in ("weights/last.pt", "weights/best.pt", "results.csv", "learning_curve.png", "args.yaml"):
+        assert (result.run_dir / name).exists(), name
+    rows = (result.run_dir / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 20  # header + one row per epoch
+
+
+def test_exported_models_carry_metadata_and_a_matching_card(exported):
+    result, _, fp32, int8 = exported
+    for r, precision in ((fp32, "fp32"), (int8, "int8")):
+        det = Detector(r.onnx)
+        meta = det.info.metadata
+        assert det.names == ["insulator", "defect", "bird_nest"] and det.info.imgsz == (160, 160)
+        assert meta["precision"] == precision and meta["source_sha256"] == sha256_of(result.last)
+        assert int(meta["stride"]) == 32 and float(meta["conf"]) == r.card_data["conf"]
+        card = json.loads(r.card.read_text())
+        assert card["sha256"] == sha256_of(r.onnx) and card["classes"] == det.names and card["version"] == "t1"
+    assert fp32.card_data["conf"] == 0.2
+    assert int8.card_data["quantization"]["per_channel"] is True
+    assert int8.onnx.stat().st_size < fp32.onnx.stat().st_size / 2
+
+
+def test_onnx_detections_match_the_pt_model(exported):
+    from training.yolo import ultralytics
+
+    result, data, fp32, _ = exported
+    yolo = ultralytics().YOLO(str(result.last))
+    det = Detector(fp32.onnx, conf=0.002)
+    total = matched = 0
+    for path in YoloDataset.open(data).images("train")[:40]:
+        image = cv2.imread(str(path))
+        r = yolo.predict(image, imgsz=160, conf=0.002, iou=0.7, verbose=False)[0]
+        ref_xyxy, ref_cls = r.boxes.xyxy.numpy(), r.boxes.cls.numpy().astype(int)
+        ours = det(image)
+        total += len(ref_xyxy)
+        if len(ref_xyxy) and len(ours):
+            ok = (_iou(ref_xyxy, ours.xyxy) >= 0.9) & (ref_cls[:, None] == ours.class_id[None, :])
+            matched += int(ok.any(axis=1).sum())
+    assert total >= 50
+    assert matched / total >= 0.95, (matched, total)
+
+
+def test_eval_of_pt_and_onnx_agree(exported):
+    result, data, fp32, _ = exported
+    pt = evaluate(result.last, data, "train", imgsz=160, progress=False)
+    onnx = evaluate(fp32.onnx, data, "train", progress=False)
+    assert onnx.map50 > 0.02  # a model that detects something, or the comparison says nothing
+    assert abs(pt.map50 - onnx.map50) <= 0.01 and abs(pt.map50_95 - onnx.map50_95) <= 0.01
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "pli-default.onnx"
+
+
+@pytest.mark.cplid
+def test_eval_agrees_with_ultralytics_val_on_the_default_model(cplid, tmp_path):
+    """Same model, same data, conf 0.001, NMS IoU 0.7, same input size: within 0.010."""
+    from training.data_import import import_dataset
+    from training.yolo import ultralytics
+
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("the default model has not shipped yet")
+    split = Path(__file__).resolve().parents[1] / "recipes" / "cplid_split.json"
+    data = import_dataset(cplid, "voc", tmp_path / "cplid", split_file=split, progress=False).data_yaml
+    ours = evaluate(DEFAULT_MODEL, data, "val", progress=False)
+    imgsz = Detector(DEFAULT_MODEL).info.imgsz[0]
+    ref = ultralytics().YOLO(str(DEFAULT_MODEL), task="detect").val(
+        data=str(data), split="val", imgsz=imgsz, conf=0.001, iou=0.7, batch=1, rect=False, plots=False,
+        verbose=False, device="cpu")
+    assert abs(ours.map50 - ref.box.map50) <= 0.010, (ours.map50, ref.box.map50)
+    assert abs(ours.map50_95 - ref.box.map) <= 0.010, (ours.map50_95, ref.box.map)
+
+
+def test_eval_cli_json_is_the_last_line(exported, tmp_path):
+    _, data, _, int8 = exported
+    out = subprocess.run([sys.executable, "-m", "pli", "eval", str(int8.onnx), "--data", str(data), "--split",
+                          "train", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"map50", "map50_95", "per_class"} <= doc.keys()
+    # Classes with no ground truth in the split are absent.
+    labels = " ".join(p.read_text() for p in (data.parent / "labels" / "train").glob("*.txt"))
+    present = {["insulator", "defect", "bird_nest"][int(line.split()[0])] for line in labels.splitlines() if line}
+    assert set(doc["per_class"]) == present
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pli", *args], capture_output=True, text=True)
+
+
+def _one_error_line(out: subprocess.CompletedProcess) -> str:
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
+
+
+def test_corrupt_and_truncated_models_fail_clearly(exported, tmp_path):
+    _, data, fp32, _ = exported
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(fp32.onnx.read_bytes()[: fp32.onnx.stat().st_size // 3])
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    for bad in (truncated, garbage):
+        with pytest.raises(ModelError):
+            Detector(bad)
+        line = _one_error_line(_cli("eval", str(bad), "--data", str(data), "--split", "train"))
+        assert "cannot load ONNX model" in line
+
+
+def test_model_with_unexpected_outputs_fails_clearly(tmp_path, exported):
+    import onnx
+    from onnx import TensorProto, helper
+
+    _, data, _, _ = exported
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="names", value="{0: 'insulator', 1: 'defect', 2: 'bird_nest'}")
+    model.metadata_props.add(key="imgsz", value="[64, 64]")
+    path = tmp_path / "identity.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match="expected one"):
+        Detector(path)
+    assert "expected one" in _one_error_line(_cli("eval", str(path), "--data", str(data), "--split", "train"))
+
+
+def test_class_names_that_disagree_with_the_model_fail_clearly(exported, tmp_path):
+    _, data, fp32, _ = exported
+    other = tmp_path / "other.yaml"
+    other.write_text(data.read_text().replace("bird_nest", "damper").replace("train: images", f"path: {data.parent}"
+                                                                              "\ntrain: images"))
+    line = _one_error_line(_cli("eval", str(fp32.onnx), "--data", str(other), "--split", "train"))
+    assert "class names differ" in line and "damper" in line
