@@ -3,7 +3,7 @@
     .venv/bin/python recipes/default_model.py [--cplid ../shared/datasets/cplid] [--epochs 150]
 
 Data: the CPLID train split (the committed split file recipes/cplid_split.json; its val split
-is held out for evaluation) plus synthetic flights cut into native-resolution tiles, which
+is held out for evaluation) plus two short synthetic flights cut into native-resolution tiles, which
 bring `bird_nest`, more missing discs, and the look of the demo's frames. Model: YOLOv8n from
 its yaml (no pretrained weights exist offline), 512 px input, trained on all CPU cores.
 
@@ -32,7 +32,8 @@ from training.train import train  # noqa: E402
 
 SPLIT_FILE = REPO / "recipes" / "cplid_split.json"
 CHECKPOINT = REPO / "models" / "checkpoints" / "default-last.pt"
-SYNTH_SEEDS = (101, 102, 103)
+SYNTH_SEEDS = (101, 102)
+SYNTH_FRAMES = 24  # ~280 tiles: bird_nest and the demo's look, while CPLID stays the bulk
 SETTINGS = dict(model="yolov8n.yaml", imgsz=512, batch=16, close_mosaic=15, patience=1000, cache="ram", seed=0,
                 deterministic=False)
 
@@ -51,7 +52,7 @@ def build_data(cplid: Path, work: Path, imgsz: int) -> Path:
     for seed in SYNTH_SEEDS:
         flight = work / f"synth{seed}"
         if not (flight / "faults.csv").exists():
-            generate_flight(flight, 40, (1920, 1080), seed)
+            generate_flight(flight, SYNTH_FRAMES, (1920, 1080), seed)
         out = work / f"synth{seed}_tiles{imgsz}"
         if not (out / "data.yaml").exists():
             tile_dataset(flight, out, size=imgsz, overlap=0.2, keep_empty=0.05, seed=seed)
@@ -70,7 +71,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
     ap.add_argument("--work", type=Path, default=REPO / "data" / "default_model")
-    ap.add_argument("--epochs", type=int, default=150, help="total epochs over all sessions")
+    ap.add_argument("--epochs", type=int, default=100, help="total epochs over all sessions")
     ap.add_argument("--fresh", action="store_true", help="ignore the committed checkpoint")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
