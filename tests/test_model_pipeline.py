@@ -165,3 +165,31 @@ def test_class_names_that_disagree_with_the_model_fail_clearly(exported, tmp_pat
                                                                               "\ntrain: images"))
     line = _one_error_line(_cli("eval", str(fp32.onnx), "--data", str(other), "--split", "train"))
     assert "class names differ" in line and "damper" in line
+
+
+def test_an_interrupted_run_resumes_from_its_kept_checkpoint(tiny_model, tmp_path):
+    """A session that ends mid-training leaves a slim checkpoint; the next one continues it."""
+    import torch
+
+    from training.train import train
+
+    _, data = tiny_model
+    kept = tmp_path / "kept-last.pt"
+
+    def cut(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt  # the session ends after the first epoch was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, "yolov8n.yaml", imgsz=96, epochs=3, batch=8, project=tmp_path / "runs", name="r", val=False,
+              keep_last=kept, callbacks={"on_model_save": cut})
+    ckpt = torch.load(kept, map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0 and ckpt["optimizer"]["state"] == {}
+    assert kept.stat().st_size < 0.5 * (tmp_path / "runs/r/weights/last.pt").stat().st_size
+    result = train(data, resume=kept, keep_last=kept)
+    assert result.run_dir == tmp_path / "runs/r"  # the same run folder, continued
+    rows = (result.run_dir / "results.csv").read_text().strip().splitlines()
+    assert [int(float(r.split(",")[0])) for r in rows[1:]] == [1, 2, 3]
+    # A finished run cannot be resumed: refused, not silently retrained from scratch.
+    with pytest.raises(ValueError, match="not a resumable checkpoint"):
+        train(data, resume=result.last)

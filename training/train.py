@@ -27,27 +27,22 @@ class TrainResult:
 
 def train(data: Path, model: str = "yolov8n.yaml", imgsz: int = 640, epochs: int = 100, batch: int = 16,
           device: str = "cpu", resume: Path | None = None, project: Path = Path("runs/train"),
-          name: str = "run", keep_last: Path | None = None, **overrides: object) -> TrainResult:
+          name: str = "run", keep_last: Path | None = None, callbacks: dict | None = None,
+          **overrides: object) -> TrainResult:
     """Train (or resume a run folder / last.pt) and return where everything landed.
 
-    keep_last: after every epoch, save last.pt there without its optimizer state (a third of
-    the size, small enough to commit), so an interrupted run (a session that ends) leaves a
-    checkpoint to resume from; resuming from it restarts only the optimizer's moments.
+    keep_last: after every epoch, save a slim copy of last.pt there (see `slim_checkpoint`),
+    so an interrupted run (a session that ends) leaves a checkpoint small enough to commit.
+    callbacks: extra ultralytics callbacks, event name -> function(trainer).
     """
     YOLO = ultralytics().YOLO
-    yolo = YOLO(str(_last_checkpoint(Path(resume))) if resume is not None else model)
+    if resume is not None:
+        resume = _resumable(Path(resume))
+    yolo = YOLO(str(resume) if resume is not None else model)
     if keep_last is not None:
-        def copy_last(trainer) -> None:
-            import torch
-
-            ckpt = torch.load(trainer.last, map_location="cpu", weights_only=False)
-            ckpt["optimizer"] = None
-            Path(keep_last).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(keep_last).with_suffix(".tmp")
-            torch.save(ckpt, tmp)
-            tmp.replace(keep_last)  # atomic: a session cut mid-write keeps the previous one
-
-        yolo.add_callback("on_model_save", copy_last)
+        yolo.add_callback("on_model_save", lambda trainer: slim_checkpoint(trainer.last, Path(keep_last)))
+    for event, fn in (callbacks or {}).items():
+        yolo.add_callback(event, fn)
     if resume is not None:
         # The checkpoint's settings and schedule stand; only the data location may change.
         yolo.train(resume=True, data=str(data), device=device)
@@ -63,12 +58,38 @@ def train(data: Path, model: str = "yolov8n.yaml", imgsz: int = 640, epochs: int
     return TrainResult(run_dir, run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt", metrics)
 
 
-def _last_checkpoint(path: Path) -> Path:
+def _resumable(path: Path) -> Path:
+    """The checkpoint to resume, refusing one that ultralytics would silently train anew."""
+    import torch
+
     if path.is_dir():
         path = path / "weights" / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint to resume")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        raise ValueError(f"{path}: not a resumable checkpoint (a finished run, or weights only)")
     return path
+
+
+def slim_checkpoint(src: Path, dst: Path) -> Path:
+    """Copy a training checkpoint without the optimizer's moment buffers (a third of the size).
+
+    ultralytics resumes only from a checkpoint that has an optimizer state: the parameter
+    groups (learning rates, decay) stay, the moments restart empty on resume (AdamW builds
+    them again in its first step). Written atomically: a session cut mid-write keeps the
+    previous file.
+    """
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    if ckpt.get("optimizer") is not None:
+        ckpt["optimizer"] = {"state": {}, "param_groups": ckpt["optimizer"]["param_groups"]}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(dst)
+    return dst
 
 
 def draw_learning_curve(results_csv: Path, out: Path) -> Path | None:
