@@ -21,9 +21,9 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.detector import Detector  # noqa: E402
-from training.dataset import YoloDataset  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
+from edge.detector import Detector
+from training.dataset import YoloDataset
+from training.evaluate import evaluate
 
 
 def main() -> int:
