@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +83,9 @@ def render_table(stats: dict[str, SplitStats], class_names: Sequence[str], sizes
                 row.append("/".join(str(st.sizes[c][b]) for b in SIZE_BUCKETS))
         row.append(str(st.unlabelled))
         table.add_row(*row, end_section=split == "all")
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=200, file=io.StringIO())
     console.print(table)
-    return console.export_text()
+    return console.file.getvalue()
 
 
 def dataset_stats(path: Path) -> tuple[dict[str, SplitStats], list[str], Report]:

@@ -21,7 +21,7 @@ from training.dataset import (
 from training.importers import register
 
 
-def _sources(src: Path, report: Report) -> tuple[list[str], list[tuple[Path, str | None]]]:
+def _sources(src: Path) -> tuple[list[str], list[tuple[Path, str | None]]]:
     if (src / "data.yaml").exists() or src.suffix in (".yaml", ".yml"):
         ds = YoloDataset.open(src)
         items = [(img, split) for split in ds.splits if ds.splits[split].exists() for img in ds.images(split)]
@@ -36,7 +36,7 @@ def _sources(src: Path, report: Report) -> tuple[list[str], list[tuple[Path, str
 
 @register("yolo")
 def import_yolo(src: Path, report: Report) -> Iterator[Sample]:
-    names, items = _sources(src, report)
+    names, items = _sources(src)
     paths = [p for p, _ in items]
     root = src if src.is_dir() else src.parent
     for (img, split), name in zip(items, unique_names(paths, root), strict=True):
