@@ -55,8 +55,10 @@ def test_weather_and_photometric_transforms_leave_boxes_unchanged(transform):
 def test_uav_preset_is_seeded():
     a = apply(build_pipeline(uav_transforms(), seed=7), IMAGE, BOXES, IDS)
     b = apply(build_pipeline(uav_transforms(), seed=7), IMAGE, BOXES, IDS)
+    c = apply(build_pipeline(uav_transforms(), seed=8), IMAGE, BOXES, IDS)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], IMAGE) and not np.array_equal(a[0], c[0])  # it does something, per seed
 
 
 def test_augment_dataset_writes_copies_of_train_only(flight, tmp_path):
