@@ -11,8 +11,9 @@ import numpy as np
 import piexif
 import pytest
 
+from edge.geo import EARTH_R
 from training.synth.camera import Camera
-from training.synth.flight import EARTH_R, generate_flight, parse_size, pixels_per_metre
+from training.synth.flight import generate_flight, parse_size, pixels_per_metre
 from training.synth.render import render
 from training.synth.scene import InsulatorString, Member, Scene
 
@@ -114,8 +115,9 @@ def test_frame_edge_clips_the_box_and_drops_mostly_hidden_objects():
     metres_per_px = depth[0] / cam.f
 
     def shifted(u_center: float):
-        """Move the drone so that the string's centre lands on image column u_center."""
-        x = ((full.xyxy[0] + full.xyxy[2]) / 2 - u_center) * metres_per_px
+        """Move the drone so that the string's centre lands on image column u_center
+        (moving along the flight moves the scene to the right: the camera looks right of it)."""
+        x = (u_center - (full.xyxy[0] + full.xyxy[2]) / 2) * metres_per_px
         return render(scene, _cam(x=x), seed=0)[1]
 
     (b,) = shifted(cam.width)  # centre on the right edge: about half visible

@@ -2,7 +2,8 @@
 
 World frame (metres), aligned with the route: x along the flight, y to the right of it
 (towards the line), z up from the ground at the line. The gimbal looks at +y, pitched down by
-`-pitch_deg`; image u grows with x, v grows downwards.
+`-pitch_deg`. Looking to the right of the flight, the direction of flight is on the camera's
+left: image u grows towards -x (this frame is left-handed), v grows downwards.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Camera:
         down = ry * math.sin(a) - rz * math.cos(a)
         d = np.maximum(depth, 1e-3)
         cx, cy = self.center
-        uv = np.stack([cx + self.f * rx / d, cy + self.f * down / d], axis=1)
+        uv = np.stack([cx - self.f * rx / d, cy + self.f * down / d], axis=1)
         return uv, depth
 
     def scale_at(self, depth: float | np.ndarray) -> float | np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from comms.classes import load_class_list
+from edge.geo import offset_latlon
 from training.boxes import xyxy_to_yolo
 from training.dataset import write_data_yaml
 from training.synth.camera import FOCAL_35MM, Camera
@@ -36,7 +37,6 @@ from training.synth.render import Box, render
 from training.synth.scene import build_scene
 
 log = logging.getLogger(__name__)
-EARTH_R = 6_371_008.8
 SIZES = {"1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
 OVERLAP = 0.6
 SPEED = 2.5  # m/s along the line
@@ -66,13 +66,11 @@ class Route:
     ground_alt: float  # metres above sea level at the line
 
     def to_latlon(self, x: float, y: float) -> tuple[float, float]:
-        """Route frame (x along, y to the right) -> WGS-84 (equirectangular, fine over km)."""
+        """Route frame (x along, y to the right) -> WGS-84."""
         b = math.radians(self.bearing)
-        east = x * math.sin(b) + y * math.cos(b)
-        north = x * math.cos(b) - y * math.sin(b)
-        lat = self.lat0 + math.degrees(north / EARTH_R)
-        lon = self.lon0 + math.degrees(east / (EARTH_R * math.cos(math.radians(self.lat0))))
-        return lat, lon
+        lat, lon = offset_latlon(self.lat0, self.lon0, x * math.sin(b) + y * math.cos(b),
+                                 x * math.cos(b) - y * math.sin(b))
+        return float(lat), float(lon)
 
 
 @dataclass
