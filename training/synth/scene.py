@@ -16,6 +16,8 @@ import numpy as np
 from training.synth.camera import Camera
 
 DISC_D = 0.255
+DEFECT_P = 0.7  # towers with a missing disc
+NEST_P = 0.45  # towers with a bird nest
 DISC_PITCH = 0.146
 Color = tuple[int, int, int]
 
@@ -246,13 +248,16 @@ def build_scene(rng: np.random.Generator, length: float, near_distance: float) -
                                 n_discs=int(rng.integers(9, 14)), glass=glass, tint=tint)
             strings.append(s)
             items.append(s)
-            if rng.random() < 0.28:
-                s.missing = int(rng.integers(1, s.n_discs - 1))
-                fid = f"F{len(faults) + 1:03d}"
-                items.append(Defect(depth=s.depth - 1e-3, label="defect", key=fid, string=s))
-                faults.append(Fault(fid, "defect", s.disc_center(s.missing), f"T{k:02d}"))
+        # At most one fault of each class per tower: alerts are per location (15 m), and the
+        # phases of one tower are closer than that.
+        if rng.random() < DEFECT_P:
+            s = strings[int(rng.integers(0, len(strings)))]
+            s.missing = int(rng.integers(1, s.n_discs - 1))
+            fid = f"F{len(faults) + 1:03d}"
+            items.append(Defect(depth=s.depth - 1e-3, label="defect", key=fid, string=s))
+            faults.append(Fault(fid, "defect", s.disc_center(s.missing), f"T{k:02d}"))
         strings_of.append(strings)
-        if rng.random() < 0.45:
+        if rng.random() < NEST_P:
             z, length_ = tw.arms[int(rng.integers(0, len(tw.arms)))]
             side = rng.choice([-1, 1])
             center = np.array([x + rng.uniform(-0.3, 0.3), line_y + side * rng.uniform(0.9, length_ - 0.8),
