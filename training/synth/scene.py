@@ -225,7 +225,7 @@ class Scene:
 
 def build_scene(rng: np.random.Generator, length: float, near_distance: float) -> Scene:
     """A straight line of towers along x in [0, length], the nearest phase `near_distance` away."""
-    span = rng.uniform(20.0, 28.0)  # compressed spans: most frames show a tower
+    span = rng.uniform(32.0, 42.0)  # compressed (real spans: 200-400 m), still > 2x the 15 m alert radius
     height = rng.uniform(26.0, 32.0)
     n_arms = int(rng.integers(2, 4))
     arm_len = rng.uniform(3.6, 4.6)
