@@ -1,4 +1,4 @@
-"""`pli telemetry`: the edge side's commands (only the edge extra needed)."""
+"""`pli telemetry`, `pli detect` and `pli edge run`: the drone's commands (edge extra only)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tz", help="time zone of the file's local times: +08:00, UTC or an IANA name")
     p.set_defaults(func=_telemetry)
 
+    p = sub.add_parser("detect", help="run an ONNX detector on images",
+                       description="Detect with an ONNX model through the edge detector. Tiles high-resolution "
+                       "images automatically (long side > 2x the model input). With --json: one JSON object "
+                       "per image per line, boxes in source-image pixels.")
+    p.add_argument("model", type=Path, help="ONNX model")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--tile", default="auto", choices=["auto", "on", "off"], help="tiled inference (default auto)")
+    p.add_argument("--conf", type=float, help="confidence threshold (default: the model's)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--json", action="store_true", help="JSON lines output")
+    p.set_defaults(func=_detect)
+
+    edge = sub.add_parser("edge", help="the on-drone runtime", description="On-drone commands.")
+    esub = edge.add_subparsers(dest="edge_command", required=True, metavar="{run}")
+    p = esub.add_parser("run", help="process a flight into geotagged alerts",
+                        description="Frames (image folder, video, camera index or stream URL) -> detector (tiled "
+                        "when large) -> fault tracker -> alerts with crops in the outbox. Prints a summary.")
+    p.add_argument("--source", required=True, help="image folder, video file, camera index or rtsp:// URL")
+    p.add_argument("--model", required=True, type=Path, help="ONNX model")
+    p.add_argument("--outbox", type=Path, default=Path("outbox/alerts.jsonl"),
+                   help="outbox file (default outbox/alerts.jsonl)")
+    p.add_argument("--drone-id", default="UAV-01", help="this drone's id (default UAV-01)")
+    p.add_argument("--flight-id", help="flight id (default: UTC start time)")
+    p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
+    p.add_argument("--tz", help="time zone of the telemetry's local times")
+    p.add_argument("--tile", default="auto", choices=["auto", "on", "off"], help="tiled inference (default auto)")
+    p.add_argument("--conf", type=float, help="confidence threshold (default: the model's)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--k", type=int, default=2, help="confirm a fault seen in k ... (default 2)")
+    p.add_argument("--n", type=int, default=3, help="... of the last n frames (default 3)")
+    p.add_argument("--radius", type=float, default=15.0, help="same fault within this many metres (default 15)")
+    p.add_argument("--watch", type=Path, help="folder to watch for model updates (verified, swapped between frames)")
+    p.set_defaults(func=_run)
+
 
 def _telemetry(args: argparse.Namespace) -> int:
     import json
@@ -23,4 +57,51 @@ def _telemetry(args: argparse.Namespace) -> int:
 
     for fix in load_track(args.file, args.tz):
         print(json.dumps(fix.to_json()))
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    import cv2
+
+    from edge.detector import Detector
+    from edge.tiled import detect
+
+    det = Detector(args.model, threads=args.threads)
+    failed = 0
+    for path in args.images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            logging.getLogger("pli.detect").warning("%s: unreadable image; skipped", path)
+            failed += 1
+            continue
+        d = detect(det, image, args.tile, conf=args.conf)
+        boxes = [{"class": det.names[c], "confidence": round(float(s), 4), "xyxy": [round(float(v), 1) for v in b]}
+                 for b, s, c in zip(d.xyxy, d.confidence, d.class_id, strict=True)]
+        if args.json:
+            print(json.dumps({"image": str(path), "detections": boxes}))
+        else:
+            print(f"{path}: " + (", ".join(f"{b['class']} {b['confidence']:.2f}" for b in boxes) or "nothing"))
+    return 2 if failed == len(args.images) else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.outbox import JsonlOutbox
+    from edge.runtime import RunConfig, run_flight
+    from edge.tracker import TrackerConfig
+
+    config = RunConfig(drone_id=args.drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
+                       threads=args.threads, tracker=TrackerConfig(k=args.k, n=args.n, radius_m=args.radius),
+                       watch=args.watch)
+    if args.telemetry or args.tz:
+        from edge.sources import open_source
+
+        source = open_source(args.source, args.telemetry, args.tz)
+    else:
+        source = args.source
+    summary = run_flight(source, args.model, JsonlOutbox(args.outbox), config)
+    print("\n".join(summary.lines()))
+    print(f"outbox: {args.outbox}")
     return 0

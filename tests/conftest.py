@@ -45,3 +45,13 @@ def tiny_model(flight, tmp_path_factory: pytest.TempPathFactory):
     result = train(data, "yolov8n.yaml", imgsz=160, epochs=20, batch=4, project=work / "runs", name="tiny", seed=0,
                    val=False)
     return result, data
+
+
+@pytest.fixture(scope="session")
+def exported_fp32(tiny_model, tmp_path_factory):
+    """The tiny model as ONNX with a dynamic batch (tiles in one session call)."""
+    from training.export import export_model
+
+    result, _ = tiny_model
+    return export_model(result.last, tmp_path_factory.mktemp("onnx") / "tiny-dyn.onnx", imgsz=160,
+                        dynamic_batch=True, conf=0.2).onnx

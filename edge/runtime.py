@@ -1,0 +1,177 @@
+"""`pli edge run`: a flight from frames to geotagged alerts in the outbox.
+
+frames (sources.py) -> detector, tiled when the frame is large (tiled.py) -> ground position
+(geolocate.py) -> fault tracker (tracker.py) -> Alert with a JPEG crop -> outbox.
+
+Between frames the runtime may swap to a new model from a watched folder: the file must
+match the sha256 in its model card, load, keep the class list, and pass a self-test on a
+reference frame; otherwise the current model stays and the refusal is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from comms.alert import Alert
+from comms.classes import load_class_list
+from edge.detector import Detector, ModelError
+from edge.geolocate import Located, locate
+from edge.outbox import JsonlOutbox
+from edge.sources import Frame, open_source
+from edge.tiled import detect
+from edge.tracker import ConfirmedFault, FaultTracker, TrackerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    drone_id: str = "UAV-01"
+    flight_id: str | None = None
+    tile: str = "auto"
+    conf: float | None = None
+    threads: int | None = None
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    crops: Path | None = None  # default: beside the outbox
+    watch: Path | None = None  # folder of model updates
+
+
+@dataclass
+class RunSummary:
+    frames: int
+    seconds: float
+    alerts: dict[str, int]
+    model: str
+    swaps: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "none"
+        return [f"frames: {self.frames} in {self.seconds:.1f} s ({self.fps:.2f} fps)",
+                f"alerts: {sum(self.alerts.values())} ({alerts})", f"model: {self.model} ({self.swaps} swaps)"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ModelSlot:
+    """The model in use, and the verified swap to a newer one."""
+
+    def __init__(self, path: Path, threads: int | None, watch: Path | None):
+        self.detector = Detector(path, threads=threads)
+        self.path, self.threads, self.watch = Path(path), threads, watch
+        self.swaps = 0
+        self._seen: set[tuple[str, float]] = set()
+
+    def _candidates(self) -> list[Path]:
+        if self.watch is None or not self.watch.is_dir():
+            return []
+        return sorted((p for p in self.watch.glob("*.onnx") if (p.name, p.stat().st_mtime) not in self._seen),
+                      key=lambda p: p.stat().st_mtime)
+
+    def maybe_swap(self, reference: np.ndarray | None) -> None:
+        for path in self._candidates():
+            self._seen.add((path.name, path.stat().st_mtime))
+            try:
+                det = self.verify(path, reference)
+            except (ModelError, ValueError, OSError) as exc:
+                log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
+                continue
+            log.info("model swapped: %s -> %s", self.path.name, path.name)
+            self.detector, self.path = det, path
+            self.swaps += 1
+
+    def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
+        card_path = path.with_suffix(".json")
+        if not card_path.exists():
+            raise ValueError("no model card beside it")
+        card = json.loads(card_path.read_text())
+        if card.get("sha256") != _sha256(path):
+            raise ValueError("sha256 does not match its model card")
+        det = Detector(path, threads=self.threads)
+        if det.names != self.detector.names:
+            raise ValueError(f"classes {det.names} differ from {self.detector.names}")
+        if reference is not None:
+            out = det(reference)
+            if not np.all(np.isfinite(out.xyxy)) or not np.all(np.isfinite(out.confidence)):
+                raise ValueError("self-test on the reference frame gave non-finite output")
+        return det
+
+
+def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.5) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
+    h, w = image.shape[:2]
+    return image[max(0, int(y1 - mh)):min(h, int(y2 + mh)), max(0, int(x1 - mw)):min(w, int(x2 + mw))]
+
+
+def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: JsonlOutbox,
+               config: RunConfig | None = None, progress: bool = True) -> RunSummary:
+    cfg = config or RunConfig()
+    classes = load_class_list()
+    slot = ModelSlot(model, cfg.threads, cfg.watch)
+    if slot.detector.names != classes.names:
+        raise ModelError(f"{model}: classes {slot.detector.names} differ from the configured {classes.names}")
+    tracker = FaultTracker(classes, cfg.tracker)
+    flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
+    crops = cfg.crops or outbox.path.parent / "crops"
+    crops.mkdir(parents=True, exist_ok=True)
+    recent: deque[Frame] = deque(maxlen=cfg.tracker.n)  # the best view of a new fault is among them
+    counts: Counter[str] = Counter()
+    reference: np.ndarray | None = None
+    frames = 0
+    started = time.perf_counter()
+    frames_in = open_source(source) if isinstance(source, str | Path) else source
+    for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
+        slot.maybe_swap(reference)
+        reference = reference if reference is not None else frame.image
+        dets = detect(slot.detector, frame.image, cfg.tile, conf=cfg.conf)
+        h, w = frame.image.shape[:2]
+        centres = np.stack([(dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2], 1)
+        if frame.geotag.has_position:
+            located = locate(frame.geotag, w, h, centres)
+        else:
+            located = Located(np.full(len(dets), np.nan), np.full(len(dets), np.nan), "drone")
+        recent.append(frame)
+        frames += 1
+        for event in tracker.update(frame.index, dets, located):
+            alert = _alert(event, recent, frame, outbox, flight_id, cfg.drone_id, crops)
+            if alert is not None:
+                outbox.put(alert)
+                counts[alert.fault_class] += 1
+                log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
+                         alert.position_source)
+    return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
+
+
+def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: JsonlOutbox, flight_id: str,
+           drone_id: str, crops: Path) -> Alert | None:
+    if not (np.isfinite(event.lat) and np.isfinite(event.lon)):
+        log.warning("fault %s (%s) confirmed on frames without position: no alert", event.track_id, event.cls)
+        return None
+    best = next((f for f in recent if f.index == event.frame), current)
+    seq = outbox.next_seq()
+    crop_path = crops / f"{flight_id}_{seq:06d}_{event.cls}.jpg"
+    cv2.imwrite(str(crop_path), _crop(best.image, event.box), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    tag = best.geotag
+    when = tag.time if tag.time is not None and tag.time.tzinfo is not None else datetime.now(UTC)
+    return Alert(drone_id=drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
+                 alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
+                 confidence=min(1.0, event.confidence), severity=event.severity, crop_path=str(crop_path),
+                 position_source=event.position_source)

@@ -1,0 +1,71 @@
+"""Tiled inference for high-resolution photos, and the merge that makes one box per object.
+
+A 4000x3000 photo shrunk to a 640 px input turns a missing disc into a few pixels; cut into
+model-sized tiles it keeps its native size. Tiles overlap, so an object near a tile edge is
+seen whole in one tile and cut in the next: boxes of the same class are merged when one
+covers most of the other (intersection over the smaller box), the more confident one kept,
+which removes cut copies that plain IoU-NMS would keep. An optional full-frame pass adds the
+large objects that no tile contains whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.detections import Detections
+from edge.detector import Detector
+from edge.tiling import tile_windows
+
+MERGE_IOS = 0.6
+
+
+def merge(dets: Detections, ios: float = MERGE_IOS) -> Detections:
+    """Greedy, class-aware: drop a box when a more confident box of its class covers `ios` of it."""
+    if len(dets) < 2:
+        return dets
+    order = np.argsort(-dets.confidence, kind="stable")
+    xyxy, cls = dets.xyxy[order], dets.class_id[order]
+    area = np.prod(np.clip(xyxy[:, 2:] - xyxy[:, :2], 0, None), axis=1)
+    keep = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if not keep[i]:
+            continue
+        rest = np.flatnonzero(keep[i + 1 :]) + i + 1
+        rest = rest[cls[rest] == cls[i]]
+        if rest.size == 0:
+            continue
+        lt = np.maximum(xyxy[i, :2], xyxy[rest, :2])
+        rb = np.minimum(xyxy[i, 2:], xyxy[rest, 2:])
+        inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+        smaller = np.maximum(np.minimum(area[i], area[rest]), 1e-9)
+        keep[rest[inter / smaller > ios]] = False
+    return dets[order[keep]]
+
+
+def should_tile(image_shape: tuple[int, ...], model_size: tuple[int, int]) -> bool:
+    """Automatic rule: tile when the long side exceeds twice the model input."""
+    return max(image_shape[:2]) > 2 * max(model_size)
+
+
+def detect_tiled(det: Detector, image: np.ndarray, tile: int | None = None, overlap: float = 0.2,
+                 full_frame: bool = True, conf: float | None = None) -> Detections:
+    h, w = image.shape[:2]
+    size = tile or max(det.info.imgsz)
+    windows = tile_windows(w, h, size, overlap)
+    crops = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
+    parts = []
+    for (x1, y1, _, _), d in zip(windows, det.detect_batch(crops, conf), strict=True):
+        parts.append(Detections(d.xyxy + np.array([x1, y1, x1, y1], np.float32), d.confidence, d.class_id,
+                                det.names))
+    if full_frame:
+        parts.append(det(image, conf))
+    return merge(Detections.merge(parts))
+
+
+def detect(det: Detector, image: np.ndarray, tile: str = "auto", **kwargs: object) -> Detections:
+    """`tile`: "auto" (by `should_tile`), "on" or "off"."""
+    if tile not in ("auto", "on", "off"):
+        raise ValueError(f"tile must be auto, on or off, not {tile!r}")
+    if tile == "on" or (tile == "auto" and should_tile(image.shape, det.info.imgsz)):
+        return detect_tiled(det, image, **kwargs)
+    return det(image, kwargs.get("conf"))

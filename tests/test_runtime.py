@@ -1,0 +1,92 @@
+"""`pli edge run`: alerts with crops in a durable outbox, bad frames survived, verified model swaps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from comms.alert import Alert
+from comms.classes import Severity
+from edge.outbox import JsonlOutbox
+from edge.runtime import ModelSlot, RunConfig, run_flight
+
+pytestmark = pytest.mark.slow
+
+
+def _alert(seq: int) -> Alert:
+    return Alert("UAV-01", seq, "F1", datetime(2026, 5, 12, tzinfo=UTC), 25.0, 102.0, 1900.0, "defect", 0.8,
+                 Severity.HIGH)
+
+
+def test_outbox_is_durable_and_never_reuses_a_sequence_number(tmp_path):
+    box = JsonlOutbox(tmp_path / "alerts.jsonl")
+    for _ in range(3):
+        box.put(_alert(box.next_seq()))
+    with (tmp_path / "alerts.jsonl").open("a") as fh:
+        fh.write('{"id": "UAV-01-0000000004", "seq": 4, "cut by a power lo')  # no newline: never acknowledged
+    again = JsonlOutbox(tmp_path / "alerts.jsonl")
+    assert [a["seq"] for a in again.alerts()] == [1, 2, 3]
+    assert again.next_seq() == 4  # the cut line was never handed out as done
+    again.put(_alert(4))
+    assert [a["id"] for a in again.alerts()][-1] == "UAV-01-0000000004"
+
+
+def test_run_flight_writes_alerts_with_crops(exported_fp32, flight, tmp_path):
+    outbox = JsonlOutbox(tmp_path / "out" / "alerts.jsonl")
+    cfg = RunConfig(drone_id="UAV-07", flight_id="T1", conf=0.05)
+    summary = run_flight(flight.out / "images", exported_fp32, outbox, cfg, progress=False)
+    assert summary.frames == flight.frames and summary.fps > 0
+    alerts = outbox.alerts()
+    assert sum(summary.alerts.values()) == len(alerts)
+    assert [a["seq"] for a in alerts] == list(range(1, len(alerts) + 1))
+    for a in alerts:
+        assert a["id"] == f"UAV-07-{a['seq']:010d}" and a["class"] in ("defect", "bird_nest")
+        assert a["position_source"] == "projected" and (tmp_path / "out" / "crops").exists()
+        assert a["crop"] and Path(a["crop"]).stat().st_size > 0
+
+
+def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp_path):
+    folder = tmp_path / "frames"
+    shutil.copytree(flight.out / "images", folder)
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(folder), "--model",
+                          str(exported_fp32), "--outbox", str(tmp_path / "o" / "alerts.jsonl")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"frames: {flight.frames} in" in out.stdout and "alerts:" in out.stdout
+    assert "zero.jpg" in out.stderr and "corrupt.jpg" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_model_swap_needs_a_matching_card_and_a_passing_self_test(exported_fp32, tmp_path):
+    watch = tmp_path / "updates"
+    watch.mkdir()
+    slot = ModelSlot(exported_fp32, None, watch)
+    frame = np.zeros((320, 480, 3), np.uint8)
+    # A file whose hash disagrees with its card stays out.
+    shutil.copyfile(exported_fp32, watch / "bad.onnx")
+    card = json.loads(exported_fp32.with_suffix(".json").read_text())
+    (watch / "bad.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
+    slot.maybe_swap(frame)
+    assert slot.swaps == 0 and slot.path == exported_fp32
+    # A truncated file with a card that matches its (truncated) bytes fails to load: refused too.
+    (watch / "cut.onnx").write_bytes(exported_fp32.read_bytes()[:1000])
+    import hashlib
+
+    (watch / "cut.json").write_text(json.dumps({**card, "sha256": hashlib.sha256((watch / "cut.onnx")
+                                                                                .read_bytes()).hexdigest()}))
+    slot.maybe_swap(frame)
+    assert slot.swaps == 0
+    # The genuine article is swapped in, once.
+    shutil.copyfile(exported_fp32, watch / "v2.onnx")
+    shutil.copyfile(exported_fp32.with_suffix(".json"), watch / "v2.json")
+    slot.maybe_swap(frame)
+    slot.maybe_swap(frame)
+    assert slot.swaps == 1 and slot.path.name == "v2.onnx"
