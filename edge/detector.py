@@ -25,6 +25,35 @@ PAD_VALUE = 114
 MAX_WH = 7680  # class offset for class-aware NMS in one pass (larger than any image side)
 
 
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def resolve_providers(wanted: Sequence[str] | None = None, trt_cache: str | Path | None = None) -> list:
+    """The wanted providers that this onnxruntime build has, in order, with TensorRT in FP16
+    and an engine cache (building engines takes minutes on a Jetson: do it once). One log
+    line names those that are missing; CPU is always the last resort."""
+    import onnxruntime as ort
+
+    wanted = list(wanted or DEFAULT_PROVIDERS)
+    available = set(ort.get_available_providers())
+    missing = [p for p in wanted if p not in available]
+    chosen: list = [p for p in wanted if p in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    if missing:
+        log.info("execution providers not available here: %s; using %s", ", ".join(missing), ", ".join(chosen))
+    out: list = []
+    for p in chosen:
+        if p == "TensorrtExecutionProvider":
+            cache = Path(trt_cache or Path.home() / ".cache" / "pli" / "trt")
+            cache.mkdir(parents=True, exist_ok=True)
+            out.append((p, {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                            "trt_engine_cache_path": str(cache)}))
+        else:
+            out.append(p)
+    return out
+
+
 class ModelError(ValueError):
     """The file is not a usable detector (corrupt, truncated, or unexpected inputs/outputs)."""
 
@@ -95,7 +124,7 @@ class Detector:
     """One loaded model. Not thread-safe; create one per worker."""
 
     def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
-                 conf: float | None = None, iou: float = 0.7, max_det: int = 300):
+                 conf: float | None = None, iou: float = 0.7, max_det: int = 300, trt_cache: str | Path | None = None):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -106,8 +135,8 @@ class Detector:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers or
-                                                                                    ["CPUExecutionProvider"]))
+            self.session = ort.InferenceSession(str(self.path), opts,
+                                                providers=resolve_providers(providers, trt_cache))
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise ModelError(f"{self.path}: cannot load ONNX model ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200]})") from None

@@ -90,3 +90,18 @@ def test_detections_struct_of_arrays():
         Detections([[0, 0, 1, 1]], [0.5, 0.6], [0])
     with pytest.raises(ValueError):
         Detections([[0, 0, 1, 1]], [0.5], [3], names)
+
+
+def test_provider_list_falls_back_to_cpu_with_one_log_line(caplog, tmp_path):
+    import logging
+
+    from edge.detector import resolve_providers
+
+    with caplog.at_level(logging.INFO, logger="edge.detector"):
+        chosen = resolve_providers(trt_cache=tmp_path / "trt")
+    names = [p[0] if isinstance(p, tuple) else p for p in chosen]
+    assert names[-1] == "CPUExecutionProvider"
+    assert len([r for r in caplog.records if "not available" in r.getMessage()]) <= 1
+    trt = [p for p in chosen if isinstance(p, tuple)]
+    assert all(opts["trt_fp16_enable"] and opts["trt_engine_cache_enable"] for _, opts in trt)
+    assert resolve_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
