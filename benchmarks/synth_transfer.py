@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--seed-test", type=int, default=2)
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--tile", type=int, default=640, help="train and test on tiles of this size (0: whole frames)")
+    ap.add_argument("--fault-repeat", type=int, default=1, help="write train tiles holding a fault this many times")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=8)
@@ -57,7 +58,7 @@ def main() -> int:
     train_dir, val_dir = a.out / "images", b.out / "images"
     if args.tile:
         # Tiles at native resolution, as the drone cuts its high-resolution frames.
-        tile_dataset(a.out, work / "tiles_a", size=args.tile, seed=1)
+        tile_dataset(a.out, work / "tiles_a", size=args.tile, seed=1, fault_repeat=args.fault_repeat)
         tile_dataset(b.out, work / "tiles_b", size=args.tile, seed=2, keep_empty=1.0)
         train_dir, val_dir = work / "tiles_a/images/train", work / "tiles_b/images/train"
     render_s = time.perf_counter() - t0
@@ -92,7 +93,8 @@ def main() -> int:
         print(f"{name:<10} {m['map50']:>7.3f} {m['map50_95']:>9.3f} {m['precision']:>6.3f} {m['recall']:>6.3f}")
     print(f"{'all':<10} {metrics.box.map50:>7.3f} {metrics.box.map:>9.3f}")
     print(json.dumps({"benchmark": "synth_transfer", "model": args.model, "epochs": args.epochs, "imgsz": args.imgsz,
-                      "size": args.size, "tile": args.tile, "frames_train": a.frames, "frames_test": b.frames,
+                      "size": args.size, "tile": args.tile,
+                      "fault_repeat": args.fault_repeat, "frames_train": a.frames, "frames_test": b.frames,
                       "seed_train": args.seed_train, "seed_test": args.seed_test,
                       "train_minutes": round(train_s / 60, 2),
                       "map50": round(float(metrics.box.map50), 4), "map50_95": round(float(metrics.box.map), 4),

@@ -62,10 +62,10 @@ def detect_tiled(det: Detector, image: np.ndarray, tile: int | None = None, over
     return merge(Detections.merge(parts))
 
 
-def detect(det: Detector, image: np.ndarray, tile: str = "auto", **kwargs: object) -> Detections:
-    """`tile`: "auto" (by `should_tile`), "on" or "off"."""
-    if tile not in ("auto", "on", "off"):
-        raise ValueError(f"tile must be auto, on or off, not {tile!r}")
-    if tile == "on" or (tile == "auto" and should_tile(image.shape, det.info.imgsz)):
+def detect(det: Detector, image: np.ndarray, mode: str = "auto", **kwargs: object) -> Detections:
+    """`mode`: "auto" (tiles by `should_tile`), "on" or "off"; kwargs go to `detect_tiled`."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"tiling must be auto, on or off, not {mode!r}")
+    if mode == "on" or (mode == "auto" and should_tile(image.shape, det.info.imgsz)):
         return detect_tiled(det, image, **kwargs)
     return det(image, kwargs.get("conf"))

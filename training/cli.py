@@ -126,6 +126,8 @@ def register_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-empty", type=float, default=0.1,
                    help="share of tiles without boxes to keep as background (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed for the background sample (default 0)")
+    p.add_argument("--fault-repeat", type=int, default=1,
+                   help="write train tiles that hold a fault-class box this many times (default 1)")
     p.set_defaults(func=_tile)
 
     p = dsub.add_parser("stats", help="counts per class and split, box sizes",
@@ -200,7 +202,7 @@ def _tile(args: argparse.Namespace) -> int:
     from training.tiles import tile_dataset
 
     counts = tile_dataset(args.src, args.out, args.size, args.overlap, args.min_visibility, args.keep_empty,
-                          args.seed)
+                          args.seed, args.fault_repeat)
     print("tiles written: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {args.out}")
     return 0
 

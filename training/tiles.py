@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from comms.classes import load_class_list
 from edge.tiling import tile_windows
 from training.boxes import box_area, xyxy_to_yolo
 from training.dataset import SPLITS, YoloDataset, label_path_for, read_label_file, write_data_yaml
@@ -35,10 +36,13 @@ def tile_boxes(xyxy: np.ndarray, window: np.ndarray, min_visibility: float) -> t
 
 
 def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, min_visibility: float = 0.4,
-                 keep_empty: float = 0.1, seed: int = 0, progress: bool = True) -> dict[str, int]:
+                 keep_empty: float = 0.1, seed: int = 0, fault_repeat: int = 1,
+                 progress: bool = True) -> dict[str, int]:
     """Write tiles of every split; keeps a seeded `keep_empty` share of tiles without boxes
-    (background the detector must learn to leave alone). Returns tiles written per split."""
+    (background the detector must learn to leave alone). Train tiles holding a fault-class box
+    are written `fault_repeat` times (rare classes oversampled). Returns tiles per split."""
     ds = YoloDataset.open(src)
+    faults = {ds.names.index(n) for n in load_class_list().fault_names if n in ds.names}
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
     for split in [s for s in SPLITS if s in ds.splits]:
@@ -61,13 +65,15 @@ def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, mi
                 if len(keep) == 0 and rng.random() >= keep_empty:
                     continue
                 x1, y1, x2, y2 = (int(v) for v in win)
-                stem = f"{path.stem}_x{x1}_y{y1}"
-                cv2.imwrite(str(img_dir / f"{stem}.jpg"), image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95])
                 yolo = xyxy_to_yolo(boxes, x2 - x1, y2 - y1)
-                (lab_dir / f"{stem}.txt").write_text("".join(
-                    f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n" for c, (cx, cy, bw, bh) in zip(ids[keep], yolo,
-                                                                                             strict=True)))
-                n += 1
+                labels = "".join(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n"
+                                 for c, (cx, cy, bw, bh) in zip(ids[keep], yolo, strict=True))
+                copies = fault_repeat if split == "train" and faults & set(ids[keep].tolist()) else 1
+                for r in range(copies):
+                    stem = f"{path.stem}_x{x1}_y{y1}" + (f"_r{r}" if r else "")
+                    cv2.imwrite(str(img_dir / f"{stem}.jpg"), image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    (lab_dir / f"{stem}.txt").write_text(labels)
+                    n += 1
         counts[split] = n
     write_data_yaml(out, ds.names, {s: f"images/{s}" for s in counts})
     log.info("tiled %s -> %s: %s", src, out, counts)
