@@ -5,7 +5,7 @@ pretrained weights exist offline) on flight A and is validated by ultralytics on
 rendered from a different seed (other towers, route, light, fault positions). Labels that
 were wrong or inconsistent would not transfer. Prints a table, then one JSON line.
 
-    .venv/bin/python benchmarks/synth_transfer.py [--epochs 30] [--frames-train 80] ...
+    .venv/bin/python benchmarks/synth_transfer.py --tile 320 --imgsz 320 --frames-train 80 --fault-repeat 2 --epochs 25
 """
 
 from __future__ import annotations
