@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.dataset import SPLITS, YoloDataset, label_path_for, write_data_yaml
+from training.dataset import SPLITS, YoloDataset, fresh_split_dirs, label_path_for, write_data_yaml, yolo_lines
 
 log = logging.getLogger(__name__)
 PRESETS = ("uav",)
@@ -70,11 +70,6 @@ def _read_yolo_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 1:5], arr[:, 0].astype(np.int64)
 
 
-def _write_yolo_labels(path: Path, boxes: np.ndarray, ids: np.ndarray) -> None:
-    path.write_text("".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, (x, y, w, h) in zip(ids, boxes,
-                                                                                             strict=True)))
-
-
 def augment_dataset(src: Path, out: Path, preset: str = "uav", copies: int = 2, seed: int = 0,
                     min_visibility: float = 0.3, progress: bool = True) -> dict[str, int]:
     """Write a YOLO dataset at `out`: originals of every split plus `copies` augmented variants
@@ -87,11 +82,7 @@ def augment_dataset(src: Path, out: Path, preset: str = "uav", copies: int = 2, 
     pipeline = build_pipeline(uav_transforms(), min_visibility, seed)
     counts: dict[str, int] = {}
     for split in [s for s in SPLITS if s in ds.splits]:
-        img_dir, lab_dir = out / "images" / split, out / "labels" / split
-        for d in (img_dir, lab_dir):
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(parents=True)
+        img_dir, lab_dir = fresh_split_dirs(out, split)
         n = 0
         images = ds.images(split)
         for img_path in tqdm(images, desc=f"augmenting {split}", unit="img", disable=not progress):
@@ -113,7 +104,7 @@ def augment_dataset(src: Path, out: Path, preset: str = "uav", copies: int = 2, 
                 aug, aboxes, aids = apply(pipeline, image, boxes, ids)
                 stem = f"{img_path.stem}_aug{k}"
                 cv2.imwrite(str(img_dir / f"{stem}.jpg"), aug, [cv2.IMWRITE_JPEG_QUALITY, 92])
-                _write_yolo_labels(lab_dir / f"{stem}.txt", aboxes, aids)
+                (lab_dir / f"{stem}.txt").write_text(yolo_lines(aids, aboxes))
                 n += 1
         counts[split] = n
     write_data_yaml(out, ds.names, {s: f"images/{s}" for s in counts})

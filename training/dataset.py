@@ -123,14 +123,26 @@ def unique_names(paths: Sequence[Path], root: Path) -> list[str]:
 # --- YOLO layout -------------------------------------------------------------------------
 
 
+def yolo_lines(class_ids: Sequence[int], yolo: np.ndarray) -> str:
+    """The text of a YOLO label file: `class cx cy w h` per box, normalised, 6 decimals."""
+    return "".join(f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
+                   for c, (cx, cy, w, h) in zip(class_ids, np.asarray(yolo).reshape(-1, 4), strict=True))
+
+
 def write_label_file(path: Path, sample: Sample, class_names: Sequence[str]) -> None:
     index = {n: i for i, n in enumerate(class_names)}
     yolo = xyxy_to_yolo(sample.xyxy, sample.width, sample.height)
-    lines = [
-        f"{index[label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
-        for label, (cx, cy, w, h) in zip(sample.labels, yolo, strict=True)
-    ]
-    path.write_text("".join(line + "\n" for line in lines))
+    path.write_text(yolo_lines([index[label] for label in sample.labels], yolo))
+
+
+def fresh_split_dirs(out: Path, split: str) -> tuple[Path, Path]:
+    """Empty `images/<split>` and `labels/<split>` under `out` (a rerun replaces, never mixes)."""
+    dirs = out / "images" / split, out / "labels" / split
+    for d in dirs:
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+    return dirs
 
 
 def write_data_yaml(out: Path, class_names: Sequence[str], folders: dict[str, str]) -> Path:
@@ -154,11 +166,7 @@ def write_yolo_dataset(
     out.mkdir(parents=True, exist_ok=True)
     used = [s for s in SPLITS if s in set(assignment.values())]
     for split in used:
-        for kind in ("images", "labels"):
-            d = out / kind / split
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(parents=True)
+        fresh_split_dirs(out, split)
     for sample in samples:
         split = assignment.get(sample.name)
         if split is None:

@@ -7,7 +7,6 @@ it on whole frames shrunk to the model input would teach it objects several time
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,15 @@ from tqdm import tqdm
 from comms.classes import load_class_list
 from edge.tiling import tile_windows
 from training.boxes import box_area, xyxy_to_yolo
-from training.dataset import SPLITS, YoloDataset, label_path_for, read_label_file, write_data_yaml
+from training.dataset import (
+    SPLITS,
+    YoloDataset,
+    fresh_split_dirs,
+    label_path_for,
+    read_label_file,
+    write_data_yaml,
+    yolo_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +53,7 @@ def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, mi
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
     for split in [s for s in SPLITS if s in ds.splits]:
-        img_dir, lab_dir = out / "images" / split, out / "labels" / split
-        for d in (img_dir, lab_dir):
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(parents=True)
+        img_dir, lab_dir = fresh_split_dirs(out, split)
         n = 0
         for path in tqdm(ds.images(split), desc=f"tiling {split}", unit="img", disable=not progress):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -66,8 +69,7 @@ def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, mi
                     continue
                 x1, y1, x2, y2 = (int(v) for v in win)
                 yolo = xyxy_to_yolo(boxes, x2 - x1, y2 - y1)
-                labels = "".join(f"{c} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n"
-                                 for c, (cx, cy, bw, bh) in zip(ids[keep], yolo, strict=True))
+                labels = yolo_lines(ids[keep], yolo)
                 copies = fault_repeat if split == "train" and faults & set(ids[keep].tolist()) else 1
                 for r in range(copies):
                     stem = f"{path.stem}_x{x1}_y{y1}" + (f"_r{r}" if r else "")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from comms.classes import load_class_list
 from edge.geo import offset_latlon
 from training.boxes import xyxy_to_yolo
-from training.dataset import write_data_yaml
+from training.dataset import write_data_yaml, yolo_lines
 from training.synth.camera import FOCAL_35MM, Camera
 from training.synth.metadata import Pose, tag_jpeg
 from training.synth.render import Box, render
@@ -200,8 +200,7 @@ def _write_labels(path: Path, boxes: list[Box], index: dict[str, int], width: in
         path.write_text("")
         return
     yolo = xyxy_to_yolo(np.array([b.xyxy for b in boxes]), width, height)
-    path.write_text("".join(f"{index[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
-                            for b, (cx, cy, w, h) in zip(boxes, yolo, strict=True)))
+    path.write_text(yolo_lines([index[b.label] for b in boxes], yolo))
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
