@@ -33,13 +33,15 @@ def flight(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(flight, tmp_path_factory: pytest.TempPathFactory):
-    """YOLOv8n trained for a few CPU seconds on tiles of the shared flight, and its dataset."""
+def tiny_model(tmp_path_factory: pytest.TempPathFactory):
+    """YOLOv8n trained for under a CPU minute on tiles of a busy flight, and its dataset."""
+    from training.synth.flight import generate_flight
     from training.tiles import tile_dataset
     from training.train import train
 
     work = tmp_path_factory.mktemp("tiny")
-    tile_dataset(flight.out, work / "tiles", size=320, overlap=0.2, keep_empty=0.2, seed=0, progress=False)
+    busy = generate_flight(work / "flight", frames=24, size=(960, 540), seed=7, progress=False)
+    tile_dataset(busy.out, work / "tiles", size=320, overlap=0.2, keep_empty=0.1, seed=0, progress=False)
     data = work / "tiles" / "data.yaml"
     data.write_text(data.read_text().replace("train: images/train", "train: images/train\nval: images/train"))
     result = train(data, "yolov8n.yaml", imgsz=160, epochs=20, batch=4, project=work / "runs", name="tiny", seed=0,
