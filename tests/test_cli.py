@@ -36,6 +36,16 @@ def test_synth_then_stats(tmp_path):
     assert "S/M/L" in table.stdout and "insulator" in table.stdout
 
 
+def test_relative_dataset_paths(flight, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(flight.out, tmp_path / "here" / "flight")
+    monkeypatch.chdir(tmp_path / "here")
+    out = run("data", "stats", "flight", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["all"]["images"] == flight.frames
+
+
 def test_import_prints_per_split_table(tmp_path, flight):
     out = run("data", "import", str(flight.out), "--format", "yolo", "--out", str(tmp_path / "d"),
               "--split", "0.8,0.2")

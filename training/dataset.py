@@ -195,7 +195,7 @@ class YoloDataset:
             names = [names[k] for k in sorted(names)]
         if not names:
             raise ValueError(f"{yaml_path}: no class names")
-        root = Path(data.get("path") or yaml_path.parent)
+        root = Path(data.get("path") or ".")
         if not root.is_absolute():
             root = (yaml_path.parent / root).resolve()
         splits: dict[str, Path] = {}
