@@ -9,6 +9,7 @@ for box on the same model.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -206,6 +207,15 @@ class Detector:
             tensor, boxes = self.preprocess(images)
             return self.postprocess(self.run(tensor), boxes, [im.shape[:2] for im in images], conf)
         return [self(im, conf) for im in images]
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (model files are tens of MB)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def model_card(path: str | Path) -> dict | None:

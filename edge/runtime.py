@@ -10,7 +10,6 @@ reference frame; otherwise the current model stays and the refusal is logged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from comms.alert import Alert
 from comms.classes import load_class_list
-from edge.detector import Detector, ModelError
+from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
 from edge.outbox import JsonlOutbox
 from edge.sources import Frame, open_source
@@ -66,10 +65,6 @@ class RunSummary:
                 f"alerts: {sum(self.alerts.values())} ({alerts})", f"model: {self.model} ({self.swaps} swaps)"]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class ModelSlot:
     """The model in use, and the verified swap to a newer one."""
 
@@ -102,7 +97,7 @@ class ModelSlot:
         if not card_path.exists():
             raise ValueError("no model card beside it")
         card = json.loads(card_path.read_text())
-        if card.get("sha256") != _sha256(path):
+        if card.get("sha256") != file_sha256(path):
             raise ValueError("sha256 does not match its model card")
         det = Detector(path, threads=self.threads)
         if det.names != self.detector.names:

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detector import Detector, ModelError
+from edge.detector import Detector, ModelError, file_sha256
 from training.dataset import YoloDataset
 from training.evaluate import _iou, evaluate
-from training.export import export_model, sha256_of
+from training.export import export_model
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,10 @@ def test_exported_models_carry_metadata_and_a_matching_card(exported):
         det = Detector(r.onnx)
         meta = det.info.metadata
         assert det.names == ["insulator", "defect", "bird_nest"] and det.info.imgsz == (160, 160)
-        assert meta["precision"] == precision and meta["source_sha256"] == sha256_of(result.last)
+        assert meta["precision"] == precision and meta["source_sha256"] == file_sha256(result.last)
         assert int(meta["stride"]) == 32 and float(meta["conf"]) == r.card_data["conf"]
         card = json.loads(r.card.read_text())
-        assert card["sha256"] == sha256_of(r.onnx) and card["classes"] == det.names and card["version"] == "t1"
+        assert card["sha256"] == file_sha256(r.onnx) and card["classes"] == det.names and card["version"] == "t1"
     assert fp32.card_data["conf"] == 0.2
     assert int8.card_data["quantization"]["per_channel"] is True
     assert int8.onnx.stat().st_size < fp32.onnx.stat().st_size / 2

@@ -206,6 +206,18 @@ class YoloDataset:
                 splits[split] = root / value
         return cls(root, [str(n) for n in names], splits)
 
+    def read(self, image: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(BGR image, boxes in pixels, class ids) of one image; None (logged) when unreadable."""
+        import cv2
+
+        pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if pixels is None:
+            log.warning("%s: unreadable image; skipped", image)
+            return None
+        h, w = pixels.shape[:2]
+        xyxy, labels = read_label_file(label_path_for(image), w, h, self.names)
+        return pixels, xyxy, np.array([self.names.index(n) for n in labels], dtype=np.int64)
+
     def images(self, split: str) -> list[Path]:
         folder = self.splits[split]
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -14,13 +14,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from edge.detections import Detections
 from edge.detector import Detector, ModelError
-from training.dataset import YoloDataset, label_path_for, read_label_file
+from training.dataset import YoloDataset
 
 log = logging.getLogger(__name__)
 EVAL_CONF, EVAL_IOU, MAX_DET = 0.001, 0.7, 300
@@ -119,13 +118,11 @@ def evaluate(model: Path, data: Path, split: str = "val", imgsz: int | None = No
     counts = np.zeros((nc, 3), dtype=np.int64)
     for img_id, path in enumerate(tqdm(ds.images(split), desc=f"evaluating {split}", unit="img",
                                        disable=not progress), start=1):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("%s: unreadable image; skipped", path)
+        loaded = ds.read(path)
+        if loaded is None:
             continue
+        image, gt_xyxy, gt_cls = loaded
         h, w = image.shape[:2]
-        gt_xyxy, gt_names = read_label_file(label_path_for(path), w, h, ds.names)
-        gt_cls = np.array([ds.names.index(n) for n in gt_names], dtype=np.int64)
         images.append({"id": img_id, "width": w, "height": h, "file_name": path.name})
         for box, c in zip(gt_xyxy, gt_cls, strict=True):
             bw, bh = box[2] - box[0], box[3] - box[1]

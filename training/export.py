@@ -8,7 +8,6 @@ and the training data, so the edge can verify a file before swapping it in.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -22,20 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.detector import Detector, letterbox, to_tensor
+from edge.detector import Detector, file_sha256, letterbox, to_tensor
 from training.dataset import IMAGE_SUFFIXES
 from training.yolo import ultralytics
 
 log = logging.getLogger(__name__)
 DEFAULT_CONF = 0.25
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -152,7 +143,7 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
     shutil.copyfile(weights, copy)
     exported = Path(YOLO(str(copy)).export(format="onnx", imgsz=imgsz, dynamic=dynamic_batch, simplify=True,
                                            batch=1, verbose=False))
-    source_sha = sha256_of(weights)
+    source_sha = file_sha256(weights)
     meta = {"conf": f"{conf}", "source_sha256": source_sha, "exporter": "pli"}
     quant = None
     if int8:
@@ -170,7 +161,7 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
     card = {
         "version": version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M"),
         "file": out.name,
-        "sha256": sha256_of(out),
+        "sha256": file_sha256(out),
         "precision": meta["precision"],
         "classes": info.names,
         "imgsz": list(info.imgsz),

@@ -20,8 +20,6 @@ from training.dataset import (
     SPLITS,
     YoloDataset,
     fresh_split_dirs,
-    label_path_for,
-    read_label_file,
     write_data_yaml,
     yolo_lines,
 )
@@ -56,13 +54,11 @@ def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, mi
         img_dir, lab_dir = fresh_split_dirs(out, split)
         n = 0
         for path in tqdm(ds.images(split), desc=f"tiling {split}", unit="img", disable=not progress):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: unreadable image; skipped", path)
+            loaded = ds.read(path)
+            if loaded is None:
                 continue
+            image, xyxy, ids = loaded
             h, w = image.shape[:2]
-            xyxy, labels = read_label_file(label_path_for(path), w, h, ds.names)
-            ids = np.array([ds.names.index(label) for label in labels], dtype=np.int64)
             for win in tile_windows(w, h, size, overlap):
                 boxes, keep = tile_boxes(xyxy, win, min_visibility)
                 if len(keep) == 0 and rng.random() >= keep_empty:
