@@ -1,15 +1,17 @@
 """Recipe of the default detector (classes insulator, defect, bird_nest). Reproduce with
 
-    .venv/bin/python recipes/default_model.py [--cplid ../shared/datasets/cplid] [--epochs 150]
+    .venv/bin/python recipes/default_model.py [--cplid ../shared/datasets/cplid] [--device 0] [--time 0.13]
 
 Data: the CPLID train split (the committed split file recipes/cplid_split.json; its val split
 is held out for evaluation) plus two short synthetic flights cut into native-resolution tiles, which
 bring `bird_nest`, more missing discs, and the look of the demo's frames. Model: YOLOv8n from
-its yaml (no pretrained weights exist offline), 512 px input, trained on all CPU cores.
+its yaml (no pretrained weights exist offline), 640 px input.
 
-Compute is the constraint (2 CPU cores): the run is resumable. Each session continues from
-models/checkpoints/default-last.pt (committed until the final model ships) with the same
-total schedule, so the learning-rate and mosaic schedule span sessions unchanged.
+Compute is the constraint. `--time H` gives the run a wall-clock budget (ultralytics fits its
+epoch count and learning-rate schedule to it after the first epoch). `--pack DIR` writes the
+training data, shrunk to the model input (ultralytics shrinks each image to `imgsz` on loading
+anyway) and with relative paths, so it can travel to a GPU machine that cannot see the dataset.
+On a CPU-only machine the run is resumable from models/checkpoints/default-last.pt.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import yaml
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,9 +36,9 @@ from training.train import train  # noqa: E402
 
 SPLIT_FILE = REPO / "recipes" / "cplid_split.json"
 CHECKPOINT = REPO / "models" / "checkpoints" / "default-last.pt"
-SYNTH_SEEDS = (101, 102)
-SYNTH_FRAMES = 24  # ~280 tiles: bird_nest and the demo's look, while CPLID stays the bulk
-SETTINGS = dict(model="yolov8n.yaml", imgsz=512, batch=16, close_mosaic=15, patience=1000, cache="ram", seed=0,
+SYNTH_SEEDS = (101, 102, 104, 105)
+SYNTH_FRAMES = 48  # ~600 tiles, fault tiles twice: synthetic missing discs are small and need many views
+SETTINGS = dict(batch=16, close_mosaic=15, patience=1000, cache="ram", seed=0,
                 deterministic=False)
 
 log = logging.getLogger("recipe")
@@ -50,12 +54,12 @@ def build_data(cplid: Path, work: Path, imgsz: int) -> Path:
         log.info("wrote the CPLID split file %s: commit it", SPLIT_FILE)
     tiles = []
     for seed in SYNTH_SEEDS:
-        flight = work / f"synth{seed}"
+        flight = work / f"synth{seed}_{SYNTH_FRAMES}"
         if not (flight / "faults.csv").exists():
             generate_flight(flight, SYNTH_FRAMES, (1920, 1080), seed)
-        out = work / f"synth{seed}_tiles{imgsz}"
+        out = work / f"synth{seed}_{SYNTH_FRAMES}_tiles{imgsz}"
         if not (out / "data.yaml").exists():
-            tile_dataset(flight, out, size=imgsz, overlap=0.2, keep_empty=0.05, seed=seed)
+            tile_dataset(flight, out, size=imgsz, overlap=0.2, keep_empty=0.05, seed=seed, fault_repeat=2)
         tiles.append(str(out / "images" / "train"))
     data = {
         "train": [str(work / "cplid" / "images" / "train"), *tiles],
@@ -67,22 +71,68 @@ def build_data(cplid: Path, work: Path, imgsz: int) -> Path:
     return path
 
 
+def pack(data_yaml: Path, out: Path, long_side: int, quality: int = 80) -> Path:
+    """Copy a (multi-folder) training set into `out`, images shrunk to `long_side`, relative paths."""
+    spec = yaml.safe_load(data_yaml.read_text())
+    packed: dict[str, object] = {}
+    for split in ("train", "val"):
+        folders = spec[split] if isinstance(spec[split], list) else [spec[split]]
+        rel = []
+        for folder in map(Path, folders):
+            name = f"{folder.parents[1].name}_{split}"
+            img_out, lbl_out = out / name / "images", out / name / "labels"
+            img_out.mkdir(parents=True, exist_ok=True)
+            lbl_out.mkdir(parents=True, exist_ok=True)
+            for img in tqdm(sorted(folder.iterdir()), desc=f"pack {name}", unit="img"):
+                im = cv2.imread(str(img))
+                if im is None:
+                    continue
+                scale = long_side / max(im.shape[:2])
+                if scale < 1:
+                    im = cv2.resize(im, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                cv2.imwrite(str(img_out / f"{img.stem}.jpg"), im, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                label = folder.parents[1] / "labels" / folder.name / f"{img.stem}.txt"
+                if label.exists():  # YOLO labels are normalized: resizing leaves them valid
+                    shutil.copyfile(label, lbl_out / label.name)
+            rel.append(f"{name}/images")
+        packed[split] = rel if len(rel) > 1 else rel[0]
+    packed["names"] = spec["names"]
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(packed, sort_keys=False))
+    log.info("packed %s -> %s", data_yaml, path)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
     ap.add_argument("--work", type=Path, default=REPO / "data" / "default_model")
-    ap.add_argument("--epochs", type=int, default=100, help="total epochs over all sessions")
+    ap.add_argument("--data", type=Path, help="a data.yaml built before (e.g. by --pack): skip building")
+    ap.add_argument("--pack", type=Path, help="write the training data, shrunk to --imgsz, here and stop")
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--model", default="yolov8n.yaml", help="model yaml to train from")
+    ap.add_argument("--epochs", type=int, default=100, help="total epochs (over all sessions when resuming)")
+    ap.add_argument("--time", type=float, help="training budget in hours (overrides --epochs)")
+    ap.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
+    ap.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the main process)")
+    ap.add_argument("--name", default="default", help="run folder name under WORK/runs")
     ap.add_argument("--fresh", action="store_true", help="ignore the committed checkpoint")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    data = build_data(args.cplid, args.work, SETTINGS["imgsz"])
+    data = args.data or build_data(args.cplid, args.work, args.imgsz)
+    if args.pack:
+        pack(data, args.pack, args.imgsz)
+        return 0
     if CHECKPOINT.exists() and not args.fresh:
         log.info("resuming from %s", CHECKPOINT)
-        result = train(data, resume=CHECKPOINT, keep_last=CHECKPOINT)
+        result = train(data, resume=CHECKPOINT, keep_last=CHECKPOINT, device=args.device)
     else:
-        result = train(data, epochs=args.epochs, project=args.work / "runs", name="default", keep_last=CHECKPOINT,
-                       **SETTINGS)
+        extra = {"time": args.time} if args.time else {}
+        keep = CHECKPOINT if args.device == "cpu" and args.data is None else None  # cross-session CPU runs
+        result = train(data, model=args.model, imgsz=args.imgsz, epochs=args.epochs, device=args.device,
+                       workers=args.workers, project=args.work / "runs", name=args.name, keep_last=keep,
+                       **SETTINGS, **extra)
     log.info("finished: best %s; metrics %s", result.best, result.metrics)
     return 0
 

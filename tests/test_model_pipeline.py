@@ -196,3 +196,29 @@ def test_an_interrupted_run_resumes_from_its_kept_checkpoint(tiny_model, tmp_pat
     # A finished run cannot be resumed: refused, not silently retrained from scratch.
     with pytest.raises(ValueError, match="not a resumable checkpoint"):
         train(data, resume=result.last)
+
+
+def test_dfl_rewrite_keeps_the_outputs_and_drops_the_middle_axis_softmax(tiny_model, tmp_path):
+    """The export's DFL rewrite (softmax on the last axis, for CPU speed) changes no number."""
+    import shutil
+
+    import onnx
+    import onnxruntime as ort
+
+    from training.export import dfl_on_last_axis
+    from training.yolo import ultralytics
+
+    result, _ = tiny_model
+    shutil.copyfile(result.last, tmp_path / "w.pt")
+    raw = Path(ultralytics().YOLO(str(tmp_path / "w.pt")).export(format="onnx", imgsz=160, verbose=False))
+    fast = tmp_path / "fast.onnx"
+    shutil.copyfile(raw, fast)
+    assert dfl_on_last_axis(fast) is True
+    assert dfl_on_last_axis(fast) is False  # the pattern is gone: a second pass leaves the file alone
+    softmax_axes = [a.i for n in onnx.load(str(fast)).graph.node if n.op_type == "Softmax" for a in n.attribute]
+    assert softmax_axes == [-1]
+    x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)
+    before, after = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+                     for p in (raw, fast))
+    assert before.shape == after.shape
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-4)

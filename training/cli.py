@@ -61,14 +61,29 @@ def register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", type=Path, help="folder of real images for INT8 calibration")
     p.add_argument("--keep-head-fp32", action="store_true", help="leave the detection head in FP32")
     p.add_argument("--version", help="model version for the card (default: UTC date and time)")
+    p.add_argument("--eval", action="append", default=[], metavar="NAME=DATA.yaml[:SPLIT]",
+                   help="score the exported file on a dataset split (default val) and put it in the card's "
+                   "metrics; repeatable")
+    p.add_argument("--training-data", help="one-line summary of the training data for the card")
     p.set_defaults(func=_export)
+
+
+def _parse_evals(specs: list[str]) -> dict[str, tuple[Path, str]]:
+    evals = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if not sep or not name or not rest:
+            raise ValueError(f"--eval {spec!r}: expected NAME=DATA.yaml[:SPLIT]")
+        data, _, split = rest.rpartition(":") if rest.rsplit(":", 1)[-1] in ("train", "val", "test") else (rest, "", "")
+        evals[name] = (Path(data), split or "val")
+    return evals
 
 
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_model
 
     r = export_model(args.weights, args.out, args.imgsz, args.dynamic_batch, args.conf, args.int8, args.calib,
-                     args.keep_head_fp32, args.version)
+                     args.keep_head_fp32, args.version, _parse_evals(args.eval), args.training_data)
     print(f"{r.onnx} ({r.card_data['precision']}, sha256 {r.card_data['sha256'][:16]}...)\nmodel card: {r.card}")
     return 0
 
@@ -146,8 +161,12 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="yolov8n.yaml", help="model yaml (yolov8n.yaml, yolo11n.yaml) or weights .pt")
     p.add_argument("--imgsz", type=int, default=640, help="input size (default 640)")
     p.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    p.add_argument("--time", type=float, help="wall-clock budget in hours; overrides --epochs (the schedule is fitted "
+                   "to it after the first epoch)")
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA index such as 0 (default cpu)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loading processes (default 0: in the main process, best on a small CPU)")
     p.add_argument("--resume", type=Path, help="run folder or last.pt to continue")
     p.add_argument("--project", type=Path, default=Path("runs/train"), help="parent of run folders")
     p.add_argument("--name", default="run", help="run folder name (default run)")
@@ -157,8 +176,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from training.train import train
 
+    extra = {"time": args.time} if args.time else {}
     result = train(args.data, args.model, args.imgsz, args.epochs, args.batch, args.device, args.resume,
-                   args.project, args.name)
+                   args.project, args.name, workers=args.workers, **extra)
     print(f"run folder: {result.run_dir}\nbest weights: {result.best}")
     for k, v in result.metrics.items():
         print(f"  {k}: {v:.4f}")

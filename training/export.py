@@ -47,6 +47,60 @@ def _checkpoint_info(weights: Path) -> dict:
             "imgsz": args.get("imgsz"), "metrics": metrics}
 
 
+def _score(model: Path, evals: dict[str, tuple[Path, str]]) -> dict[str, dict]:
+    from training.evaluate import evaluate
+
+    scores = {}
+    for name, (data, split) in evals.items():
+        r = evaluate(model, data, split).to_json()
+        scores[name] = {"data": str(data), "split": split, **r}
+        log.info("%s on %s: mAP50 %.4f, mAP50-95 %.4f", model.name, name, r["map50"], r["map50_95"])
+    return scores
+
+
+def dfl_on_last_axis(path: Path) -> bool:
+    """Rewrite the head's DFL so its softmax runs over the last axis; same outputs, faster.
+
+    ultralytics exports DFL as Reshape(b,4,16,a) -> Transpose(0,2,1,3) -> Softmax(axis=1) ->
+    1x1 Conv with weights 0..15. onnxruntime's CPU softmax over a middle axis is slow (16 % of
+    an INT8 model's time here); Transpose(0,1,3,2) -> Softmax(-1) -> MatMul by the same
+    weights gives identical numbers. Returns False (file untouched) when the pattern is absent.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    softmax = next((n for n in g.node if n.op_type == "Softmax" and n.name.endswith("/dfl/Softmax")), None)
+    if softmax is None:
+        return False
+    transpose = next((n for n in g.node if softmax.input[0] in n.output), None)
+    conv = next((n for n in g.node if softmax.output[0] in n.input), None)
+    perm = [a for a in transpose.attribute if a.name == "perm"] if transpose is not None else []
+    if conv is None or conv.op_type != "Conv" or not perm or list(perm[0].ints) != [0, 2, 1, 3]:
+        return False
+    weights = next(i for i in g.initializer if i.name == conv.input[1])
+    bins = numpy_helper.to_array(weights).reshape(-1, 1).astype(np.float32)
+    perm[0].CopyFrom(helper.make_attribute("perm", [0, 1, 3, 2]))
+    for a in softmax.attribute:
+        if a.name == "axis":
+            a.CopyFrom(helper.make_attribute("axis", -1))
+    g.initializer.remove(weights)
+    g.initializer.append(numpy_helper.from_array(bins, weights.name))
+    matmul = helper.make_node("MatMul", [softmax.output[0], weights.name], list(conv.output),
+                              name=conv.name.replace("conv/Conv", "MatMul"))
+    at = list(g.node).index(conv)
+    g.node.remove(conv)
+    g.node.insert(at, matmul)
+    stale = {transpose.output[0], softmax.output[0], conv.output[0]}  # shapes changed: let them be inferred
+    kept = [v for v in g.value_info if v.name not in stale]
+    del g.value_info[:]
+    g.value_info.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return True
+
+
 def set_metadata(path: Path, extra: dict[str, str]) -> None:
     import onnx
 
@@ -129,7 +183,11 @@ def quantize_int8(fp32: Path, out: Path, calib: Path, keep_head_fp32: bool = Fal
 
 def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool = False, conf: float = DEFAULT_CONF,
                  int8: bool = False, calib: Path | None = None, keep_head_fp32: bool = False,
-                 version: str | None = None) -> ExportResult:
+                 version: str | None = None, evals: dict[str, tuple[Path, str]] | None = None,
+                 training_data: str | None = None) -> ExportResult:
+    """evals: name -> (data.yaml, split) scored on the exported file itself (`pli eval`), for the
+    card's metrics: a checkpoint's own figures come from whatever val set training watched.
+    training_data: a human summary of what it was trained on, for the card."""
     weights, out = Path(weights), Path(out)
     if not weights.exists():
         raise FileNotFoundError(f"{weights}: no such weights file")
@@ -143,6 +201,8 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
     shutil.copyfile(weights, copy)
     exported = Path(YOLO(str(copy)).export(format="onnx", imgsz=imgsz, dynamic=dynamic_batch, simplify=True,
                                            batch=1, verbose=False))
+    if dfl_on_last_axis(exported):
+        log.info("DFL softmax moved to the last axis (identical outputs, faster on CPU)")
     source_sha = file_sha256(weights)
     meta = {"conf": f"{conf}", "source_sha256": source_sha, "exporter": "pli"}
     quant = None
@@ -170,8 +230,9 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
         "layout": info.layout,
         "dynamic_batch": info.dynamic_batch,
         "source_weights": {"file": weights.name, "sha256": source_sha},
-        "training": {k: ckpt[k] for k in ("model", "data", "epochs", "imgsz")},
-        "metrics": ckpt["metrics"],
+        "training": {**{k: ckpt[k] for k in ("model", "data", "epochs", "imgsz")},
+                     **({"summary": training_data} if training_data else {})},
+        "metrics": {"training_val": ckpt["metrics"], **_score(out, evals or {})},
         "quantization": quant,
         "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
