@@ -125,7 +125,11 @@ class Detector:
     """One loaded model. Not thread-safe; create one per worker."""
 
     def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
-                 conf: float | None = None, iou: float = 0.7, max_det: int = 300, trt_cache: str | Path | None = None):
+                 conf: float | None = None, iou: float = 0.7, max_det: int = 300, trt_cache: str | Path | None = None,
+                 rect: bool | None = None):
+        """rect: letterbox to the smallest stride multiple instead of the full square (a 16:9 frame
+        becomes 640x384, 40 % fewer pixels), as ultralytics' predict does; needs a model with
+        dynamic height and width, and is the default for one."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -160,13 +164,28 @@ class Detector:
         self.info = ModelInfo(names, imgsz, stride, default_conf if conf is None else conf, layout,
                               not isinstance(inputs[0].shape[0], int), meta)
         self.iou, self.max_det = iou, max_det
+        dynamic_hw = not all(isinstance(d, int) for d in inputs[0].shape[2:])
+        if rect and not dynamic_hw:
+            raise ModelError(f"{self.path}: rectangular input needs a model with dynamic height and width")
+        self.rect = dynamic_hw if rect is None else rect
 
     @property
     def names(self) -> list[str]:
         return self.info.names
 
+    def input_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(h, w) the image of this shape is letterboxed to."""
+        if not self.rect:
+            return self.info.imgsz
+        (h, w), (th, tw), s = shape[:2], self.info.imgsz, self.info.stride
+        r = min(th / h, tw / w)
+        nh, nw = max(round(h * r), 1), max(round(w * r), 1)
+        return nh + (th - nh) % s, nw + (tw - nw) % s
+
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        boxed = [letterbox(im, self.info.imgsz) for im in images]
+        sizes = {self.input_size(im.shape) for im in images}
+        size = sizes.pop() if len(sizes) == 1 else self.info.imgsz  # one batch, one size
+        boxed = [letterbox(im, size) for im in images]
         return to_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
 
     def run(self, tensor: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ make_env() {  # dir, pip arguments...
 
 if [[ $want == *" full "* ]]; then
   # torch first, pinned, from this machine's disk: no other resolver may pick a different build.
-  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[training,cloud,dev]'
+  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[training,cloud,dev,bench]'
 fi
 if [[ $want == *" edge "* ]]; then
   make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis

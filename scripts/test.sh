@@ -8,7 +8,7 @@ echo "[test] ruff"
 .venv/bin/ruff check .
 
 echo "[test] edge-only environment (.venv-edge: no torch, no ultralytics)"
-PLI_EDGE_ENV=1 .venv-edge/bin/python -m pytest -q -p no:cacheprovider tests/edge_env
+PLI_EDGE_ENV=1 PLI_FULL_PYTHON="$PWD/.venv/bin/python" .venv-edge/bin/python -m pytest -q -p no:cacheprovider tests/edge_env
 
 echo "[test] full suite"
 .venv/bin/python -m pytest -q "$@"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,34 @@ def test_training_command_without_training_extra_fails_clearly(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "not installed" in out.stderr and "Traceback" not in out.stderr
+
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@in_edge_env
+def test_edge_run_and_detect_work_with_only_the_edge_extra(tmp_path):
+    """The drone's commands on the shipped models, in the venv that has no torch or ultralytics.
+
+    The frames are rendered by the full venv (PLI_FULL_PYTHON, set by scripts/test.sh): the
+    synthetic generator is training tooling, not something the drone carries."""
+    full = os.environ.get("PLI_FULL_PYTHON")
+    if not full or not Path(full).exists():
+        pytest.skip("PLI_FULL_PYTHON (a venv with the training extra) renders the frames")
+    flight = tmp_path / "flight"
+    subprocess.run([full, "-m", "pli", "data", "synth", "--out", str(flight), "--frames", "6", "--size",
+                    "1920x1080", "--seed", "21"], check=True, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(flight / "images"), "--model",
+                          str(MODELS / "pli-default-int8.onnx"), "--outbox", str(tmp_path / "o" / "alerts.jsonl")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert "frames: 6 in" in run.stdout
+    image = sorted((flight / "images").glob("*.jpg"))[0]
+    det = subprocess.run([sys.executable, "-m", "pli", "detect", str(MODELS / "pli-default.onnx"), str(image),
+                          "--json"], capture_output=True, text=True)
+    assert det.returncode == 0, det.stderr
+    doc = json.loads(det.stdout.strip().splitlines()[-1])
+    assert doc["image"] == str(image)
+    assert any(d["class"] == "insulator" for d in doc["detections"])
+    for d in doc["detections"]:
+        assert len(d["xyxy"]) == 4 and 0 <= d["xyxy"][0] < d["xyxy"][2] <= 1920 and 0 < d["confidence"] <= 1
