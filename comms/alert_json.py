@@ -1,0 +1,85 @@
+"""The JSON form of an alert, for MQTT (4G) and the cloud API. Versioned by `schema`.
+
+Over 4G there is room for a small JPEG thumbnail of the fault's crop (base64); over BeiDou the
+binary form (alert_pack.py) carries the same alert id without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from comms.alert import Alert, alert_id
+from comms.classes import Severity
+
+SCHEMA = "pli.alert/1"
+THUMB_SIDE = 160  # px, long side
+THUMB_QUALITY = 70
+
+
+def thumbnail(jpeg_path: str, side: int = THUMB_SIDE, quality: int = THUMB_QUALITY) -> bytes | None:
+    """A small JPEG of a crop file (a few kB), or None when the crop cannot be read."""
+    import cv2
+
+    image = cv2.imread(jpeg_path, cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    scale = side / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return np.asarray(buf).tobytes() if ok else None
+
+
+def to_json(alert: Alert, thumb: bytes | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": SCHEMA, "id": alert.id, "drone_id": alert.drone_id, "seq": alert.seq,
+        "flight_id": alert.flight_id, "time": alert.time.isoformat().replace("+00:00", "Z"),
+        "lat": alert.lat, "lon": alert.lon, "alt": alert.alt, "class": alert.fault_class,
+        "confidence": alert.confidence, "severity": alert.severity.name.lower(),
+        "tower_id": alert.tower_id, "position_source": alert.position_source,
+    }
+    if thumb:
+        doc["thumbnail_jpeg_b64"] = base64.b64encode(thumb).decode("ascii")
+    return doc
+
+
+def dumps(alert: Alert, thumb: bytes | None = None) -> bytes:
+    return json.dumps(to_json(alert, thumb), separators=(",", ":")).encode()
+
+
+def from_json(doc: dict[str, Any]) -> tuple[Alert, bytes | None]:
+    """Validate and rebuild; raises ValueError naming the first problem."""
+    if not isinstance(doc, dict):
+        raise ValueError("alert JSON must be an object")
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"unsupported alert schema {doc.get('schema')!r} (expected {SCHEMA})")
+    try:
+        alert = Alert(str(doc["drone_id"]), int(doc["seq"]), str(doc.get("flight_id", "")),
+                      datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")), float(doc["lat"]),
+                      float(doc["lon"]), float(doc.get("alt", 0.0)), str(doc["class"]), float(doc["confidence"]),
+                      Severity.parse(str(doc["severity"])), tower_id=doc.get("tower_id"),
+                      position_source=str(doc.get("position_source", "drone")))
+    except KeyError as exc:
+        raise ValueError(f"alert JSON lacks field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"alert JSON: {exc}") from None
+    if doc.get("id") not in (None, alert_id(alert.drone_id, alert.seq)):
+        raise ValueError(f"alert JSON: id {doc['id']!r} disagrees with drone_id and seq")
+    thumb = doc.get("thumbnail_jpeg_b64")
+    try:
+        return alert, base64.b64decode(thumb, validate=True) if thumb else None
+    except ValueError:
+        raise ValueError("alert JSON: thumbnail is not valid base64") from None
+
+
+def loads(data: bytes | str) -> tuple[Alert, bytes | None]:
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"alert JSON does not parse: {exc}") from None
+    return from_json(doc)

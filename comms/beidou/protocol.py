@@ -1,0 +1,393 @@
+"""BeiDou RDSS terminal sentences and frames, as declarative tables with one generic codec.
+
+Three dialects (../shared/docs/beidou-rdss.md): text "2.1" (BDS-2), binary "4.0" (BD1) and
+BDS-3 text. Each sentence or frame is a table of typed fields; `decode_text`, `decode_binary`,
+`encode_text` and `encode_binary` are the only parsers and writers. Anything malformed raises a
+`ParseError` subclass, never another exception.
+
+Numbers decode as numbers; message content as bytes, plus `<name>_text` where it is GB2312 text.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TEXT_21, BINARY_40, TEXT_BDS3 = "2.1", "4.0", "bds3"
+MAX_TEXT = 1024
+MAX_BINARY = 1024
+
+
+class ParseError(ValueError):
+    """Base of every protocol error; the stream reader yields these instead of raising."""
+
+
+class ChecksumError(ParseError):
+    pass
+
+
+class LengthError(ParseError):
+    pass
+
+
+class FormatError(ParseError):
+    pass
+
+
+class UnknownSentence(ParseError):
+    pass
+
+
+@dataclass(frozen=True)
+class Frame:
+    dialect: str
+    type: str  # talker + sentence (BDBSI, CCTXA) or binary instruction (TXSQ)
+    fields: dict[str, Any]
+    raw: bytes = field(repr=False, default=b"")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dialect": self.dialect, "type": self.type}
+        for k, v in self.fields.items():
+            out[k] = v.hex().upper() if isinstance(v, bytes | bytearray) else v
+        return out
+
+
+# --- text fields -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class F:
+    """One text field: `kind` is int, float, str, yn (Y/N -> bool) or content (per `form`)."""
+
+    name: str
+    kind: str = "str"
+    optional: bool = False
+    width: int = 0  # zero-padded digits when written (numbers)
+
+
+@dataclass(frozen=True)
+class Group:
+    """`count` (a previous int field) repetitions of `fields`, decoded as a list of dicts."""
+
+    name: str
+    count: str
+    fields: tuple[F, ...]
+
+
+@dataclass(frozen=True)
+class Rest:
+    """All remaining fields, kept as strings (vendor-dependent tails)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class TextSentence:
+    dialect: str
+    fields: tuple[F | Group | Rest, ...]
+    # content field -> the field that says how it is encoded, and the map code -> encoding
+    content_form: tuple[str, str, dict[str, str]] | None = None
+    matches: Callable[[list[str]], bool] = lambda parts: True
+
+
+_FORM_21 = {"0": "gb2312", "1": "code", "2": "mixed"}
+_FORM_BDS3 = {"1": "gb2312", "2": "code", "3": "mixed", "4": "compressed", "5": "compressed"}
+
+TEXT: dict[str, tuple[TextSentence, ...]] = {
+    "TXA": (TextSentence(TEXT_21, (F("recipient"), F("comm_type", "int"), F("transfer_type", "int"),
+                                   F("content", "content")), ("content", "transfer_type", _FORM_21)),),
+    "TXR": (TextSentence(TEXT_21, (F("info_class", "int"), F("sender"), F("form", "int"), F("send_time"),
+                                   F("content", "content")), ("content", "form", _FORM_21)),),
+    "FKI": (
+        TextSentence(TEXT_BDS3, (F("time"), F("command"), F("executed", "yn"), F("fail_reason", "int", True),
+                                 F("remaining_s", "int", True)), matches=lambda p: bool(re.fullmatch(r"\d{6}", p[0]))),
+        TextSentence(TEXT_21, (F("command"), F("executed", "yn"), F("frequency_flag", "yn"), F("inhibit", "int"),
+                               F("wait", "int", width=4)), matches=lambda p: bool(re.fullmatch(r"[A-Z]{3}", p[0]))),
+    ),
+    "BSI": (TextSentence(TEXT_21, (F("response_beam", "int", width=2), F("time_diff_beam", "int", width=2),
+                                   *(F(f"power_{i}", "int") for i in range(1, 11)))),),
+    "ICA": (TextSentence(TEXT_21, (F("query_type", "int"), F("frame_no", "int"))),),
+    "ICI": (TextSentence(TEXT_21, (F("address"), F("serial"), F("broadcast_address"), F("user_type", "int"),
+                                   F("service_frequency_s", "float"), F("comm_level", "int"), F("encryption"),
+                                   F("subordinates", "int"))),),
+    "RMO": (TextSentence(TEXT_21, (F("sentence"), F("mode", "int"), F("interval", "float", True))),),
+    "WAA": (TextSentence(TEXT_21, (F("report_type", "int"), F("interval", "float", True), F("address"), F("time"),
+                                   F("lat"), F("ns"), F("lon"), F("ew"), F("height", "float", True),
+                                   F("height_unit"))),),
+    "TCQ": (TextSentence(TEXT_BDS3, (F("recipient"), F("freq_point", "int"), F("inbound_ack", "int"),
+                                     F("encoding", "int"), F("content", "content"), F("report_freq", "int")),
+                         ("content", "encoding", _FORM_BDS3)),),
+    "TCI": (TextSentence(TEXT_BDS3, (F("sender"), F("recipient"), F("freq_point", "int"), F("time"),
+                                     F("encoding", "int"), F("unknown"), F("content", "content")),
+                         ("content", "encoding", _FORM_BDS3)),),
+    "PWI": (TextSentence(TEXT_BDS3, (F("time"), F("bds2_count", "int", width=2),
+                                     Group("bds2", "bds2_count", (F("beam", "int", width=2), F("power", "int"))),
+                                     F("bds3_count", "int", width=2),
+                                     Group("bds3", "bds3_count", (F("beam", "int", width=2), F("power", "int"))))),),
+    "ICR": (TextSentence(TEXT_BDS3, (F("query_type", "int"), F("frame_no", "int"))),),
+    "ICP": (TextSentence(TEXT_BDS3, (F("card_id"), Rest("more"))),),
+}
+
+
+def checksum(body: bytes) -> int:
+    x = 0
+    for b in body:
+        x ^= b
+    return x
+
+
+def _content_bytes(text: str, encoding: str) -> bytes:
+    """The field as sent -> the message bytes."""
+    if encoding == "mixed":
+        if not text.upper().startswith("A4"):
+            raise FormatError(f"mixed content must start with A4, got {text[:8]!r}")
+        text = text[2:]
+    if encoding in ("code", "mixed"):
+        try:
+            return bytes.fromhex(text if len(text) % 2 == 0 else text + "0")
+        except ValueError:
+            raise FormatError(f"content is not hex digits: {text[:16]!r}") from None
+    return text.encode("latin-1")  # gb2312 and compressed: raw bytes, recovered from the latin-1 view
+
+
+def _content_field(data: bytes, encoding: str) -> str:
+    if encoding == "mixed":
+        return "A4" + data.hex().upper()
+    if encoding == "code":
+        return data.hex().upper()
+    return data.decode("latin-1")
+
+
+def _convert(f: F, text: str) -> Any:
+    if text == "" and (f.optional or f.kind in ("str", "content")):
+        return None if f.kind not in ("str", "content") else text
+    try:
+        if f.kind == "int":
+            return int(text)
+        if f.kind == "float":
+            return float(text)
+    except ValueError:
+        raise FormatError(f"field {f.name}: {text!r} is not a number") from None
+    if f.kind == "yn":
+        if text not in ("Y", "N"):
+            raise FormatError(f"field {f.name}: expected Y or N, got {text!r}")
+        return text == "Y"
+    return text
+
+
+def _render(f: F, value: Any) -> str:
+    if value is None:
+        return ""
+    if f.kind == "yn":
+        return "Y" if value else "N"
+    if f.kind == "float" and float(value).is_integer():
+        return str(int(value))
+    if f.kind == "int" and f.width:
+        return f"{int(value):0{f.width}d}"
+    return str(value)
+
+
+def decode_text(line: bytes) -> Frame:
+    """One text sentence, `$...*hh` with or without CR LF."""
+    raw = bytes(line)
+    line = raw.rstrip(b"\r\n")
+    if len(line) > MAX_TEXT:
+        raise LengthError(f"sentence of {len(line)} bytes is longer than {MAX_TEXT}")
+    if not line.startswith(b"$"):
+        raise FormatError("a sentence starts with $")
+    star = line.rfind(b"*")
+    if star < 0 or len(line) - star != 3:
+        raise FormatError("a sentence ends with * and two hex digits")
+    body = line[1:star]
+    try:
+        expected = int(line[star + 1:], 16)
+    except ValueError:
+        raise ChecksumError(f"checksum {line[star + 1:]!r} is not hex") from None
+    if checksum(body) != expected:
+        raise ChecksumError(f"checksum {expected:02X} does not match the sentence ({checksum(body):02X})")
+    parts = body.decode("latin-1").split(",")
+    head = parts.pop(0)
+    if not re.fullmatch(r"[A-Z]{5}", head):
+        raise FormatError(f"sentence name {head!r} is not talker + 3 letters")
+    variants = TEXT.get(head[2:])
+    if variants is None:
+        raise UnknownSentence(f"unknown sentence {head}")
+    if not parts:
+        raise FormatError(f"{head}: no fields")
+    spec = next((v for v in variants if v.matches(parts)), None)
+    if spec is None:
+        raise FormatError(f"{head}: first field {parts[0]!r} fits no known form")
+    fields = _decode_fields(head, spec, parts)
+    return Frame(spec.dialect, head, fields, raw)
+
+
+def _decode_fields(head: str, spec: TextSentence, parts: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    i = 0
+    for f in spec.fields:
+        if isinstance(f, Rest):
+            out[f.name] = parts[i:]
+            i = len(parts)
+            continue
+        if isinstance(f, Group):
+            n = out.get(f.count)
+            if not isinstance(n, int) or n < 0 or i + n * len(f.fields) > len(parts):
+                raise FormatError(f"{head}: group {f.name} of {n} entries does not fit the sentence")
+            out[f.name] = [{g.name: _convert(g, parts[i + k * len(f.fields) + j]) for j, g in enumerate(f.fields)}
+                           for k in range(n)]
+            i += n * len(f.fields)
+            continue
+        if i >= len(parts):
+            if f.optional:
+                out[f.name] = None
+                continue
+            raise FormatError(f"{head}: missing field {f.name} (has {len(parts)} fields)")
+        out[f.name] = _convert(f, parts[i])
+        i += 1
+    if i < len(parts):
+        raise FormatError(f"{head}: {len(parts) - i} fields more than expected")
+    if spec.content_form:
+        name, form_field, forms = spec.content_form
+        encoding = forms.get(str(out.get(form_field)))
+        if encoding is None:
+            raise FormatError(f"{head}: unknown content form {out.get(form_field)!r}")
+        data = _content_bytes(out[name] or "", encoding)
+        out[name] = data
+        out[f"{name}_encoding"] = encoding
+        if encoding in ("gb2312", "mixed", "code"):
+            try:
+                text = data.decode("gb2312")
+                if text.isprintable():
+                    out[f"{name}_text"] = text
+            except UnicodeDecodeError:
+                pass
+    return out
+
+
+def encode_text(talker_sentence: str, fields: dict[str, Any]) -> bytes:
+    """Write a sentence from named fields (content as bytes); the inverse of `decode_text`."""
+    variants = TEXT.get(talker_sentence[2:])
+    if variants is None or len(talker_sentence) != 5:
+        raise UnknownSentence(f"unknown sentence {talker_sentence}")
+    spec = variants[0] if len(variants) == 1 else next(
+        v for v in variants if all(getattr(f, "name", None) in fields for f in v.fields[:2]))
+    parts = [talker_sentence]
+    form = None
+    if spec.content_form:
+        form = spec.content_form[2][str(fields[spec.content_form[1]])]
+    for f in spec.fields:
+        if isinstance(f, Rest):
+            parts += [str(v) for v in fields.get(f.name, [])]
+        elif isinstance(f, Group):
+            for entry in fields.get(f.name, []):
+                parts += [_render(g, entry[g.name]) for g in f.fields]
+        elif f.kind == "content":
+            value = fields[f.name]
+            parts.append(_content_field(value if isinstance(value, bytes) else str(value).encode("gb2312"), form))
+        else:
+            parts.append(_render(f, fields.get(f.name)))
+    body = ",".join(parts).encode("latin-1")
+    return b"$" + body + b"*" + f"{checksum(body):02X}".encode() + b"\r\n"
+
+
+# --- binary frames -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class B:
+    """One binary field: `size` bytes unsigned big-endian, `bytes` of `size`, or content."""
+
+    name: str
+    size: int = 1
+    kind: str = "uint"  # uint, bytes, text (ASCII), content (length from `bits`), rest
+
+
+BINARY: dict[str, tuple[B, ...]] = {
+    "TXSQ": (B("info_class"), B("destination", 3), B("bits", 2), B("ack"), B("content", kind="content")),
+    "TXXX": (B("info_class"), B("sender", 3), B("hour"), B("minute"), B("bits", 2), B("content", kind="content"),
+             B("crc_flag")),
+    "FKXX": (B("flag"), B("extra", 4, "bytes")),
+    "GLJC": (B("output_frequency"),),
+    "GLZK": tuple(B(f"power_{i}") for i in range(1, 7)),
+    "ICJC": (B("frame_no"),),
+    "ICXX": (B("frame_no"), B("broadcast_id", 3), B("user_characteristic"), B("service_frequency_s", 2),
+             B("comm_level"), B("encryption"), B("subordinates", 2)),
+}
+BINARY_HEAD = struct.Struct(">5sH3s")  # $ + instruction, total length, user address
+
+
+def binary_length(head: bytes) -> int | None:
+    """Total length from the first 7 bytes of a binary frame, or None if they are no such head."""
+    if len(head) < 7 or head[:1] != b"$" or head[1:5].decode("latin-1") not in BINARY:
+        return None
+    return int.from_bytes(head[5:7], "big")
+
+
+def decode_binary(frame: bytes) -> Frame:
+    frame = bytes(frame)
+    if len(frame) < BINARY_HEAD.size + 1:
+        raise LengthError(f"binary frame of {len(frame)} bytes is shorter than its head")
+    tag, length, addr = BINARY_HEAD.unpack_from(frame)
+    name = tag[1:].decode("latin-1")
+    if tag[:1] != b"$":
+        raise FormatError("a binary frame starts with $")
+    spec = BINARY.get(name)
+    if spec is None:
+        raise UnknownSentence(f"unknown binary instruction {name!r}")
+    if length != len(frame):
+        raise LengthError(f"{name}: length field says {length} bytes, frame has {len(frame)}")
+    if checksum(frame[:-1]) != frame[-1]:
+        raise ChecksumError(f"{name}: checksum {frame[-1]:02X} does not match ({checksum(frame[:-1]):02X})")
+    info, at = frame[BINARY_HEAD.size:-1], 0
+    out: dict[str, Any] = {"address": int.from_bytes(addr, "big")}
+    for f in spec:
+        if f.kind == "content":
+            bits = out.get("bits", 0)
+            n = (bits + 7) // 8
+            tail = sum(g.size for g in spec[spec.index(f) + 1:])
+            if at + n + tail != len(info):
+                raise LengthError(f"{name}: {bits} content bits do not fit the {len(info)}-byte information field")
+            data = info[at:at + n]
+            out[f.name] = data
+            if data[:1] == b"\xa4":
+                out[f"{f.name}_encoding"] = "mixed"
+            at += n
+            continue
+        if at + f.size > len(info):
+            raise LengthError(f"{name}: information ends before field {f.name}")
+        chunk = info[at:at + f.size]
+        out[f.name] = int.from_bytes(chunk, "big") if f.kind == "uint" else chunk
+        at += f.size
+    if at != len(info):
+        raise LengthError(f"{name}: {len(info) - at} bytes left in the information field")
+    if name == "FKXX" and out["flag"] == 0 and out["extra"].isascii():
+        out["command"] = out["extra"].decode("ascii")
+    return Frame(BINARY_40, name, out, frame)
+
+
+def encode_binary(name: str, address: int, fields: dict[str, Any]) -> bytes:
+    spec = BINARY.get(name)
+    if spec is None:
+        raise UnknownSentence(f"unknown binary instruction {name!r}")
+    info = b""
+    for f in spec:
+        value = fields[f.name]
+        if f.kind in ("content", "bytes"):
+            info += bytes(value)
+        else:
+            info += int(value).to_bytes(f.size, "big")
+    length = BINARY_HEAD.size + len(info) + 1
+    head = BINARY_HEAD.pack(b"$" + name.encode(), length, address.to_bytes(3, "big"))
+    body = head + info
+    return body + bytes([checksum(body)])
+
+
+def content_bits(data: bytes, encoding: str) -> int:
+    """Bit length the binary dialect declares: Chinese bytes x 8, code digits x 4, mixed incl. A4."""
+    return len(data) * 8 if encoding != "code" else len(data.hex()) * 4
+
+
+def decode_any(data: bytes) -> Frame:
+    """A binary frame when it starts like one, else a text sentence."""
+    return decode_binary(data) if binary_length(bytes(data[:7])) is not None else decode_text(data)
