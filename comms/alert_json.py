@@ -43,6 +43,8 @@ def to_json(alert: Alert, thumb: bytes | None = None) -> dict[str, Any]:
         "confidence": alert.confidence, "severity": alert.severity.name.lower(),
         "tower_id": alert.tower_id, "position_source": alert.position_source,
     }
+    if alert.crop_path:  # the drone's own file: for its operators, not for the cloud
+        doc["crop"] = alert.crop_path
     if thumb:
         doc["thumbnail_jpeg_b64"] = base64.b64encode(thumb).decode("ascii")
     return doc
@@ -63,7 +65,7 @@ def from_json(doc: dict[str, Any]) -> tuple[Alert, bytes | None]:
                       datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")), float(doc["lat"]),
                       float(doc["lon"]), float(doc.get("alt", 0.0)), str(doc["class"]), float(doc["confidence"]),
                       Severity.parse(str(doc["severity"])), tower_id=doc.get("tower_id"),
-                      position_source=str(doc.get("position_source", "drone")))
+                      position_source=str(doc.get("position_source", "drone")), crop_path=doc.get("crop"))
     except KeyError as exc:
         raise ValueError(f"alert JSON lacks field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:

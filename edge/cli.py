@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "when large) -> fault tracker -> alerts with crops in the outbox. Prints a summary.")
     p.add_argument("--source", required=True, help="image folder, video file, camera index or rtsp:// URL")
     p.add_argument("--model", required=True, type=Path, help="ONNX model")
-    p.add_argument("--outbox", type=Path, default=Path("outbox/alerts.jsonl"),
-                   help="outbox file (default outbox/alerts.jsonl)")
+    p.add_argument("--outbox", type=Path, default=Path("outbox/outbox.db"),
+                   help="the durable outbox, SQLite (default outbox/outbox.db); crops go beside it")
     p.add_argument("--drone-id", default="UAV-01", help="this drone's id (default UAV-01)")
     p.add_argument("--flight-id", help="flight id (default: UTC start time)")
     p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
@@ -88,7 +88,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.outbox import JsonlOutbox
+    from comms.outbox import Outbox
     from edge.runtime import RunConfig, run_flight
     from edge.tracker import TrackerConfig
 
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         source = open_source(args.source, args.telemetry, args.tz)
     else:
         source = args.source
-    summary = run_flight(source, args.model, JsonlOutbox(args.outbox), config)
+    summary = run_flight(source, args.model, Outbox(args.outbox, args.drone_id), config)
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
     return 0

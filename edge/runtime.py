@@ -24,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from comms.alert import Alert
+from comms.alert_json import thumbnail
 from comms.classes import load_class_list
+from comms.outbox import Outbox
 from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
-from edge.outbox import JsonlOutbox
 from edge.sources import Frame, open_source
 from edge.tiled import detect
 from edge.tracker import ConfirmedFault, FaultTracker, TrackerConfig
@@ -116,7 +117,7 @@ def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: flo
     return image[max(0, int(y1 - mh)):min(h, int(y2 + mh)), max(0, int(x1 - mw)):min(w, int(x2 + mw))]
 
 
-def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: JsonlOutbox,
+def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox,
                config: RunConfig | None = None, progress: bool = True) -> RunSummary:
     cfg = config or RunConfig()
     classes = load_class_list()
@@ -148,14 +149,14 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: JsonlO
         for event in tracker.update(frame.index, dets, located):
             alert = _alert(event, recent, frame, outbox, flight_id, cfg.drone_id, crops)
             if alert is not None:
-                outbox.put(alert)
+                outbox.put(alert, thumbnail(alert.crop_path) if alert.crop_path else None)
                 counts[alert.fault_class] += 1
                 log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
                          alert.position_source)
     return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
 
 
-def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: JsonlOutbox, flight_id: str,
+def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: Outbox, flight_id: str,
            drone_id: str, crops: Path) -> Alert | None:
     if not (np.isfinite(event.lat) and np.isfinite(event.lon)):
         log.warning("fault %s (%s) confirmed on frames without position: no alert", event.track_id, event.cls)

@@ -4,13 +4,13 @@ flight alerts each fault it detects exactly once, at the fault's place (within 1
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from comms.outbox import Outbox
 from edge.geo import distance_m
 
 pytestmark = pytest.mark.slow
@@ -30,11 +30,11 @@ def hd_flight(tmp_path_factory):
 def test_one_alert_per_detected_fault_within_15_m(hd_flight, tmp_path):
     faults = list(csv.DictReader((hd_flight.out / "faults.csv").open()))
     assert len(faults) >= 5, "the flight must hold at least 5 faults for this test to say anything"
-    outbox = tmp_path / "alerts.jsonl"
+    outbox = tmp_path / "outbox.db"
     out = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(hd_flight.out / "images"),
                           "--model", str(MODEL), "--outbox", str(outbox)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    alerts = [json.loads(line) for line in outbox.read_text().splitlines() if line.strip()]
+    alerts = Outbox(outbox, "UAV-01").alerts()
 
     matched: dict[str, list[str]] = {}
     for a in alerts:

@@ -6,40 +6,19 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from comms.alert import Alert
-from comms.classes import Severity
-from edge.outbox import JsonlOutbox
+from comms.outbox import Outbox
 from edge.runtime import ModelSlot, RunConfig, run_flight
 
 pytestmark = pytest.mark.slow
 
 
-def _alert(seq: int) -> Alert:
-    return Alert("UAV-01", seq, "F1", datetime(2026, 5, 12, tzinfo=UTC), 25.0, 102.0, 1900.0, "defect", 0.8,
-                 Severity.HIGH)
-
-
-def test_outbox_is_durable_and_never_reuses_a_sequence_number(tmp_path):
-    box = JsonlOutbox(tmp_path / "alerts.jsonl")
-    for _ in range(3):
-        box.put(_alert(box.next_seq()))
-    with (tmp_path / "alerts.jsonl").open("a") as fh:
-        fh.write('{"id": "UAV-01-0000000004", "seq": 4, "cut by a power lo')  # no newline: never acknowledged
-    again = JsonlOutbox(tmp_path / "alerts.jsonl")
-    assert [a["seq"] for a in again.alerts()] == [1, 2, 3]
-    assert again.next_seq() == 4  # the cut line was never handed out as done
-    again.put(_alert(4))
-    assert [a["id"] for a in again.alerts()][-1] == "UAV-01-0000000004"
-
-
 def test_run_flight_writes_alerts_with_crops(exported_fp32, flight, tmp_path):
-    outbox = JsonlOutbox(tmp_path / "out" / "alerts.jsonl")
+    outbox = Outbox(tmp_path / "out" / "outbox.db", "UAV-07")
     cfg = RunConfig(drone_id="UAV-07", flight_id="T1", conf=0.05)
     summary = run_flight(flight.out / "images", exported_fp32, outbox, cfg, progress=False)
     assert summary.frames == flight.frames and summary.fps > 0
@@ -50,6 +29,8 @@ def test_run_flight_writes_alerts_with_crops(exported_fp32, flight, tmp_path):
         assert a["id"] == f"UAV-07-{a['seq']:010d}" and a["class"] in ("defect", "bird_nest")
         assert a["position_source"] == "projected" and (tmp_path / "out" / "crops").exists()
         assert a["crop"] and Path(a["crop"]).stat().st_size > 0
+    thumbs = [q.thumb for q in outbox.due("mqtt")]
+    assert thumbs and all(t is not None and t[:2] == b"\xff\xd8" for t in thumbs)  # JPEG thumbnails for 4G
 
 
 def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp_path):
@@ -58,7 +39,7 @@ def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(folder), "--model",
-                          str(exported_fp32), "--outbox", str(tmp_path / "o" / "alerts.jsonl")],
+                          str(exported_fp32), "--outbox", str(tmp_path / "o" / "outbox.db")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert f"frames: {flight.frames} in" in out.stdout and "alerts:" in out.stdout

@@ -55,7 +55,7 @@ def test_edge_run_and_detect_work_with_only_the_edge_extra(tmp_path):
     subprocess.run([full, "-m", "pli", "data", "synth", "--out", str(flight), "--frames", "6", "--size",
                     "1920x1080", "--seed", "21"], check=True, capture_output=True)
     run = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(flight / "images"), "--model",
-                          str(MODELS / "pli-default-int8.onnx"), "--outbox", str(tmp_path / "o" / "alerts.jsonl")],
+                          str(MODELS / "pli-default-int8.onnx"), "--outbox", str(tmp_path / "o" / "outbox.db")],
                          capture_output=True, text=True)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     assert "frames: 6 in" in run.stdout
