@@ -1,0 +1,152 @@
+"""The 4G link: alerts from the outbox to MQTT (paho-mqtt 2.x, MQTT v5), acknowledgements back.
+
+Topics: `pli/<fleet>/<drone>/alerts` (QoS 1, the alert's JSON form with its thumbnail) and
+`pli/<fleet>/<drone>/acks` (the cloud's acknowledgements: a JSON list of alert ids). A
+persistent session (clean_start=False, session expiry > 0) keeps QoS 1 messages across a
+reconnect; paho holds them in memory only, so the outbox on disk stays the truth: anything not
+acknowledged by the cloud is published again after a restart, and the cloud drops duplicates
+by id. Delivery is counted in `on_publish` (PUBACK), never from `publish()`'s return value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from comms import alert_json
+from comms.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    fleet: str = "fleet1"
+    username: str | None = None
+    password: str | None = None  # from the environment (PLI_MQTT_PASSWORD), never from the repo
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+
+
+def alerts_topic(fleet: str, drone: str) -> str:
+    return f"pli/{fleet}/{drone}/alerts"
+
+
+def acks_topic(fleet: str, drone: str) -> str:
+    return f"pli/{fleet}/{drone}/acks"
+
+
+def make_client(client_id: str, cfg: MqttConfig) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls_ca or cfg.tls_cert:
+        client.tls_set(ca_certs=cfg.tls_ca, certfile=cfg.tls_cert, keyfile=cfg.tls_key,
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    return client
+
+
+def connect(client: mqtt.Client, cfg: MqttConfig) -> None:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = cfg.session_expiry_s
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False, properties=props)
+    client.loop_start()
+
+
+class MqttLink:
+    """Publishes due alerts and applies acknowledgements to the outbox. Thread-safe `pump()`."""
+
+    def __init__(self, outbox: Outbox, cfg: MqttConfig):
+        self.outbox, self.cfg = outbox, cfg
+        self.drone = outbox.drone_id
+        self.client = make_client(f"pli-{cfg.fleet}-{self.drone}", cfg)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self._lock = threading.RLock()  # paho may call back inside publish() on its own thread
+        self._inflight: dict[int, str] = {}  # mid -> alert id
+        self._ids_inflight: set[str] = set()
+        self.connected = threading.Event()
+        self._acked: list[str] = []  # applied to the outbox by pump() (sqlite on its own thread)
+        self._puback: list[str] = []
+
+    def start(self) -> None:
+        connect(self.client, self.cfg)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    # paho's thread: only queue work, the outbox is touched in pump()
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT connect refused: %s", reason_code)
+            return
+        client.subscribe(acks_topic(self.cfg.fleet, self.drone), qos=1)
+        self.connected.set()
+        log.info("MQTT connected to %s:%d (session present: %s)", self.cfg.host, self.cfg.port,
+                 flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.warning("MQTT disconnected: %s", reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            alert_id = self._inflight.pop(mid, None)
+            if alert_id is not None:
+                self._ids_inflight.discard(alert_id)
+                if not reason_code.is_failure:
+                    self._puback.append(alert_id)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            ids = json.loads(message.payload)
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError("expected a JSON list of alert ids")
+        except ValueError as exc:
+            log.warning("ignored a malformed acknowledgement on %s: %s", message.topic, exc)
+            return
+        with self._lock:
+            self._acked += ids
+
+    def pump(self, limit: int = 50) -> int:
+        """Apply PUBACKs and acknowledgements, publish what is due and not in flight; returns published."""
+        with self._lock:
+            pubacked, self._puback = self._puback, []
+            acked, self._acked = self._acked, []
+        if pubacked:
+            self.outbox.mark_sent(pubacked, "mqtt")
+        if acked:
+            self.outbox.ack(acked)
+        if not self.connected.is_set():
+            return 0
+        sent = 0
+        for q in self.outbox.due("mqtt", limit):
+            with self._lock:
+                if q.alert.id in self._ids_inflight:
+                    continue
+                info = self.client.publish(alerts_topic(self.cfg.fleet, self.drone),
+                                           alert_json.dumps(q.alert, q.thumb), qos=1)
+                self._inflight[info.mid] = q.alert.id
+                self._ids_inflight.add(q.alert.id)
+            sent += 1
+        return sent
+
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)

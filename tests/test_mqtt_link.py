@@ -1,0 +1,145 @@
+"""The 4G link against a real Mosquitto broker: delivery, acknowledgements, broker restarts,
+and power cuts of the sending process (SIGKILL) mid-send."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from comms import alert_json
+from comms.alert import Alert
+from comms.classes import Severity
+from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic
+from comms.outbox import Outbox
+
+pytestmark = pytest.mark.slow
+
+
+class Cloud:
+    """Plays the cloud: records every alert id it receives and acknowledges it."""
+
+    def __init__(self, port: int, fleet: str = "fleet1"):
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-test", protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(fleet, "+"), qos=1)
+        self.client.on_message = self._on_message
+        self.fleet = fleet
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        alert, _ = alert_json.loads(message.payload)
+        with self.lock:
+            self.ids.append(alert.id)
+        client.publish(acks_topic(self.fleet, alert.drone_id), json.dumps([alert.id]), qos=1)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _fill(box: Outbox, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        a = Alert(box.drone_id, box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0 + i / 1e5, 102.0,
+                  1600.0, "defect" if i % 3 else "bird_nest", 0.9, Severity.HIGH if i % 3 else Severity.MEDIUM)
+        box.put(a)
+        ids.append(a.id)
+    return ids
+
+
+def _until(cond, timeout: float, step=None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step:
+            step()
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_alerts_are_delivered_and_acknowledged_across_a_broker_restart(broker, tmp_path):
+    box = Outbox(tmp_path / "o.db", "UAV-01")
+    ids = _fill(box, 40)
+    cloud = Cloud(broker.port)
+    link = MqttLink(box, MqttConfig(port=broker.port))
+    link.start()
+    try:
+        assert _until(lambda: box.counts().get("acked", 0) >= 10, 20, link.pump)
+        broker.stop()  # mid-flight
+        time.sleep(0.5)
+        link.pump()  # while the broker is down nothing is lost, nothing is marked done
+        broker.start()
+        cloud.stop()
+        cloud = Cloud(broker.port)
+        assert _until(lambda: box.counts() == {"acked": 40}, 40, link.pump), box.counts()
+    finally:
+        link.stop()
+        cloud.stop()
+    assert set(cloud.ids) <= set(ids)
+
+
+SENDER = textwrap.dedent("""
+    import sys, time
+    from comms.mqtt_link import MqttConfig, MqttLink
+    from comms.outbox import Outbox
+    box = Outbox(sys.argv[1], "UAV-01")
+    link = MqttLink(box, MqttConfig(port=int(sys.argv[2])))
+    link.start()
+    while True:  # paced like a slow uplink, so that kills land while messages are in flight
+        link.pump(limit=4)
+        time.sleep(0.03)
+""")
+
+
+def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
+    db = tmp_path / "o.db"
+    box = Outbox(db, "UAV-01")
+    ids = _fill(box, 500)
+    box.close()
+    cloud = Cloud(broker.port)
+    rng = random.Random(2026)
+
+    def unacked() -> int:
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            return con.execute("SELECT COUNT(*) FROM alerts WHERE state != 'acked'").fetchone()[0]
+        finally:
+            con.close()
+
+    kills = 0
+    try:
+        while kills < 10 and unacked():
+            sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
+            time.sleep(rng.uniform(0.2, 0.7))
+            if unacked():  # killed while messages are unacknowledged
+                sender.send_signal(signal.SIGKILL)
+                kills += 1
+            else:
+                sender.kill()
+            sender.wait()
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
+        try:
+            assert _until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged"
+        finally:
+            sender.kill()
+            sender.wait()
+    finally:
+        cloud.stop()
+    assert kills >= 10
+    with cloud.lock:
+        seen = set(cloud.ids)
+    assert seen == set(ids) and len(seen) == 500  # every id at least once, nothing foreign
