@@ -10,7 +10,7 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     bd = sub.add_parser("beidou", help="BeiDou RDSS short-message tools",
                         description="Decode BeiDou terminal sentences and frames (text 2.1, binary 4.0, BDS-3).")
-    bsub = bd.add_subparsers(dest="beidou_command", required=True, metavar="{parse}")
+    bsub = bd.add_subparsers(dest="beidou_command", required=True, metavar="{parse,sim}")
     p = bsub.add_parser("parse", help="decode a sentence or frame to JSON",
                         description="Decode one text sentence, or a binary frame given with --hex, and print it "
                         "as JSON (dialect, type, named fields). With '-', read one item per line from stdin: a "
@@ -19,6 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sentence", nargs="?", help="a text sentence such as '$BDBSI,...*5F', or - for stdin")
     p.add_argument("--hex", help="a binary (or text) frame as hex bytes, spaces allowed")
     p.set_defaults(func=_parse)
+
+    p = bsub.add_parser("sim", help="simulated terminals on pseudo-terminals (drone's and ground's)",
+                        description="Open two simulated BeiDou terminals (text dialect 2.1) on pseudo-terminals, "
+                        "linked by a simulated satellite, print their device paths as one JSON line, and run "
+                        "until interrupted. Point the driver (or a serial console) at a device path.")
+    p.add_argument("--address", default="0247718", help="the drone terminal's address (default 0247718)")
+    p.add_argument("--peer-address", default="0179773", help="the ground terminal's address (default 0179773)")
+    p.add_argument("--freq", type=float, default=60.0, help="service frequency in seconds (default 60)")
+    p.add_argument("--level", type=int, default=3, choices=[1, 2, 3, 4], help="comm level (default 3)")
+    p.add_argument("--delay", type=float, default=2.0, help="delivery delay in seconds (default 2)")
+    p.add_argument("--loss", type=float, default=0.0, help="probability a message is lost (default 0)")
+    p.add_argument("--outage", help="START:END seconds with no beam power on the drone's terminal")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sim)
 
 
 def _bytes_of_hex(text: str) -> bytes:
@@ -53,4 +67,39 @@ def _parse(args: argparse.Namespace) -> int:
     except ParseError as exc:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
     print(json.dumps(frame.to_json(), ensure_ascii=False))
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig, outage, steady
+
+    profile = steady()
+    if args.outage:
+        try:
+            start, end = (float(x) for x in args.outage.split(":"))
+        except ValueError:
+            raise ValueError(f"--outage {args.outage!r}: expected START:END in seconds") from None
+        profile = outage(start, end)
+    if not 0 <= args.loss <= 1:
+        raise ValueError("--loss is a probability between 0 and 1")
+    net = Network()
+    common = dict(service_frequency_s=args.freq, comm_level=args.level, delay_s=args.delay, loss=args.loss)
+    drone = SimTerminal(TerminalConfig(address=args.address, profile=profile, seed=args.seed, **common), net).start()
+    ground = SimTerminal(TerminalConfig(address=args.peer_address, seed=args.seed + 1, **common), net).start()
+    print(json.dumps({"drone": {"address": args.address, "device": drone.device},
+                      "ground": {"address": args.peer_address, "device": ground.device}}), flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        drone.stop()
+        ground.stop()
+    print(f"sent {drone.sent} (refused {drone.refused}) from the drone, {ground.sent} from the ground",
+          file=sys.stderr)
     return 0

@@ -90,3 +90,27 @@ def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
         results.append(guard.accept("UAV-07", [a.seq for a in got]))
         assert [a.id for a in got] == [a.id for a in alerts] and sender == DRONE
     assert results == [[True] * 3, [False] * 3]
+
+
+def test_pli_beidou_sim_serves_a_driver_from_another_process():
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pli", "beidou", "sim", "--freq", "0.5", "--delay", "0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        devices = json.loads(proc.stdout.readline())
+        drone, ground = Driver(devices["drone"]["device"]), Driver(devices["ground"]["device"])
+        try:
+            assert drone.card.address == devices["drone"]["address"] and drone.card.service_frequency_s == 0.5
+            assert drone.send(ground.card.address, b"over the ridge").ok
+            assert ground.receive(timeout=3) == (drone.card.address, b"over the ridge")
+        finally:
+            drone.close()
+            ground.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "sent 1" in err
