@@ -8,6 +8,22 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("ground", help="the ground station: BeiDou in, MQTT out",
+                       description="Ground station tools.")
+    gsub = g.add_subparsers(dest="ground_command", required=True, metavar="{run}")
+    p = gsub.add_parser("run", help="read the receiving terminal and republish verified alerts to MQTT",
+                        description="Read BeiDou messages from the receiving terminal's serial port, verify each "
+                        "message's tag with its drone's key (PLI_KEYS_FILE or --keys), drop replays (kept in "
+                        "--replay-db), and publish the alerts as JSON to MQTT. Runs until interrupted.")
+    p.add_argument("--port", required=True, help="serial device of the receiving terminal")
+    p.add_argument("--keys", help="key file (default: $PLI_KEYS_FILE)")
+    p.add_argument("--replay-db", default="ground/replay.db", help="replay window store (default ground/replay.db)")
+    p.add_argument("--mqtt-host", default="127.0.0.1")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--mqtt-user", help="username (password from $PLI_MQTT_PASSWORD)")
+    p.add_argument("--fleet", default="fleet1")
+    p.set_defaults(func=_ground)
+
     bd = sub.add_parser("beidou", help="BeiDou RDSS short-message tools",
                         description="Decode BeiDou terminal sentences and frames (text 2.1, binary 4.0, BDS-3).")
     bsub = bd.add_subparsers(dest="beidou_command", required=True, metavar="{parse,sim}")
@@ -102,4 +118,37 @@ def _sim(args: argparse.Namespace) -> int:
         ground.stop()
     print(f"sent {drone.sent} (refused {drone.refused}) from the drone, {ground.sent} from the ground",
           file=sys.stderr)
+    return 0
+
+
+def _ground(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+    from pathlib import Path
+
+    from comms.beidou.driver import Driver
+    from comms.ground import GroundStation, load_keys
+    from comms.mqtt_link import MqttConfig, connect, make_client
+    from comms.replay import ReplayGuard
+
+    keys = load_keys(args.keys)
+    Path(args.replay_db).parent.mkdir(parents=True, exist_ok=True)
+    cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, fleet=args.fleet, username=args.mqtt_user,
+                     password=os.environ.get("PLI_MQTT_PASSWORD"))
+    client = make_client(f"pli-ground-{args.fleet}", cfg)
+    connect(client, cfg)
+    driver = Driver(args.port)
+    station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        station.run(driver, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        driver.close()
+        client.loop_stop()
+    s = station.stats
+    print(f"messages {s.messages}: alerts passed on {s.alerts}, rejected {s.rejected}, replays {s.replays}")
     return 0

@@ -11,6 +11,7 @@ where duplicates are dropped by id.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,9 @@ WINDOW = 1024
 
 class ReplayGuard:
     def __init__(self, path: str | Path):
-        self.db = sqlite3.connect(str(path), isolation_level=None)
+        # One connection, used by whichever thread receives; `accept` is serialised by the lock.
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("CREATE TABLE IF NOT EXISTS replay (drone_id TEXT PRIMARY KEY, highest INTEGER NOT NULL,"
@@ -27,6 +30,10 @@ class ReplayGuard:
 
     def accept(self, drone_id: str, seqs: Sequence[int]) -> list[bool]:
         """Mark `seqs` as used, atomically; True for each number not seen before (and not too old)."""
+        with self._lock:
+            return self._accept(drone_id, seqs)
+
+    def _accept(self, drone_id: str, seqs: Sequence[int]) -> list[bool]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT highest, window FROM replay WHERE drone_id = ?", (drone_id,)).fetchone()

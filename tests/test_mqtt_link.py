@@ -143,3 +143,49 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
     with cloud.lock:
         seen = set(cloud.ids)
     assert seen == set(ids) and len(seen) == 500  # every id at least once, nothing foreign
+
+
+def test_ground_station_passes_on_verified_alerts_once(broker, tmp_path):
+    from datetime import timedelta
+
+    from comms.alert_pack import pack
+    from comms.beidou.driver import Driver
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.ground import GroundStation
+    from comms.mqtt_link import connect, make_client
+    from comms.replay import ReplayGuard
+
+    key = bytes(range(32))
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=0.2, delay_s=0.05, bsi_interval_s=0.1), net)
+            .start() for a in ("0247718", "0179773")]
+    drone, ground = Driver(sims[0].device), Driver(sims[1].device)
+    cloud = Cloud(broker.port)
+    client = make_client("ground-test", MqttConfig(port=broker.port))
+    connect(client, MqttConfig(port=broker.port))
+    station = GroundStation({7: ("UAV-07", key)}, ReplayGuard(tmp_path / "replay.db"), client)
+    stop = threading.Event()
+    runner = threading.Thread(target=station.run, args=(ground, stop))
+    runner.start()
+    try:
+        t = datetime(2026, 11, 22, 10, tzinfo=UTC)
+        alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
+                        Severity.HIGH) for i in range(1, 4)]
+        genuine = pack(alerts, 7, key, drone.card.mixed_payload_bytes).payload
+        forged = pack(alerts, 7, b"not the drone's key", drone.card.mixed_payload_bytes).payload
+        for payload in (genuine, genuine, forged):
+            assert drone.send("0179773", payload).ok
+        assert _until(lambda: station.stats.messages == 3, 10)
+        assert _until(lambda: len(cloud.ids) >= 3, 10)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        runner.join()
+        for d in (drone, ground):
+            d.close()
+        for s in sims:
+            s.stop()
+        client.loop_stop()
+        cloud.stop()
+    assert sorted(cloud.ids) == [a.id for a in alerts]  # once each: the replay was dropped
+    assert (station.stats.alerts, station.stats.replays, station.stats.rejected) == (3, 1, 1)

@@ -1,0 +1,90 @@
+"""The ground station: BeiDou short messages in, verified alerts out to MQTT.
+
+`pli ground run` reads the receiving terminal (driver.py), checks each message's tag with the
+sending drone's key (alert_pack.py), refuses replays (replay.py), and republishes every new
+alert in its JSON form on the same topic the drone uses over 4G, so the cloud sees one stream
+with one id per alert whichever way it came. It publishes a receipt per message too
+(`pli/<fleet>/<drone>/beidou_receipts`: the ids it passed on). The cloud's acknowledgement is
+what settles an alert in the drone's outbox.
+
+Keys come from a key file named by the environment (PLI_KEYS_FILE), never from the repository:
+JSON `{"<key id>": {"drone_id": "UAV-07", "key_hex": "..."}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from comms import alert_json
+from comms.alert_pack import PackError, unpack
+from comms.mqtt_link import alerts_topic
+from comms.replay import ReplayGuard
+
+log = logging.getLogger(__name__)
+
+
+def load_keys(path: str | Path | None = None) -> dict[int, tuple[str, bytes]]:
+    path = path or os.environ.get("PLI_KEYS_FILE")
+    if not path:
+        raise ValueError("no drone keys: set PLI_KEYS_FILE or pass --keys")
+    try:
+        doc = json.loads(Path(path).read_text())
+        return {int(k): (str(v["drone_id"]), bytes.fromhex(v["key_hex"])) for k, v in doc.items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a key file ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class GroundStats:
+    messages: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    replays: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class GroundStation:
+    def __init__(self, keys: dict[int, tuple[str, bytes]], guard: ReplayGuard, client: mqtt.Client,
+                 fleet: str = "fleet1"):
+        self.keys, self.guard, self.client, self.fleet = keys, guard, client, fleet
+        self.stats = GroundStats()
+
+    def handle(self, sender: str, payload: bytes) -> list[str]:
+        """One received message; returns the ids passed on (empty for a rejected or replayed one)."""
+        self.stats.messages += 1
+        try:
+            alerts = unpack(payload, self.keys.get)
+        except PackError as exc:
+            self.stats.rejected += 1
+            self.stats.reasons.append(str(exc))
+            log.warning("message from BeiDou address %s rejected: %s", sender, exc)
+            return []
+        drone = alerts[0].drone_id if alerts else ""
+        fresh = self.guard.accept(drone, [a.seq for a in alerts]) if alerts else []
+        passed = []
+        for alert, new in zip(alerts, fresh, strict=True):
+            if not new:
+                continue
+            self.client.publish(alerts_topic(self.fleet, alert.drone_id), alert_json.dumps(alert), qos=1)
+            passed.append(alert.id)
+        if alerts and not passed:
+            self.stats.replays += 1
+            log.warning("message from %s (%s) replays alerts already passed on: dropped", sender, drone)
+        if passed:
+            self.stats.alerts += len(passed)
+            self.client.publish(f"pli/{self.fleet}/{drone}/beidou_receipts", json.dumps(passed), qos=1)
+            log.info("passed on %d alerts from %s over BeiDou", len(passed), drone)
+        return passed
+
+    def run(self, driver, stop: threading.Event) -> None:
+        while not stop.is_set():
+            got = driver.receive(timeout=0.2)
+            if got is not None:
+                self.handle(*got)
