@@ -189,3 +189,60 @@ def test_ground_station_passes_on_verified_alerts_once(broker, tmp_path):
         cloud.stop()
     assert sorted(cloud.ids) == [a.id for a in alerts]  # once each: the replay was dropped
     assert (station.stats.alerts, station.stats.replays, station.stats.rejected) == (3, 1, 1)
+
+
+def test_failover_to_beidou_and_back_loses_nothing(broker, tmp_path):
+    from comms.beidou.driver import Driver
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.forwarder import Forwarder
+    from comms.ground import GroundStation
+    from comms.mqtt_link import connect, make_client
+    from comms.replay import ReplayGuard
+    from comms.selector import BEIDOU, MQTT, LinkSelector, SelectorConfig
+
+    key, freq = bytes(range(32)), 0.5
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1), net)
+            .start() for a in ("0247718", "0179773")]
+    drone_bd, ground_bd = Driver(sims[0].device), Driver(sims[1].device)
+    cloud = Cloud(broker.port)
+    gclient = make_client("ground-test", MqttConfig(port=broker.port))
+    connect(gclient, MqttConfig(port=broker.port))
+    station = GroundStation({7: ("UAV-07", key)}, ReplayGuard(tmp_path / "replay.db"), gclient)
+    stop = threading.Event()
+    runner = threading.Thread(target=station.run, args=(ground_bd, stop))
+    runner.start()
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    link = MqttLink(box, MqttConfig(port=broker.port))
+    link.start()
+    csq = {"now": 22}
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(csq_good=15, csq_bad=9, hold_s=1.0)),
+                    lambda: csq["now"], 7, key, "0179773")
+    try:
+        assert link.connected.wait(5)
+        first = _fill(box, 4)
+        assert _until(lambda: all(box.state(i) == "acked" for i in first), 10, fwd.tick)
+        assert fwd.selector.link == MQTT
+        csq["now"] = 3  # over the ridge
+        dropped_at = time.monotonic()
+        second = _fill(box, 8)
+        assert _until(lambda: fwd.selector.link == BEIDOU, freq + 1.0, fwd.tick)
+        assert time.monotonic() - dropped_at <= freq + 0.5  # one service interval plus one signal sample
+        assert _until(lambda: fwd.stats.beidou_alerts >= 3, 10, fwd.tick)
+        csq["now"] = 25  # back in coverage
+        assert _until(lambda: fwd.selector.link == MQTT, 5, fwd.tick)
+        assert _until(lambda: box.counts() == {"acked": 12}, 20, fwd.tick), box.counts()
+    finally:
+        stop.set()
+        runner.join()
+        link.stop()
+        for d in (drone_bd, ground_bd):
+            d.close()
+        for s in sims:
+            s.stop()
+        gclient.loop_stop()
+        cloud.stop()
+    reasons = [(s.link, s.reason) for s in fwd.selector.history]
+    assert [r[0] for r in reasons][-2:] == [BEIDOU, MQTT] and "CSQ 3" in reasons[-2][1]
+    assert set(cloud.ids) == set(first + second)  # every alert arrived, BeiDou ones through the ground station
+    assert station.stats.alerts == fwd.stats.beidou_alerts >= 3
