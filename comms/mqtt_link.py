@@ -69,8 +69,8 @@ def connect(client: mqtt.Client, cfg: MqttConfig) -> None:
 class MqttLink:
     """Publishes due alerts and applies acknowledgements to the outbox. Thread-safe `pump()`."""
 
-    def __init__(self, outbox: Outbox, cfg: MqttConfig):
-        self.outbox, self.cfg = outbox, cfg
+    def __init__(self, outbox: Outbox, cfg: MqttConfig, resend_after_s: float = 30.0):
+        self.outbox, self.cfg, self.resend_after_s = outbox, cfg, resend_after_s
         self.drone = outbox.drone_id
         self.client = make_client(f"pli-{cfg.fleet}-{self.drone}", cfg)
         self.client.on_connect = self._on_connect
@@ -82,7 +82,7 @@ class MqttLink:
         self._ids_inflight: set[str] = set()
         self.connected = threading.Event()
         self._acked: list[str] = []  # applied to the outbox by pump() (sqlite on its own thread)
-        self._puback: list[str] = []
+        self.pubacks = 0
 
     def start(self) -> None:
         connect(self.client, self.cfg)
@@ -110,8 +110,7 @@ class MqttLink:
             alert_id = self._inflight.pop(mid, None)
             if alert_id is not None:
                 self._ids_inflight.discard(alert_id)
-                if not reason_code.is_failure:
-                    self._puback.append(alert_id)
+                self.pubacks += not reason_code.is_failure
 
     def _on_message(self, client, userdata, message) -> None:
         try:
@@ -125,18 +124,20 @@ class MqttLink:
             self._acked += ids
 
     def pump(self, limit: int = 50) -> int:
-        """Apply PUBACKs and acknowledgements, publish what is due and not in flight; returns published."""
+        """Apply acknowledgements, publish what is due; returns how many were published.
+
+        A published alert is marked `sent_mqtt` at once (not at PUBACK), so it leaves the head of
+        the queue: the broker session retries it, and the outbox re-sends it only after
+        `resend_after_s` without the cloud's acknowledgement.
+        """
         with self._lock:
-            pubacked, self._puback = self._puback, []
             acked, self._acked = self._acked, []
-        if pubacked:
-            self.outbox.mark_sent(pubacked, "mqtt")
         if acked:
             self.outbox.ack(acked)
-        if not self.connected.is_set():
+        if not self.connected.is_set() or limit <= 0:
             return 0
-        sent = 0
-        for q in self.outbox.due("mqtt", limit):
+        published = []
+        for q in self.outbox.due("mqtt", limit, self.resend_after_s):
             with self._lock:
                 if q.alert.id in self._ids_inflight:
                     continue
@@ -144,8 +145,10 @@ class MqttLink:
                                            alert_json.dumps(q.alert, q.thumb), qos=1)
                 self._inflight[info.mid] = q.alert.id
                 self._ids_inflight.add(q.alert.id)
-            sent += 1
-        return sent
+            published.append(q.alert.id)
+        if published:
+            self.outbox.mark_sent(published, "mqtt")
+        return len(published)
 
     def inflight(self) -> int:
         with self._lock:

@@ -92,16 +92,22 @@ class Outbox:
                                                            thumb))
         self._enforce_bounds()
 
-    def due(self, link: str, limit: int = 100) -> list[Queued]:
+    def due(self, link: str, limit: int = 100, resend_after_s: float = 30.0) -> list[Queued]:
         """What to send next over `link` ("mqtt" or "beidou"): most severe first, then oldest.
 
         MQTT takes everything not acknowledged (BeiDou-sent alerts included, so they are confirmed
-        through the cloud); BeiDou only alerts that have not left the drone yet.
+        through the cloud), an alert already published only once `resend_after_s` has passed
+        without the cloud's acknowledgement (the broker session retries within that time; after a
+        crash the acknowledgement may have been lost with the process). BeiDou takes only alerts
+        that have not left the drone yet.
         """
-        states = (PENDING, SENT_BEIDOU, SENT_MQTT) if link == "mqtt" else (PENDING,)
-        rows = self.db.execute(
-            f"SELECT doc, thumb, state, attempts FROM alerts WHERE state IN ({','.join('?' * len(states))}) "
-            "ORDER BY severity DESC, seq LIMIT ?", (*states, limit)).fetchall()
+        if link == "mqtt":
+            where, args = "(state IN (?, ?) OR (state = ? AND last_sent < ?))", (
+                PENDING, SENT_BEIDOU, SENT_MQTT, time.time() - resend_after_s)
+        else:
+            where, args = "state = ?", (PENDING,)
+        rows = self.db.execute(f"SELECT doc, thumb, state, attempts FROM alerts WHERE {where} "
+                               "ORDER BY severity DESC, seq LIMIT ?", (*args, limit)).fetchall()
         return [Queued(alert_json.loads(doc)[0], thumb, state, attempts) for doc, thumb, state, attempts in rows]
 
     def mark_sent(self, ids: Sequence[str], link: str) -> None:

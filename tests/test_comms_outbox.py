@@ -41,6 +41,8 @@ def test_priority_link_states_and_acknowledgement(tmp_path):
     assert box.state(high.id) == ACKED and [q.alert.id for q in box.due("mqtt")] == [low.id]
     box.mark_sent([high.id], "mqtt")  # a late re-send does not undo the acknowledgement
     assert box.state(high.id) == ACKED and box.state(low.id) == PENDING
+    box.mark_sent([low.id], "mqtt")  # published, no acknowledgement yet: not again at once ...
+    assert box.due("mqtt") == [] and [q.alert.id for q in box.due("mqtt", resend_after_s=0)] == [low.id]
 
 
 def test_bounds_drop_thumbnails_then_acked_then_low_never_unsent_high(tmp_path):

@@ -75,7 +75,7 @@ def test_alerts_are_delivered_and_acknowledged_across_a_broker_restart(broker, t
     box = Outbox(tmp_path / "o.db", "UAV-01")
     ids = _fill(box, 40)
     cloud = Cloud(broker.port)
-    link = MqttLink(box, MqttConfig(port=broker.port))
+    link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=3)
     link.start()
     try:
         assert _until(lambda: box.counts().get("acked", 0) >= 10, 20, link.pump)
@@ -97,7 +97,7 @@ SENDER = textwrap.dedent("""
     from comms.mqtt_link import MqttConfig, MqttLink
     from comms.outbox import Outbox
     box = Outbox(sys.argv[1], "UAV-01")
-    link = MqttLink(box, MqttConfig(port=int(sys.argv[2])))
+    link = MqttLink(box, MqttConfig(port=int(sys.argv[2])), resend_after_s=2)
     link.start()
     while True:  # paced like a slow uplink, so that kills land while messages are in flight
         link.pump(limit=4)
