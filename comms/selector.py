@@ -65,7 +65,8 @@ class LinkSelector:
             return MQTT
         starting = not self.history  # nothing chosen yet: no hysteresis to respect
         if self.link != MQTT and self._good_since is not None and (starting or now - self._good_since >= cfg.hold_s):
-            return self._switch(now, MQTT, f"CSQ {csq} >= {cfg.csq_good} and broker reachable for {cfg.hold_s:g} s")
+            held = "at start" if starting else f"for {cfg.hold_s:g} s"
+            return self._switch(now, MQTT, f"CSQ {csq} >= {cfg.csq_good} and broker reachable {held}")
         why = "broker unreachable" if not broker_ok else f"CSQ {csq if csq is not None else 'unknown'}"
         if self.link == MQTT:  # cellular failed
             why += f" (<= {cfg.csq_bad})" if broker_ok else ""

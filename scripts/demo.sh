@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the main job: render a synthetic inspection flight and summarise it.
+# Set up (idempotent) and run the main job end to end on generated data:
+#   1. render a synthetic inspection flight (geotagged photos, labels, ground truth),
+#   2. fly it through the edge runtime with the shipped default model (alerts into the outbox),
+#   3. send the alerts home: MQTT over 4G, then BeiDou (simulated terminals) past a ridge, and
+#      show them arriving at a stand-in for the cloud, which acknowledges each one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh full
 out=${1:-demo-out}
-.venv/bin/pli data synth --out "$out/flight" --frames "${FRAMES:-24}" --seed "${SEED:-7}"
+rm -rf "$out/outbox"
+.venv/bin/pli data synth --out "$out/flight" --frames "${FRAMES:-24}" --size 1920x1080 --seed "${SEED:-21}"
 .venv/bin/pli data stats "$out/flight"
 echo "faults of the flight (ground truth):"
 cat "$out/flight/faults.csv"
+.venv/bin/pli edge run --source "$out/flight/images" --model models/pli-default-int8.onnx --outbox "$out/outbox/outbox.db"
+.venv/bin/python scripts/demo_links.py "$out/outbox/outbox.db"

@@ -1,0 +1,135 @@
+"""The demo's second half: a flight's alerts go home over 4G, then over BeiDou past a ridge.
+
+    .venv/bin/python scripts/demo_links.py OUTBOX.db
+
+Starts a Mosquitto broker on a free loopback port, two simulated BeiDou terminals on
+pseudo-terminals, the ground station and a stand-in for the cloud (it prints each alert as it
+arrives, with the path it took, and acknowledges it). The drone's forwarder then empties the
+outbox that `pli edge run` filled: the cellular signal is good, drops to nothing for a while
+(BeiDou carries the alerts, three to a message), and comes back (MQTT again, after the
+hysteresis window). The alerts are handed to the forwarder's outbox at the pace they were
+raised in flight (compressed). Ends when every alert is acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+from comms import alert_json  # noqa: E402
+from comms.beidou.driver import Driver  # noqa: E402
+from comms.beidou.sim import Network, SimTerminal, TerminalConfig  # noqa: E402
+from comms.forwarder import Forwarder  # noqa: E402
+from comms.ground import GroundStation  # noqa: E402
+from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client  # noqa: E402
+from comms.outbox import Outbox  # noqa: E402
+from comms.replay import ReplayGuard  # noqa: E402
+from comms.selector import LinkSelector, SelectorConfig  # noqa: E402
+
+
+def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {pwd.getpwuid(os.getuid()).pw_name}\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not start")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("comms.selector").setLevel(logging.INFO)
+    outbox_path = Path(sys.argv[1])
+    flight = [alert_json.from_json(doc)[0] for doc in Outbox(outbox_path, "UAV-01").alerts()]
+    total = len(flight)
+    if not total:
+        print("no alerts in the outbox: nothing to send")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="pli-demo-links-"))
+    box = Outbox(work / "drone-outbox.db", "UAV-01")
+    broker, port = start_broker(work)
+    key = os.urandom(32)  # the demo's drone key: made now, never written anywhere
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2), net)
+            .start() for a in ("0247718", "0179773")]
+    drone_bd, ground_bd = Driver(sims[0].device), Driver(sims[1].device)
+    cfg = MqttConfig(port=port)
+    arrived: dict[str, str] = {}
+
+    def on_alert(client, userdata, message) -> None:
+        alert, thumb = alert_json.loads(message.payload)
+        path = "4G" if thumb else "BeiDou via ground station"
+        if alert.id not in arrived:
+            arrived[alert.id] = path
+            print(f"  cloud <- {alert.id} {alert.fault_class:<9} {alert.severity.name.lower():<6} "
+                  f"{alert.lat:.6f},{alert.lon:.6f}  by {path}", flush=True)
+        client.publish(acks_topic(cfg.fleet, alert.drone_id), json.dumps([alert.id]), qos=1)
+
+    cloud = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-cloud", protocol=mqtt.MQTTv5)
+    cloud.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(cfg.fleet, "+"), qos=1)
+    cloud.on_message = on_alert
+    cloud.connect("127.0.0.1", port)
+    cloud.loop_start()
+    gclient = make_client("demo-ground", cfg)
+    connect(gclient, cfg)
+    station = GroundStation({1: ("UAV-01", key)}, ReplayGuard(work / "replay.db"), gclient)
+    stop = threading.Event()
+    threading.Thread(target=station.run, args=(ground_bd, stop), daemon=True).start()
+    link = MqttLink(box, cfg, resend_after_s=5)
+    link.start()
+    link.connected.wait(5)
+    started = time.monotonic()
+    # CSQ over the flight: good, then a ridge (no cellular), then good again.
+    signal = lambda: 22 if (t := time.monotonic() - started) < 2.5 or t > 8 else 2  # noqa: E731
+    pace = 0.7  # seconds between alerts, as raised along the line
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=2.0)), signal, 1, key, "0179773")
+    print(f"sending {total} alerts from {outbox_path} (broker on 127.0.0.1:{port}, BeiDou simulated)")
+    try:
+        while box.counts().get("acked", 0) < total and time.monotonic() - started < 60:
+            due = min(total, int((time.monotonic() - started) / pace) + 1)
+            for alert in flight[sum(box.counts().values()):due]:
+                box.put(alert, alert_json.thumbnail(alert.crop_path) if alert.crop_path else None)
+            fwd.tick()
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        link.stop()
+        for d in (drone_bd, ground_bd):
+            d.close()
+        for s in sims:
+            s.stop()
+        cloud.loop_stop()
+        gclient.loop_stop()
+        broker.terminate()
+    acked = box.counts().get("acked", 0)
+    by_path = {p: list(arrived.values()).count(p) for p in set(arrived.values())}
+    print(f"{acked}/{total} alerts acknowledged by the cloud; first arrivals by path: {by_path}; "
+          f"BeiDou messages {fwd.stats.beidou_messages} ({fwd.stats.beidou_alerts} alerts)")
+    return 0 if acked == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
