@@ -50,6 +50,48 @@ class Cloud:
         self.client.disconnect()
 
 
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def beidou_home(broker, tmp_path):
+    """Factory: simulated drone and ground terminals (service frequency `freq`), their drivers, the
+    ground station republishing to the broker, and a Cloud; torn down after the test."""
+    from comms.beidou.driver import Driver
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.ground import GroundStation
+    from comms.mqtt_link import connect, make_client
+    from comms.replay import ReplayGuard
+
+    made = []
+
+    def make(freq: float):
+        net = Network()
+        sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1),
+                            net).start() for a in ("0247718", "0179773")]
+        drone, ground = Driver(sims[0].device), Driver(sims[1].device)
+        cloud = Cloud(broker.port)
+        client = make_client("ground-test", MqttConfig(port=broker.port))
+        connect(client, MqttConfig(port=broker.port))
+        station = GroundStation({7: ("UAV-07", KEY)}, ReplayGuard(tmp_path / "replay.db"), client)
+        stop = threading.Event()
+        runner = threading.Thread(target=station.run, args=(ground, stop))
+        runner.start()
+        made.append((sims, drone, ground, client, cloud, stop, runner))
+        return drone, station, cloud
+
+    yield make
+    for sims, drone, ground, client, cloud, stop, runner in made:
+        stop.set()
+        runner.join()
+        for d in (drone, ground):
+            d.close()
+        for sim in sims:
+            sim.stop()
+        client.loop_stop()
+        cloud.stop()
+
+
 def _fill(box: Outbox, n: int) -> list[str]:
     ids = []
     for i in range(n):
@@ -145,79 +187,39 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
     assert seen == set(ids) and len(seen) == 500  # every id at least once, nothing foreign
 
 
-def test_ground_station_passes_on_verified_alerts_once(broker, tmp_path):
+def test_ground_station_passes_on_verified_alerts_once(beidou_home):
     from datetime import timedelta
 
     from comms.alert_pack import pack
-    from comms.beidou.driver import Driver
-    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
-    from comms.ground import GroundStation
-    from comms.mqtt_link import connect, make_client
-    from comms.replay import ReplayGuard
 
-    key = bytes(range(32))
-    net = Network()
-    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=0.2, delay_s=0.05, bsi_interval_s=0.1), net)
-            .start() for a in ("0247718", "0179773")]
-    drone, ground = Driver(sims[0].device), Driver(sims[1].device)
-    cloud = Cloud(broker.port)
-    client = make_client("ground-test", MqttConfig(port=broker.port))
-    connect(client, MqttConfig(port=broker.port))
-    station = GroundStation({7: ("UAV-07", key)}, ReplayGuard(tmp_path / "replay.db"), client)
-    stop = threading.Event()
-    runner = threading.Thread(target=station.run, args=(ground, stop))
-    runner.start()
-    try:
-        t = datetime(2026, 11, 22, 10, tzinfo=UTC)
-        alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
-                        Severity.HIGH) for i in range(1, 4)]
-        genuine = pack(alerts, 7, key, drone.card.mixed_payload_bytes).payload
-        forged = pack(alerts, 7, b"not the drone's key", drone.card.mixed_payload_bytes).payload
-        for payload in (genuine, genuine, forged):
-            assert drone.send("0179773", payload).ok
-        assert _until(lambda: station.stats.messages == 3, 10)
-        assert _until(lambda: len(cloud.ids) >= 3, 10)
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        runner.join()
-        for d in (drone, ground):
-            d.close()
-        for s in sims:
-            s.stop()
-        client.loop_stop()
-        cloud.stop()
-    assert sorted(cloud.ids) == [a.id for a in alerts]  # once each: the replay was dropped
+    drone, station, cloud = beidou_home(freq=0.2)
+    t = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
+                    Severity.HIGH) for i in range(1, 4)]
+    genuine = pack(alerts, 7, KEY, drone.card.mixed_payload_bytes).payload
+    forged = pack(alerts, 7, b"not the drone's key", drone.card.mixed_payload_bytes).payload
+    for payload in (genuine, genuine, forged):
+        assert drone.send("0179773", payload).ok
+    assert _until(lambda: station.stats.messages == 3, 10)
+    assert _until(lambda: len(cloud.ids) >= 3, 10)
+    time.sleep(0.3)
+    with cloud.lock:
+        assert sorted(cloud.ids) == [a.id for a in alerts]  # once each: the replay was dropped
     assert (station.stats.alerts, station.stats.replays, station.stats.rejected) == (3, 1, 1)
 
 
-def test_failover_to_beidou_and_back_loses_nothing(broker, tmp_path):
-    from comms.beidou.driver import Driver
-    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path):
     from comms.forwarder import Forwarder
-    from comms.ground import GroundStation
-    from comms.mqtt_link import connect, make_client
-    from comms.replay import ReplayGuard
     from comms.selector import BEIDOU, MQTT, LinkSelector, SelectorConfig
 
-    key, freq = bytes(range(32)), 0.5
-    net = Network()
-    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1), net)
-            .start() for a in ("0247718", "0179773")]
-    drone_bd, ground_bd = Driver(sims[0].device), Driver(sims[1].device)
-    cloud = Cloud(broker.port)
-    gclient = make_client("ground-test", MqttConfig(port=broker.port))
-    connect(gclient, MqttConfig(port=broker.port))
-    station = GroundStation({7: ("UAV-07", key)}, ReplayGuard(tmp_path / "replay.db"), gclient)
-    stop = threading.Event()
-    runner = threading.Thread(target=station.run, args=(ground_bd, stop))
-    runner.start()
+    freq = 0.5
+    drone_bd, station, cloud = beidou_home(freq)
     box = Outbox(tmp_path / "o.db", "UAV-07")
     link = MqttLink(box, MqttConfig(port=broker.port))
     link.start()
     csq = {"now": 22}
     fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(csq_good=15, csq_bad=9, hold_s=1.0)),
-                    lambda: csq["now"], 7, key, "0179773")
+                    lambda: csq["now"], 7, KEY, "0179773")
     try:
         assert link.connected.wait(5)
         first = _fill(box, 4)
@@ -233,15 +235,7 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, tmp_path):
         assert _until(lambda: fwd.selector.link == MQTT, 5, fwd.tick)
         assert _until(lambda: box.counts() == {"acked": 12}, 20, fwd.tick), box.counts()
     finally:
-        stop.set()
-        runner.join()
         link.stop()
-        for d in (drone_bd, ground_bd):
-            d.close()
-        for s in sims:
-            s.stop()
-        gclient.loop_stop()
-        cloud.stop()
     reasons = [(s.link, s.reason) for s in fwd.selector.history]
     assert [r[0] for r in reasons][-2:] == [BEIDOU, MQTT] and "CSQ 3" in reasons[-2][1]
     assert set(cloud.ids) == set(first + second)  # every alert arrived, BeiDou ones through the ground station
