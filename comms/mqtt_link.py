@@ -14,6 +14,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -77,9 +78,12 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
-        self._lock = threading.RLock()  # paho may call back inside publish() on its own thread
+        # Never held while calling into paho: its network thread holds paho's own lock when it calls
+        # back into us, so holding ours around publish() would deadlock (lock-order inversion).
+        self._lock = threading.Lock()
+        self._early: set[int] = set()  # PUBACKs that came before publish() returned their mid
         self._inflight: dict[int, str] = {}  # mid -> alert id
-        self._ids_inflight: set[str] = set()
+        self._ids_inflight: dict[str, float] = {}  # alert id -> when published (PUBACK pending)
         self.connected = threading.Event()
         self._acked: list[str] = []  # applied to the outbox by pump() (sqlite on its own thread)
         self.pubacks = 0
@@ -108,8 +112,10 @@ class MqttLink:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             alert_id = self._inflight.pop(mid, None)
-            if alert_id is not None:
-                self._ids_inflight.discard(alert_id)
+            if alert_id is None:
+                self._early.add(mid)
+            else:
+                self._ids_inflight.pop(alert_id, None)
                 self.pubacks += not reason_code.is_failure
 
     def _on_message(self, client, userdata, message) -> None:
@@ -137,14 +143,26 @@ class MqttLink:
         if not self.connected.is_set() or limit <= 0:
             return 0
         published = []
-        for q in self.outbox.due("mqtt", limit, self.resend_after_s):
+        now = time.monotonic()
+        with self._lock:
+            waiting = len(self._ids_inflight)
+        # Ask for more than `limit`, so alerts whose PUBACK is pending cannot hold up the rest.
+        for q in self.outbox.due("mqtt", limit + waiting, self.resend_after_s):
+            if len(published) == limit:
+                break
             with self._lock:
-                if q.alert.id in self._ids_inflight:
-                    continue
-                info = self.client.publish(alerts_topic(self.cfg.fleet, self.drone),
-                                           alert_json.dumps(q.alert, q.thumb), qos=1)
-                self._inflight[info.mid] = q.alert.id
-                self._ids_inflight.add(q.alert.id)
+                since = self._ids_inflight.get(q.alert.id)
+            if since is not None and now - since < self.resend_after_s:
+                continue  # the session may still deliver it; a PUBACK lost with a broker restart does not
+            info = self.client.publish(alerts_topic(self.cfg.fleet, self.drone),
+                                       alert_json.dumps(q.alert, q.thumb), qos=1)
+            with self._lock:
+                if info.mid in self._early:  # already acknowledged by the broker
+                    self._early.discard(info.mid)
+                    self.pubacks += 1
+                else:
+                    self._inflight[info.mid] = q.alert.id
+                    self._ids_inflight[q.alert.id] = now
             published.append(q.alert.id)
         if published:
             self.outbox.mark_sent(published, "mqtt")

@@ -147,6 +147,17 @@ SENDER = textwrap.dedent("""
 """)
 
 
+def _stuck(db) -> list:
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        now = time.time()
+        return [(i, st, n, round(now - t, 1) if t else None) for i, st, n, t in con.execute(
+            "SELECT id, state, attempts, last_sent FROM alerts WHERE state != 'acked' ORDER BY severity DESC, seq "
+            "LIMIT 6")]
+    finally:
+        con.close()
+
+
 def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
     db = tmp_path / "o.db"
     box = Outbox(db, "UAV-01")
@@ -175,7 +186,7 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
             sender.wait()
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
         try:
-            assert _until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged"
+            assert _until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
         finally:
             sender.kill()
             sender.wait()
