@@ -167,7 +167,3 @@ class MqttLink:
         if published:
             self.outbox.mark_sent(published, "mqtt")
         return len(published)
-
-    def inflight(self) -> int:
-        with self._lock:
-            return len(self._inflight)

@@ -16,10 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,27 +32,11 @@ from comms.beidou.driver import Driver  # noqa: E402
 from comms.beidou.sim import Network, SimTerminal, TerminalConfig  # noqa: E402
 from comms.forwarder import Forwarder  # noqa: E402
 from comms.ground import GroundStation  # noqa: E402
+from comms.local_broker import LocalBroker  # noqa: E402
 from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client  # noqa: E402
 from comms.outbox import Outbox  # noqa: E402
 from comms.replay import ReplayGuard  # noqa: E402
 from comms.selector import LinkSelector, SelectorConfig  # noqa: E402
-
-
-def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {pwd.getpwuid(os.getuid()).pw_name}\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def main() -> int:
@@ -70,7 +50,8 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="pli-demo-links-"))
     box = Outbox(work / "drone-outbox.db", "UAV-01")
-    broker, port = start_broker(work)
+    broker = LocalBroker(work / "broker").start()
+    port = broker.port
     key = os.urandom(32)  # the demo's drone key: made now, never written anywhere
     net = Network()
     sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2), net)
@@ -123,7 +104,7 @@ def main() -> int:
             s.stop()
         cloud.loop_stop()
         gclient.loop_stop()
-        broker.terminate()
+        broker.stop()
     acked = box.counts().get("acked", 0)
     by_path = {p: list(arrived.values()).count(p) for p in set(arrived.values())}
     print(f"{acked}/{total} alerts acknowledged by the cloud; first arrivals by path: {by_path}; "
