@@ -26,8 +26,13 @@ def thumbnail(jpeg_path: str, side: int = THUMB_SIDE, quality: int = THUMB_QUALI
     import cv2
 
     image = cv2.imread(jpeg_path, cv2.IMREAD_COLOR)
-    if image is None:
-        return None
+    return None if image is None else thumbnail_of(image, side, quality)
+
+
+def thumbnail_of(image: np.ndarray, side: int = THUMB_SIDE, quality: int = THUMB_QUALITY) -> bytes | None:
+    """A small JPEG of a crop already in memory (BGR), or None when it cannot be encoded."""
+    import cv2
+
     scale = side / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from comms.alert import Alert
-from comms.alert_json import thumbnail
+from comms.alert_json import thumbnail_of
 from comms.classes import load_class_list
 from comms.outbox import Outbox
 from edge.detector import Detector, ModelError, file_sha256
@@ -147,9 +147,10 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
         recent.append(frame)
         frames += 1
         for event in tracker.update(frame.index, dets, located):
-            alert = _alert(event, recent, frame, outbox, flight_id, cfg.drone_id, crops)
-            if alert is not None:
-                outbox.put(alert, thumbnail(alert.crop_path) if alert.crop_path else None)
+            made = _alert(event, recent, frame, outbox, flight_id, cfg.drone_id, crops)
+            if made is not None:
+                alert, crop = made
+                outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
                 counts[alert.fault_class] += 1
                 log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
                          alert.position_source)
@@ -157,17 +158,19 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
 
 
 def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: Outbox, flight_id: str,
-           drone_id: str, crops: Path) -> Alert | None:
+           drone_id: str, crops: Path) -> tuple[Alert, np.ndarray] | None:
     if not (np.isfinite(event.lat) and np.isfinite(event.lon)):
         log.warning("fault %s (%s) confirmed on frames without position: no alert", event.track_id, event.cls)
         return None
     best = next((f for f in recent if f.index == event.frame), current)
     seq = outbox.next_seq()
     crop_path = crops / f"{flight_id}_{seq:06d}_{event.cls}.jpg"
-    cv2.imwrite(str(crop_path), _crop(best.image, event.box), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    crop = _crop(best.image, event.box)
+    cv2.imwrite(str(crop_path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
     tag = best.geotag
     when = tag.time if tag.time is not None and tag.time.tzinfo is not None else datetime.now(UTC)
-    return Alert(drone_id=drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
-                 alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
-                 confidence=min(1.0, event.confidence), severity=event.severity, crop_path=str(crop_path),
-                 position_source=event.position_source)
+    alert = Alert(drone_id=drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
+                  alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
+                  confidence=min(1.0, event.confidence), severity=event.severity, crop_path=str(crop_path),
+                  position_source=event.position_source)
+    return alert, crop
