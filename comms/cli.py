@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "message's tag with its drone's key (PLI_KEYS_FILE or --keys), drop replays (kept in "
                         "--replay-db), and publish the alerts as JSON to MQTT. Runs until interrupted.")
     p.add_argument("--port", required=True, help="serial device of the receiving terminal")
+    p.add_argument("--dialect", choices=["2.1", "4.0", "bds3"], help="the terminal's dialect (default: detect it)")
     p.add_argument("--keys", help="key file (default: $PLI_KEYS_FILE)")
     p.add_argument("--replay-db", default="ground/replay.db", help="replay window store (default ground/replay.db)")
     p.add_argument("--mqtt-host", default="127.0.0.1")
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_parse)
 
     p = bsub.add_parser("sim", help="simulated terminals on pseudo-terminals (drone's and ground's)",
-                        description="Open two simulated BeiDou terminals (text dialect 2.1) on pseudo-terminals, "
+                        description="Open two simulated BeiDou terminals on pseudo-terminals, "
                         "linked by a simulated satellite, print their device paths as one JSON line, and run "
                         "until interrupted. Point the driver (or a serial console) at a device path.")
     p.add_argument("--address", default="0247718", help="the drone terminal's address (default 0247718)")
@@ -64,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delay", type=float, default=2.0, help="delivery delay in seconds (default 2)")
     p.add_argument("--loss", type=float, default=0.0, help="probability a message is lost (default 0)")
     p.add_argument("--outage", help="START:END seconds with no beam power on the drone's terminal")
+    p.add_argument("--dialect", default="2.1", choices=["2.1", "4.0", "bds3"],
+                   help="the drone terminal's dialect: text 2.1, binary 4.0 or BDS-3 text (default 2.1)")
+    p.add_argument("--peer-dialect", choices=["2.1", "4.0", "bds3"], help="the ground terminal's (default: same)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sim)
 
@@ -120,10 +124,13 @@ def _sim(args: argparse.Namespace) -> int:
         raise ValueError("--loss is a probability between 0 and 1")
     net = Network()
     common = dict(service_frequency_s=args.freq, comm_level=args.level, delay_s=args.delay, loss=args.loss)
-    drone = SimTerminal(TerminalConfig(address=args.address, profile=profile, seed=args.seed, **common), net).start()
-    ground = SimTerminal(TerminalConfig(address=args.peer_address, seed=args.seed + 1, **common), net).start()
-    print(json.dumps({"drone": {"address": args.address, "device": drone.device},
-                      "ground": {"address": args.peer_address, "device": ground.device}}), flush=True)
+    drone = SimTerminal(TerminalConfig(address=args.address, profile=profile, seed=args.seed, dialect=args.dialect,
+                                       **common), net).start()
+    ground = SimTerminal(TerminalConfig(address=args.peer_address, seed=args.seed + 1,
+                                        dialect=args.peer_dialect or args.dialect, **common), net).start()
+    print(json.dumps({"drone": {"address": args.address, "device": drone.device, "dialect": drone.cfg.dialect},
+                      "ground": {"address": args.peer_address, "device": ground.device,
+                                 "dialect": ground.cfg.dialect}}), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -155,7 +162,7 @@ def _ground(args: argparse.Namespace) -> int:
                      password=os.environ.get("PLI_MQTT_PASSWORD"))
     client = make_client(f"pli-ground-{args.fleet}", cfg)
     connect(client, cfg)
-    driver = Driver(args.port)
+    driver = Driver(args.port, dialect=args.dialect)
     station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -56,7 +56,7 @@ class Forwarder:
         due = self.outbox.due("beidou", limit=20)
         if not due:
             return
-        packed = pack([q.alert for q in due], self.key_id, self.key, self.beidou.card.mixed_payload_bytes)
+        packed = pack([q.alert for q in due], self.key_id, self.key, self.beidou.card.payload_bytes)
         result = self.beidou.send(self.ground, packed.payload, retries=1)
         if result.ok:
             self.outbox.mark_sent([a.id for a in packed.alerts], "beidou")

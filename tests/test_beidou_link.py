@@ -10,6 +10,7 @@ import pytest
 from comms.alert import Alert
 from comms.alert_pack import pack, unpack
 from comms.beidou.driver import Driver
+from comms.beidou.protocol import BINARY_40, TEXT_21, TEXT_BDS3
 from comms.beidou.sim import Network, SimTerminal, TerminalConfig, outage
 from comms.classes import Severity
 from comms.replay import ReplayGuard
@@ -18,14 +19,17 @@ DRONE, GROUND = "0247718", "0179773"
 KEY = b"drone key from the environment"
 
 
-@pytest.fixture
-def link():
+@pytest.fixture(params=[TEXT_21, BINARY_40, TEXT_BDS3])
+def link(request):
+    """Simulated terminals of one dialect; the drivers are not told which and must detect it."""
     net = Network()
     started = []
 
     def make(address: str, **kw) -> tuple[SimTerminal, Driver]:
-        sim = SimTerminal(TerminalConfig(address=address, bsi_interval_s=0.1, **kw), net).start()
+        sim = SimTerminal(TerminalConfig(address=address, bsi_interval_s=0.1, dialect=request.param, **kw),
+                          net).start()
         drv = Driver(sim.device)
+        assert drv.card.dialect == request.param
         started.append((sim, drv))
         return sim, drv
 
@@ -36,13 +40,15 @@ def link():
 
 
 def test_card_is_read_and_sends_are_paced_to_its_service_frequency(link):
-    sim, drone = link(DRONE, service_frequency_s=1.5, delay_s=0.1)
-    _, ground = link(GROUND, service_frequency_s=1.5)
-    assert drone.card.address == DRONE and drone.card.service_frequency_s == 1.5
-    assert drone.card.capacity_bits == 628 and drone.card.mixed_payload_bytes == 77
+    sim, drone = link(DRONE, service_frequency_s=2, delay_s=0.1)
+    _, ground = link(GROUND, service_frequency_s=2)
+    assert drone.card.address == DRONE and drone.card.service_frequency_s == 2
+    # level 3: 628 bits, 77 bytes after the mixed-mode marker; BDS-3 at the global 560 bits, sent as code
+    assert (drone.card.capacity_bits, drone.card.payload_bytes) == {
+        TEXT_21: (628, 77), BINARY_40: (628, 77), TEXT_BDS3: (560, 70)}[drone.card.dialect]
     t0 = time.monotonic()
     assert drone.send(GROUND, b"first").ok and drone.send(GROUND, b"second").ok
-    assert time.monotonic() - t0 >= 1.4 and sim.refused == 0  # waited, not refused
+    assert time.monotonic() - t0 >= 1.9 and sim.refused == 0  # waited, not refused
     got = [ground.receive(timeout=3), ground.receive(timeout=3)]
     assert got == [(DRONE, b"first"), (DRONE, b"second")]
 
@@ -62,7 +68,8 @@ def test_no_beam_power_means_no_send(link):
     time.sleep(0.4)
     assert not drone.beam_ok()
     result = drone.send(GROUND, b"x", retries=1)
-    assert not result.ok and "inhibit 1" in result.reason
+    # 2.1 has no "no signal" code: the terminal reports a system inhibit
+    assert not result.ok and ("no_signal" in result.reason or "inhibit" in result.reason)
 
 
 def test_lost_messages_never_arrive(link):
@@ -73,13 +80,14 @@ def test_lost_messages_never_arrive(link):
 
 
 def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
-    _, drone = link(DRONE, service_frequency_s=0.3, delay_s=0.05)
+    _, drone = link(DRONE, service_frequency_s=1, delay_s=0.05)
     _, ground = link(GROUND)
     t = datetime(2026, 11, 22, 10, tzinfo=UTC)
     alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
                     Severity.HIGH, tower_id="T03") for i in range(1, 4)]
-    packed = pack(alerts, 7, KEY, drone.card.mixed_payload_bytes)
-    assert len(packed.alerts) == 3
+    packed = pack(alerts, 7, KEY, drone.card.payload_bytes)
+    assert len(packed.alerts) == (2 if drone.card.dialect == TEXT_BDS3 else 3)
+    alerts = alerts[:len(packed.alerts)]
     for _ in range(2):  # the second time is a replay
         assert drone.send(GROUND, packed.payload).ok
     guard = ReplayGuard(tmp_path / "replay.db")
@@ -89,7 +97,38 @@ def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
         got = unpack(payload, lambda key_id: ("UAV-07", KEY))
         results.append(guard.accept("UAV-07", [a.seq for a in got]))
         assert [a.id for a in got] == [a.id for a in alerts] and sender == DRONE
-    assert results == [[True] * 3, [False] * 3]
+    assert results == [[True] * len(alerts), [False] * len(alerts)]
+
+
+def test_terminals_of_different_dialects_talk_across_the_satellite():
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, dialect=d, service_frequency_s=1, delay_s=0.05, bsi_interval_s=0.1),
+                        net).start() for a, d in ((DRONE, TEXT_BDS3), (GROUND, BINARY_40))]
+    drivers = [Driver(sim.device) for sim in sims]
+    try:
+        drone, ground = drivers
+        assert (drone.card.dialect, ground.card.dialect) == (TEXT_BDS3, BINARY_40)
+        deadline = time.monotonic() + 3
+        while not drone.beam_ok() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert drone.beam_ok()
+        assert drone.send(GROUND, bytes(range(70))).ok
+        assert ground.receive(timeout=3) == (DRONE, bytes(range(70)))
+    finally:
+        for drv, sim in zip(drivers, sims, strict=True):
+            drv.close()
+            sim.stop()
+
+
+def test_a_terminal_that_does_not_speak_the_named_dialect_is_a_clear_error():
+    from comms.beidou.driver import TerminalError
+
+    sim = SimTerminal(TerminalConfig(address=DRONE, dialect=TEXT_21), Network()).start()
+    try:
+        with pytest.raises(TerminalError, match="did not answer the card query .dialect 4.0"):
+            Driver(sim.device, dialect=BINARY_40, card_timeout_s=1.5)
+    finally:
+        sim.stop()
 
 
 def test_pli_beidou_sim_serves_a_driver_from_another_process():
@@ -98,13 +137,15 @@ def test_pli_beidou_sim_serves_a_driver_from_another_process():
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "pli", "beidou", "sim", "--freq", "0.5", "--delay", "0.1"],
+    proc = subprocess.Popen([sys.executable, "-m", "pli", "beidou", "sim", "--freq", "0.5", "--delay", "0.1",
+                             "--dialect", "bds3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         devices = json.loads(proc.stdout.readline())
         drone, ground = Driver(devices["drone"]["device"]), Driver(devices["ground"]["device"])
         try:
             assert drone.card.address == devices["drone"]["address"] and drone.card.service_frequency_s == 0.5
+            assert drone.card.dialect == ground.card.dialect == "bds3"
             assert drone.send(ground.card.address, b"over the ridge").ok
             assert ground.receive(timeout=3) == (drone.card.address, b"over the ridge")
         finally:

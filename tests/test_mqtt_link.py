@@ -207,8 +207,8 @@ def test_ground_station_passes_on_verified_alerts_once(beidou_home):
     t = datetime(2026, 11, 22, 10, tzinfo=UTC)
     alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
                     Severity.HIGH) for i in range(1, 4)]
-    genuine = pack(alerts, 7, KEY, drone.card.mixed_payload_bytes).payload
-    forged = pack(alerts, 7, b"not the drone's key", drone.card.mixed_payload_bytes).payload
+    genuine = pack(alerts, 7, KEY, drone.card.payload_bytes).payload
+    forged = pack(alerts, 7, b"not the drone's key", drone.card.payload_bytes).payload
     for payload in (genuine, genuine, forged):
         assert drone.send("0179773", payload).ok
     assert _until(lambda: station.stats.messages == 3, 10)

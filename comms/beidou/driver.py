@@ -1,8 +1,10 @@
-"""Driver of a BeiDou RDSS terminal (text dialect 2.1) over a serial port (pyserial).
+"""Driver of a BeiDou RDSS terminal over a serial port (pyserial), in any of the three dialects.
 
-At start it reads the card (address, service frequency, comm level -> bits per message) and
-turns beam status output on; a reader thread tracks beam power, feedback and received
-messages. `send` paces itself to the card's service frequency, retries after a refusal with the
+At start it finds the terminal's dialect (the first frame it hears, or the first answer to a
+card query tried in each dialect in turn), reads the card (address, service frequency, comm
+level -> bits per message) and turns beam status output on. A reader thread turns what the
+terminal says into dialect-free events (dialects.py): beam power, feedback, received messages.
+`send` paces itself to the card's service frequency, retries after a refusal with the
 terminal's wait time, and gives up on transmit inhibit only after its retries.
 """
 
@@ -16,35 +18,18 @@ from dataclasses import dataclass
 
 import serial
 
-from comms.beidou.protocol import Frame, ParseError, encode_text
+from comms.beidou.dialects import DIALECTS, Beams, Card, Dialect, Feedback, Message
+from comms.beidou.protocol import BINARY_40, TEXT_21, TEXT_BDS3, Frame, ParseError
 from comms.beidou.stream import StreamReader
 
 log = logging.getLogger(__name__)
 
-# Bits per message by comm level 1..4 (non-encrypted, encrypted): ../shared/docs/beidou-rdss.md
-CAPACITY_BITS = {False: (110, 408, 628, 848), True: (140, 360, 580, 1680)}
 OFFLINE_AFTER_S = 30.0  # no beam status for this long: the terminal is treated as offline
+PROBE_ORDER = (TEXT_21, BINARY_40, TEXT_BDS3)
 
 
 class TerminalError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class Card:
-    address: str
-    service_frequency_s: float
-    comm_level: int
-    encrypted: bool
-
-    @property
-    def capacity_bits(self) -> int:
-        return CAPACITY_BITS[self.encrypted][self.comm_level - 1]
-
-    @property
-    def mixed_payload_bytes(self) -> int:
-        """Bytes of content per message in mixed mode (the 0xA4 marker takes one byte)."""
-        return self.capacity_bits // 8 - 1
 
 
 @dataclass(frozen=True)
@@ -55,23 +40,33 @@ class SendResult:
 
 
 class Driver:
-    def __init__(self, port: str, baudrate: int = 115200, card_timeout_s: float = 5.0):
+    def __init__(self, port: str, baudrate: int = 115200, card_timeout_s: float = 6.0,
+                 dialect: str | None = None, max_bits: int | None = None):
+        """`dialect` None detects it; `max_bits` overrides the message size the card implies."""
+        if dialect is not None and dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}: one of {', '.join(DIALECTS)}")
         self.serial = serial.Serial(port, baudrate, timeout=0.05)
-        self.powers: list[int] = [0] * 10
+        self.dialect: Dialect | None = DIALECTS[dialect] if dialect else None
+        self.powers: tuple[int, ...] = ()
+        self.has_time = True
         self.last_bsi: float | None = None
         self.card: Card | None = None
         self.last_send: float | None = None
-        self._feedback: queue.Queue[Frame] = queue.Queue()
+        self._heard: queue.Queue[Frame] = queue.Queue()
+        self._feedback: queue.Queue[Feedback] = queue.Queue()
         self._received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._cards: queue.Queue[Frame] = queue.Queue()
+        self._cards: queue.Queue[Card] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read_loop, daemon=True)
         self._thread.start()
-        self.card = self._read_card(card_timeout_s)
-        self._write(encode_text("CCRMO", {"sentence": "BSI", "mode": 2, "interval": 1}))
-        log.info("BeiDou card %s: one message per %.0f s, level %d (%d bits, %d bytes mixed)", self.card.address,
-                 self.card.service_frequency_s, self.card.comm_level, self.card.capacity_bits,
-                 self.card.mixed_payload_bytes)
+        try:
+            self.card = self._start(card_timeout_s, max_bits)
+        except BaseException:
+            self.close()
+            raise
+        log.info("BeiDou terminal (dialect %s), card %s: one message per %g s, level %d (%d bits, %d payload bytes)",
+                 self.card.dialect, self.card.address, self.card.service_frequency_s, self.card.comm_level,
+                 self.card.capacity_bits, self.card.payload_bytes)
 
     def close(self) -> None:
         self._stop.set()
@@ -82,23 +77,47 @@ class Driver:
         self.serial.write(data)
         self.serial.flush()
 
-    def _read_card(self, timeout: float) -> Card:
-        for _ in range(3):
-            self._write(encode_text("CCICA", {"query_type": 0, "frame_no": 0}))
+    def _start(self, timeout: float, max_bits: int | None) -> Card:
+        deadline = time.monotonic() + timeout
+        if self.dialect is None:
+            self.dialect = self._detect(deadline)
+        card = None
+        while card is None and time.monotonic() < deadline:
+            self._write(self.dialect.card_query())
             try:
-                f = self._cards.get(timeout=timeout / 3)
+                card = self._cards.get(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
             except queue.Empty:
                 continue
-            return Card(f.fields["address"], float(f.fields["service_frequency_s"]), int(f.fields["comm_level"]),
-                        f.fields["encryption"] == "E")
-        raise TerminalError("the terminal did not answer the card query (CCICA)")
+        if card is None:
+            raise TerminalError(f"the terminal did not answer the card query (dialect {self.dialect.name})")
+        if max_bits:
+            card = Card(card.address, card.service_frequency_s, card.comm_level, card.encrypted, card.dialect, max_bits)
+        self._write(self.dialect.beam_output(True, 1.0))
+        return card
+
+    def _detect(self, deadline: float) -> Dialect:
+        """The dialect of the first frame the terminal sends, spontaneously or to a card query."""
+        for i in range(1000):
+            name = PROBE_ORDER[i % len(PROBE_ORDER)]
+            self._write(DIALECTS[name].card_query())
+            try:
+                frame = self._heard.get(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            log.info("terminal speaks dialect %s (heard %s)", frame.dialect, frame.type)
+            return DIALECTS[frame.dialect]
+        raise TerminalError("the terminal answered no card query in any dialect (2.1, 4.0, BDS-3)")
 
     def _read_loop(self) -> None:
         reader = StreamReader()
         while not self._stop.is_set():
             try:
                 chunk = self.serial.read(4096)
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, TypeError) as exc:  # TypeError: closed under us
+                if self._stop.is_set():
+                    return
                 log.warning("serial read failed: %s", exc)
                 time.sleep(0.2)
                 continue
@@ -106,22 +125,29 @@ class Driver:
                 if isinstance(item, ParseError):
                     log.warning("terminal sent a bad frame: %s", item)
                     continue
-                kind = item.type[2:]
-                if kind == "BSI":
-                    self.powers = [item.fields[f"power_{i}"] for i in range(1, 11)]
-                    self.last_bsi = time.monotonic()
-                elif kind == "FKI":
-                    self._feedback.put(item)
-                elif kind == "TXR":
-                    self._received.put((item.fields["sender"], item.fields["content"]))
-                elif kind == "ICI":
-                    self._cards.put(item)
+                dialect = self.dialect
+                if dialect is None:
+                    if item.type[:2] != "CC":  # our own probes never echo, but a loopback would
+                        self._heard.put(item)
+                    continue
+                self._on_event(dialect.event(item))
+
+    def _on_event(self, event: Beams | Feedback | Message | Card | None) -> None:
+        if isinstance(event, Beams):
+            self.powers, self.has_time = event.powers, event.has_time
+            self.last_bsi = time.monotonic()
+        elif isinstance(event, Feedback):
+            self._feedback.put(event)
+        elif isinstance(event, Message):
+            self._received.put((event.sender, event.content))
+        elif isinstance(event, Card):
+            self._cards.put(event)
 
     # -- state ------------------------------------------------------------------------------------
 
     def beam_ok(self) -> bool:
         fresh = self.last_bsi is not None and time.monotonic() - self.last_bsi < OFFLINE_AFTER_S
-        return fresh and any(self.powers)
+        return fresh and self.has_time and any(self.powers)
 
     def next_send_in(self) -> float:
         """Seconds until the service interval allows a send (0 when it does)."""
@@ -132,31 +158,28 @@ class Driver:
     # -- messages ---------------------------------------------------------------------------------
 
     def send(self, to: str, payload: bytes, retries: int = 3, feedback_timeout_s: float = 5.0) -> SendResult:
-        """Send `payload` (mixed mode) to address `to`, paced and retried; blocks until done."""
-        assert self.card is not None
-        if len(payload) > self.card.mixed_payload_bytes:
-            raise ValueError(f"{len(payload)} bytes exceed the card's {self.card.mixed_payload_bytes} per message")
+        """Send `payload` to address `to`, paced and retried; blocks until done."""
+        assert self.card is not None and self.dialect is not None
+        if len(payload) > self.card.payload_bytes:
+            raise ValueError(f"{len(payload)} bytes exceed the card's {self.card.payload_bytes} per message")
         reason = ""
         for attempt in range(1, retries + 2):
             time.sleep(self.next_send_in())
             while not self._feedback.empty():
                 self._feedback.get_nowait()
-            self._write(encode_text("CCTXA", {"recipient": to, "comm_type": 1, "transfer_type": 2,
-                                              "content": payload}))
+            self._write(self.dialect.send(self.card.address, to, payload))
             try:
                 fb = self._feedback.get(timeout=feedback_timeout_s)
             except queue.Empty:
                 reason = "no feedback from the terminal"
                 continue
-            if fb.fields.get("executed"):
+            if fb.ok:
                 self.last_send = time.monotonic()
                 return SendResult(True, attempt)
-            wait = fb.fields.get("wait") or 0
-            inhibit = fb.fields.get("inhibit") or 0
-            reason = f"refused (inhibit {inhibit}, wait {wait} s)"
+            reason = f"refused ({fb.reason}, wait {fb.wait_s:g} s)"
             log.info("BeiDou send refused: %s; attempt %d", reason, attempt)
-            if inhibit == 0 and wait:
-                self.last_send = time.monotonic() - self.card.service_frequency_s + wait
+            if fb.reason == "frequency" and fb.wait_s:
+                self.last_send = time.monotonic() - self.card.service_frequency_s + fb.wait_s
             else:
                 time.sleep(1.0)
         return SendResult(False, retries + 1, reason)

@@ -361,8 +361,11 @@ def decode_binary(frame: bytes) -> Frame:
         at += f.size
     if at != len(info):
         raise LengthError(f"{name}: {len(info) - at} bytes left in the information field")
-    if name == "FKXX" and out["flag"] == 0 and out["extra"].isascii():
-        out["command"] = out["extra"].decode("ascii")
+    if name == "FKXX":
+        if out["flag"] == 4:  # service frequency not reached: the extra bytes hold the wait in seconds
+            out["wait"] = int.from_bytes(out["extra"], "big")
+        elif out["extra"].isascii() and out["extra"].isalpha():
+            out["command"] = out["extra"].decode("ascii")
     return Frame(BINARY_40, name, out, frame)
 
 

@@ -1,11 +1,14 @@
-"""A simulated BeiDou RDSS terminal (text dialect 2.1) on a pseudo-terminal.
+"""A simulated BeiDou RDSS terminal on a pseudo-terminal, in any of the three dialects.
 
 The driver talks to it through the real serial path (pyserial on the pty's device), exactly as
-to a terminal on /dev/ttyUSB0. The satellite is what is simulated: card info (address, service
-frequency, comm level) answers CCICA; CCRMO turns beam status (BDBSI) on, following a power
-profile that may include outages; CCTXA is refused with a wait time before the service interval
-has passed, refused when no beam has power, else accepted and delivered to the addressed peer
-terminal after a delay, or lost with a given probability.
+to a terminal on /dev/ttyUSB0. The satellite is what is simulated: the card query is answered
+with the configured card (address, service frequency, comm level); beam status follows a power
+profile that may include outages (2.1 and 4.0 terminals report it once the host turns it on,
+BDS-3 terminals from power-up, as real ones do); a send is refused with the wait before the
+service interval has passed, refused when no beam has power, else accepted and delivered to the
+addressed peer terminal (in the peer's own dialect) after a delay, or lost with a given
+probability. Requests in another dialect than the terminal's are ignored, as a real terminal
+ignores them: that is what lets the driver detect the dialect by probing.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import contextlib
 import logging
 import os
 import random
+import select
 import threading
 import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from comms.beidou.protocol import Frame, ParseError, encode_text
+from comms.beidou.dialects import DIALECTS, BeamOutput, Card, CardQuery, Feedback, SendRequest
+from comms.beidou.protocol import TEXT_21, TEXT_BDS3, Frame, ParseError
 from comms.beidou.stream import StreamReader
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,7 @@ class TerminalConfig:
     loss: float = 0.0  # probability a sent message never arrives
     profile: PowerProfile = field(default_factory=steady)
     seed: int = 0
+    dialect: str = TEXT_21
 
 
 class Network:
@@ -56,17 +62,19 @@ class Network:
     def __init__(self) -> None:
         self.terminals: dict[str, SimTerminal] = {}
 
-    def deliver(self, sender: str, to: str, form: int, content: bytes, delay: float, lost: bool) -> None:
+    def deliver(self, sender: str, to: str, content: bytes, delay: float, lost: bool) -> None:
         peer = self.terminals.get(to)
         if peer is None or lost:
             log.info("message %s -> %s lost", sender, to)
             return
-        threading.Timer(delay, peer.receive, args=(sender, form, content)).start()
+        threading.Timer(delay, peer.receive, args=(sender, content)).start()
 
 
 class SimTerminal:
     def __init__(self, cfg: TerminalConfig, network: Network):
-        self.cfg, self.network = cfg, network
+        if cfg.dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {cfg.dialect!r}: one of {', '.join(DIALECTS)}")
+        self.cfg, self.network, self.dialect = cfg, network, DIALECTS[cfg.dialect]
         self.master, slave = os.openpty()
         tty.setraw(slave)
         self.device = os.ttyname(slave)
@@ -74,7 +82,8 @@ class SimTerminal:
         self.rng = random.Random(cfg.seed)
         self.started = time.monotonic()
         self.last_send: float | None = None
-        self.bsi_on = False
+        self.bsi_on = cfg.dialect == TEXT_BDS3  # BDS-3 terminals report beam power from power-up
+        self.bsi_interval_s = cfg.bsi_interval_s
         self.sent = self.refused = 0
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
@@ -97,8 +106,11 @@ class SimTerminal:
         return time.monotonic() - self.started
 
     def _write(self, data: bytes) -> None:
-        with self._write_lock, contextlib.suppress(OSError):  # the port was closed under us
-            os.write(self.master, data)
+        # Like a UART with nobody listening, output is dropped when the host does not read
+        # (a BDS-3 terminal reports beams from power-up, before any driver opens the port).
+        with self._write_lock, contextlib.suppress(OSError, ValueError):  # the port was closed under us
+            if select.select([], [self.master], [], 0.5)[1]:
+                os.write(self.master, data)
 
     def _read_loop(self) -> None:
         reader = StreamReader()
@@ -114,47 +126,38 @@ class SimTerminal:
                     self._handle(item)
 
     def _bsi_loop(self) -> None:
-        while not self._stop.wait(self.cfg.bsi_interval_s):
+        while not self._stop.wait(self.bsi_interval_s):
             if self.bsi_on:
-                p = self.cfg.profile(self.now())
-                best = max(range(10), key=lambda i: p[i]) + 1 if any(p) else 0
-                fields = {"response_beam": best, "time_diff_beam": best,
-                          **{f"power_{i + 1}": p[i] for i in range(10)}}
-                self._write(encode_text("BDBSI", fields))
-
-    def _feedback(self, ok: bool, inhibit: int = 0, wait: int = 0) -> None:
-        self._write(encode_text("BDFKI", {"command": "TXA", "executed": ok, "frequency_flag": True,
-                                          "inhibit": inhibit, "wait": wait}))
+                self._write(self.dialect.beams(self.cfg.address, self.cfg.profile(self.now())))
 
     def _handle(self, frame: Frame) -> None:
-        kind = frame.type[2:]
-        if kind == "ICA":
-            self._write(encode_text("BDICI", {
-                "address": self.cfg.address, "serial": "24000000", "broadcast_address": "1933442", "user_type": 6,
-                "service_frequency_s": self.cfg.service_frequency_s, "comm_level": self.cfg.comm_level,
-                "encryption": "N", "subordinates": 0}))
-        elif kind == "RMO":
-            if frame.fields["sentence"] in ("BSI", "") and frame.fields["mode"] in (2, 4):
-                self.bsi_on = True
-            elif frame.fields["mode"] in (1, 3):
-                self.bsi_on = False
-        elif kind == "TXA":
+        req = self.dialect.request(frame)
+        if req is None:
+            log.debug("terminal %s (%s) ignores %s", self.cfg.address, self.cfg.dialect, frame.type)
+            return
+        own = self.cfg.address
+        if isinstance(req, CardQuery):
+            self._write(self.dialect.card(Card(own, self.cfg.service_frequency_s, self.cfg.comm_level, False,
+                                               self.cfg.dialect)))
+        elif isinstance(req, BeamOutput):
+            self.bsi_on = req.on
+            self.bsi_interval_s = min(self.cfg.bsi_interval_s, req.interval_s)
+        elif isinstance(req, SendRequest):
             now = self.now()
             if self.last_send is not None and now - self.last_send < self.cfg.service_frequency_s:
                 self.refused += 1
-                self._feedback(False, 0, min(59, max(1, round(self.cfg.service_frequency_s - (now - self.last_send)))))
+                wait = max(1, round(self.cfg.service_frequency_s - (now - self.last_send)))
+                self._write(self.dialect.feedback(own, Feedback(False, "frequency", wait)))
                 return
             if not any(self.cfg.profile(now)):
                 self.refused += 1
-                self._feedback(False, 1, 0)  # no beam: the system inhibits transmission
+                self._write(self.dialect.feedback(own, Feedback(False, "no_signal")))
                 return
             self.last_send = now
             self.sent += 1
-            self._feedback(True)
-            self.network.deliver(self.cfg.address, frame.fields["recipient"], frame.fields["transfer_type"],
-                                 frame.fields["content"], self.cfg.delay_s, self.rng.random() < self.cfg.loss)
+            self._write(self.dialect.feedback(own, Feedback(True)))
+            self.network.deliver(own, req.recipient, req.content, self.cfg.delay_s, self.rng.random() < self.cfg.loss)
 
-    def receive(self, sender: str, form: int, content: bytes) -> None:
+    def receive(self, sender: str, content: bytes) -> None:
         if not self._stop.is_set():
-            self._write(encode_text("BDTXR", {"info_class": 1, "sender": sender, "form": form, "send_time": "",
-                                              "content": content}))
+            self._write(self.dialect.message(self.cfg.address, sender, content))
