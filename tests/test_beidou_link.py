@@ -125,7 +125,7 @@ def test_a_terminal_that_does_not_speak_the_named_dialect_is_a_clear_error():
 
     sim = SimTerminal(TerminalConfig(address=DRONE, dialect=TEXT_21), Network()).start()
     try:
-        with pytest.raises(TerminalError, match="did not answer the card query .dialect 4.0"):
+        with pytest.raises(TerminalError, match=r"did not answer the card query \(dialect 4\.0"):
             Driver(sim.device, dialect=BINARY_40, card_timeout_s=1.5)
     finally:
         sim.stop()

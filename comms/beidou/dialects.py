@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from comms.beidou.protocol import BINARY_40, TEXT_21, TEXT_BDS3, Frame, encode_binary, encode_text
 
@@ -124,7 +125,7 @@ class Dialect:
 
 class Text21(Dialect):
     name = TEXT_21
-    _INHIBIT = {1: "inhibit", 2: "low_power", 3: "silence"}
+    _INHIBIT: ClassVar[dict[int, str]] = {1: "inhibit", 2: "low_power", 3: "silence"}
 
     def card_query(self) -> bytes:
         return encode_text("CCICA", {"query_type": 0, "frame_no": 0})
@@ -189,7 +190,8 @@ class Binary40(Dialect):
     # FKXX flags seen in vendor SDKs: 0 success, 1 failure, 2 signal not locked, 3 low power,
     # 4 service frequency not reached (wait in the last byte), 5 crypto error, 6 CRC error,
     # 7 user-level inhibit, 8 inhibit released.
-    _FLAGS = {1: "other", 2: "no_signal", 3: "low_power", 4: "frequency", 5: "other", 6: "other", 7: "inhibit"}
+    _FLAGS: ClassVar[dict[int, str]] = {1: "other", 2: "no_signal", 3: "low_power", 4: "frequency", 5: "other",
+                                        6: "other", 7: "inhibit"}
 
     def card_query(self) -> bytes:
         return encode_binary("ICJC", 0, {"frame_no": 0})
@@ -259,7 +261,8 @@ class Binary40(Dialect):
 
 class Bds3(Dialect):
     name = TEXT_BDS3
-    _REASONS = {1: "frequency", 2: "inhibit", 3: "silence", 4: "no_signal", 5: "other", 6: "other"}
+    _REASONS: ClassVar[dict[int, str]] = {1: "frequency", 2: "inhibit", 3: "silence", 4: "no_signal", 5: "other",
+                                          6: "other"}
     # Positions in BDICP after the card id, as vendors' firmware reads them
     # ($BDICP,<card>,...,<freq>,<level>,...: frequency at field 14, level at 15, level 0 = 5).
     _ICP_FREQ, _ICP_LEVEL = 12, 13
