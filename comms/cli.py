@@ -42,6 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fleet", default="fleet1")
     p.set_defaults(func=_ground)
 
+    m = sub.add_parser("modem", help="the 4G modem's signal (AT+CSQ)", description="4G modem tools.")
+    msub = m.add_subparsers(dest="modem_command", required=True, metavar="{csq}")
+    p = msub.add_parser("csq", help="read the cellular signal over the modem's AT port",
+                        description="Send AT+CSQ to the modem's serial port and print one JSON line per reading: "
+                        '{"time", "csq"} with csq 0..31, or null when unknown (99, no answer, ERROR, port gone). '
+                        "Exit 2 when no reading was known.")
+    p.add_argument("--port", required=True, help="the modem's AT serial device (e.g. /dev/ttyUSB2)")
+    p.add_argument("--every", type=float, default=0.0, help="seconds between readings (default: read once)")
+    p.add_argument("--count", type=int, default=1, help="number of readings with --every (default 1; 0 = forever)")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for an answer (default 1)")
+    p.set_defaults(func=_modem_csq)
+
     bd = sub.add_parser("beidou", help="BeiDou RDSS short-message tools",
                         description="Decode BeiDou terminal sentences and frames (text 2.1, binary 4.0, BDS-3).")
     bsub = bd.add_subparsers(dest="beidou_command", required=True, metavar="{parse,sim}")
@@ -186,3 +198,28 @@ def _device_init(args: argparse.Namespace) -> int:
     cfg.key()  # a config whose key cannot be found is refused now, not in flight
     print(f"wrote {cfg.save(args.out)} (drone {cfg.drone_id}, key id {cfg.key_id}; secrets stay in the environment)")
     return 0
+
+
+def _modem_csq(args: argparse.Namespace) -> int:
+    import time
+    from datetime import UTC, datetime
+
+    from comms.modem import Modem
+
+    modem = Modem(args.port, timeout_s=args.timeout)
+    known = False
+    n = 0
+    try:
+        while True:
+            value = modem.csq()
+            known |= value is not None
+            print(json.dumps({"time": datetime.now(UTC).isoformat(timespec="seconds"), "csq": value}), flush=True)
+            n += 1
+            if not args.every or (args.count and n >= args.count):
+                break
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        modem.close()
+    return 0 if known else 2

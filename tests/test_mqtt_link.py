@@ -221,6 +221,8 @@ def test_ground_station_passes_on_verified_alerts_once(beidou_home):
 
 def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path):
     from comms.forwarder import Forwarder
+    from comms.modem import Modem
+    from comms.modem_sim import SimModem
     from comms.selector import BEIDOU, MQTT, LinkSelector, SelectorConfig
 
     freq = 0.5
@@ -229,8 +231,10 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path
     link = MqttLink(box, MqttConfig(port=broker.port))
     link.start()
     csq = {"now": 22}
+    modem_sim = SimModem(lambda t: csq["now"]).start()  # the signal comes over AT+CSQ on a serial port
+    modem = Modem(modem_sim.device, timeout_s=0.5)
     fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(csq_good=15, csq_bad=9, hold_s=1.0)),
-                    lambda: csq["now"], 7, KEY, "0179773")
+                    modem, 7, KEY, "0179773")
     try:
         assert link.connected.wait(5)
         first = _fill(box, 4)
@@ -247,6 +251,8 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path
         assert _until(lambda: box.counts() == {"acked": 12}, 20, fwd.tick), box.counts()
     finally:
         link.stop()
+        modem.close()
+        modem_sim.stop()
     reasons = [(s.link, s.reason) for s in fwd.selector.history]
     assert [r[0] for r in reasons][-2:] == [BEIDOU, MQTT] and "CSQ 3" in reasons[-2][1]
     assert set(cloud.ids) == set(first + second)  # every alert arrived, BeiDou ones through the ground station
