@@ -21,21 +21,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
+
+
 class LocalBroker:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, conf: str | None = None):
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             raise FileNotFoundError("mosquitto is not installed (scripts/setup.sh installs it)")
-        self.exe, self.port = exe, free_port()
+        self.exe, self.port, self.tls_port = exe, free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.conf = folder / "mosquitto.conf"
         # Persistence keeps sessions and queued QoS 1 messages over a broker restart. As root,
         # mosquitto would drop to the `mosquitto` user, who cannot write here: stay this user.
-        self.conf.write_text(
+        conf = conf if conf is not None else (
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nautosave_interval 1\nuser {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"log_dest file {folder}/mosquitto.log\n")
+            f"persistence_location {folder}/\nautosave_interval 1\n")
+        me = pwd.getpwuid(os.getuid()).pw_name
+        self.conf.write_text(conf + f"\nuser {me}\nlog_dest file {folder}/mosquitto.log\n")
         self.proc: subprocess.Popen | None = None
+
+    @classmethod
+    def deployment(cls, folder: Path, users: dict[str, str]) -> LocalBroker:
+        """The deployment config itself (deploy/mosquitto: passwords, ACLs, TLS) on loopback ports.
+
+        Certificates come from deploy/mosquitto/make-certs.sh into `folder`/certs (CA: ca.crt);
+        `users` are written with mosquitto_passwd. The plain listener is `port`, TLS `tls_port`.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(folder / "certs"), "localhost", "127.0.0.1"],
+                       check=True, capture_output=True)
+        passwd = folder / "passwd"
+        for i, (user, password) in enumerate(users.items()):
+            subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
+                           check=True, capture_output=True)
+        broker = cls(folder, "")
+        conf = (DEPLOY / "mosquitto.conf").read_text()
+        for old, new in (("/mosquitto/config/passwd", str(passwd)), ("/mosquitto/config/acl", str(DEPLOY / "acl")),
+                         ("/mosquitto/certs/", f"{folder}/certs/"), ("/mosquitto/data/", f"{folder}/"),
+                         ("listener 1883", f"listener {broker.port} 127.0.0.1"),
+                         ("listener 8883", f"listener {broker.tls_port} 127.0.0.1")):
+            if old not in conf:
+                raise ValueError(f"deploy/mosquitto/mosquitto.conf no longer has {old!r}")
+            conf = conf.replace(old, new)
+        broker.conf.write_text(conf + broker.conf.read_text())
+        return broker
 
     def start(self) -> LocalBroker:
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,

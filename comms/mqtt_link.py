@@ -78,6 +78,9 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+        self.refused: str | None = None  # the broker's reason when it refused us (bad password, ...)
+        self.connect_failures = 0  # TCP or TLS failures (certificate not trusted, port closed)
         # Never held while calling into paho: its network thread holds paho's own lock when it calls
         # back into us, so holding ours around publish() would deadlock (lock-order inversion).
         self._lock = threading.Lock()
@@ -98,12 +101,20 @@ class MqttLink:
     # paho's thread: only queue work, the outbox is touched in pump()
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("MQTT connect refused: %s", reason_code)
+            self.refused = str(reason_code)
+            log.warning("MQTT connect to %s:%d refused: %s", self.cfg.host, self.cfg.port, reason_code)
             return
+        self.refused = None
         client.subscribe(acks_topic(self.cfg.fleet, self.drone), qos=1)
         self.connected.set()
         log.info("MQTT connected to %s:%d (session present: %s)", self.cfg.host, self.cfg.port,
                  flags.session_present)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.connect_failures += 1
+        if self.connect_failures in (1, 10, 100):
+            log.warning("MQTT connection to %s:%d failed (%d times; TLS: %s)", self.cfg.host, self.cfg.port,
+                        self.connect_failures, bool(self.cfg.tls_ca))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()

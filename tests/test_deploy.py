@@ -23,7 +23,7 @@ def test_compose_publishes_only_on_loopback_and_takes_secrets_from_the_environme
         for volume in svc.get("volumes", []):
             host = str(volume).split(":")[0]
             if host.startswith("./"):
-                assert (REPO / host).exists() or host.endswith("passwd"), f"{name} mounts missing {host}"
+                assert (REPO / host).exists() or host.endswith(("passwd", "certs")), f"{name} mounts missing {host}"
 
 
 def test_mosquitto_requires_authentication_and_acls():

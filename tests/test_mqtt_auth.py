@@ -1,0 +1,164 @@
+"""The deployment broker config (deploy/mosquitto) run for real: passwords, per-drone ACLs, TLS."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from comms import alert_json
+from comms.alert import Alert
+from comms.classes import Severity
+from comms.local_broker import LocalBroker
+from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client
+from comms.outbox import Outbox
+
+pytestmark = pytest.mark.slow
+
+PASSWORDS = {"UAV-07": "pw-uav07-from-env", "UAV-08": "pw-uav08-from-env", "cloud": "pw-cloud", "ground": "pw-ground"}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = LocalBroker.deployment(tmp_path_factory.mktemp("secure-broker"), PASSWORDS).start()
+    yield b
+    b.stop()
+
+
+def _tls(broker, user: str | None, password: str | None = None, ca: str | None = None) -> MqttConfig:
+    return MqttConfig(port=broker.tls_port, username=user, password=password,
+                      tls_ca=ca or str(broker.folder / "certs" / "ca.crt"))
+
+
+class Cloud:
+    """The cloud's subscriber, logged in as `cloud`: records every alert and acknowledges it."""
+
+    def __init__(self, cfg: MqttConfig):
+        self.messages: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.client = make_client("cloud-auth-test", cfg)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic("fleet1", "+"), qos=1)
+        self.client.on_message = self._on_message
+        connect(self.client, cfg)
+
+    def _on_message(self, client, userdata, message) -> None:
+        alert, _ = alert_json.loads(message.payload)
+        with self.lock:
+            self.messages.append((message.topic, alert.id))
+        client.publish(acks_topic("fleet1", alert.drone_id), json.dumps([alert.id]), qos=1)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _until(cond, timeout: float, step=None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step:
+            step()
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _alert(box: Outbox) -> Alert:
+    a = Alert(box.drone_id, box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0, 102.0, 1600.0,
+              "defect", 0.9, Severity.HIGH)
+    box.put(a)
+    return a
+
+
+def test_a_drone_with_its_password_over_tls_delivers_and_gets_acknowledgements(broker, tmp_path):
+    cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    link = MqttLink(box, _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    link.start()
+    try:
+        assert link.connected.wait(10), link.refused
+        ids = [_alert(box).id for _ in range(3)]
+        assert _until(lambda: box.counts() == {"acked": 3}, 10, link.pump), box.counts()
+    finally:
+        link.stop()
+        cloud.stop()
+    assert sorted(i for _, i in cloud.messages) == sorted(ids)
+
+
+@pytest.mark.parametrize("user,password", [("UAV-07", "wrong"), ("UAV-99", "pw-uav07-from-env"), (None, None)])
+def test_bad_credentials_are_refused_with_the_brokers_reason(broker, tmp_path, user, password):
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    link = MqttLink(box, _tls(broker, user, password))
+    link.start()
+    try:
+        assert _until(lambda: link.refused is not None, 10)
+        assert not link.connected.is_set()
+        assert link.refused in ("Not authorized", "Bad user name or password")
+    finally:
+        link.stop()
+
+
+def test_a_certificate_from_another_ca_is_not_trusted(broker, tmp_path):
+    import subprocess
+
+    from comms.local_broker import DEPLOY
+
+    subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(tmp_path / "other")], check=True, capture_output=True)
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    link = MqttLink(box, _tls(broker, "UAV-07", PASSWORDS["UAV-07"], ca=str(tmp_path / "other" / "ca.crt")))
+    link.start()
+    try:
+        assert _until(lambda: link.connect_failures >= 1, 10)
+        assert not link.connected.is_set()
+    finally:
+        link.stop()
+
+
+def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
+    cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))
+    intruder = make_client("uav07-intruder", _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    heard: list[str] = []
+    subscribed = threading.Event()
+    intruder.on_connect = lambda c, u, f, rc, p: c.subscribe([(acks_topic("fleet1", "UAV-07"), 1),
+                                                              (acks_topic("fleet1", "UAV-08"), 1)])
+    intruder.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    intruder.on_message = lambda c, u, m: heard.append(m.topic)
+    connect(intruder, _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    t = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    other = Alert("UAV-08", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH)
+    own = Alert("UAV-07", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH)
+    try:
+        assert subscribed.wait(10)
+        time.sleep(0.5)  # the cloud's subscription is in place
+        # UAV-07 forges an alert as UAV-08, then sends its own; the cloud acknowledges what it gets
+        intruder.publish(alerts_topic("fleet1", "UAV-08"), alert_json.dumps(other), qos=1).wait_for_publish(5)
+        intruder.publish(alerts_topic("fleet1", "UAV-07"), alert_json.dumps(own), qos=1).wait_for_publish(5)
+        assert _until(lambda: bool(heard), 10)
+        # and UAV-08's acknowledgements stay unreadable to UAV-07
+        cloud.client.publish(acks_topic("fleet1", "UAV-08"), json.dumps(["UAV-08:2"]), qos=1).wait_for_publish(5)
+        cloud.client.publish(acks_topic("fleet1", "UAV-07"), json.dumps(["UAV-07:2"]), qos=1).wait_for_publish(5)
+        assert _until(lambda: len(heard) >= 2, 10)
+        time.sleep(0.5)
+    finally:
+        intruder.loop_stop()
+        intruder.disconnect()
+        cloud.stop()
+    assert [i for _, i in cloud.messages] == [own.id]  # the forged alert never reached the cloud
+    assert heard == [acks_topic("fleet1", "UAV-07")] * 2
+
+
+def test_the_plain_listener_also_requires_a_password(broker):
+    refused: list = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anon", protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, u, f, rc, p: refused.append(rc)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert _until(lambda: bool(refused), 10)
+    finally:
+        client.loop_stop()
+    assert refused[0].is_failure
