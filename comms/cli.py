@@ -42,6 +42,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fleet", default="fleet1")
     p.set_defaults(func=_ground)
 
+    lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",
+                        description="Drone-side link tools.")
+    lsub = lk.add_subparsers(dest="link_command", required=True, metavar="{run}")
+    p = lsub.add_parser("run", help="send the outbox's alerts home over MQTT or BeiDou until interrupted",
+                        description="Read the outbox that `pli edge run` writes and send its alerts home: over "
+                        "MQTT (4G) while the modem's signal and the broker allow, else over BeiDou short messages "
+                        "(signed batches, paced to the card), else hold them. Alerts stay in the outbox until the "
+                        "cloud acknowledges them. Identity and endpoints from `pli device init`'s config; the "
+                        "HMAC key and MQTT password from the environment.")
+    p.add_argument("--config", default="device.json", help="device config (default device.json)")
+    p.add_argument("--outbox", required=True, help="the outbox database `pli edge run --outbox` writes")
+    p.add_argument("--beidou-port", help="serial device of the BeiDou terminal (dialect detected)")
+    p.add_argument("--modem-port", help="serial device of the 4G modem's AT port (signal from AT+CSQ)")
+    p.add_argument("--assume-csq", type=int, help="fixed CSQ 0..31 instead of a modem (wired or bench setups)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between link decisions (default 1)")
+    p.add_argument("--until-empty", action="store_true", help="exit once every alert is acknowledged")
+    p.set_defaults(func=_link_run)
+
     m = sub.add_parser("modem", help="the 4G modem's signal (AT+CSQ)", description="4G modem tools.")
     msub = m.add_subparsers(dest="modem_command", required=True, metavar="{csq}")
     p = msub.add_parser("csq", help="read the cellular signal over the modem's AT port",
@@ -223,3 +241,49 @@ def _modem_csq(args: argparse.Namespace) -> int:
     finally:
         modem.close()
     return 0 if known else 2
+
+
+def _link_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from comms.beidou.driver import Driver
+    from comms.device import DeviceConfig
+    from comms.forwarder import Forwarder
+    from comms.modem import Modem
+    from comms.mqtt_link import MqttConfig, MqttLink
+    from comms.outbox import Outbox
+    from comms.selector import LinkSelector
+
+    cfg = DeviceConfig.load(args.config)
+    key = cfg.key()
+    if args.modem_port and args.assume_csq is not None:
+        raise ValueError("give --modem-port or --assume-csq, not both")
+    if args.assume_csq is not None and not 0 <= args.assume_csq <= 31:
+        raise ValueError("--assume-csq is a CSQ value 0..31")
+    box = Outbox(args.outbox, cfg.drone_id)
+    link = MqttLink(box, MqttConfig(host=cfg.mqtt_host, port=cfg.mqtt_port, fleet=cfg.fleet,
+                                    username=cfg.mqtt_user or cfg.drone_id, password=cfg.mqtt_password(),
+                                    tls_ca=cfg.mqtt_tls_ca))
+    modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
+    signal_source = modem if modem is not None else (lambda: args.assume_csq)
+    driver = Driver(args.beidou_port) if args.beidou_port else None
+    fwd = Forwarder(box, link, driver, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    link.start()
+    try:
+        fwd.run(stop, args.interval, args.until_empty)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        link.stop()
+        if driver is not None:
+            driver.close()
+        if modem is not None:
+            modem.close()
+    counts = box.counts()
+    print(json.dumps({"outbox": counts, "beidou_messages": fwd.stats.beidou_messages,
+                      "beidou_alerts": fwd.stats.beidou_alerts, "mqtt_pubacks": link.pubacks,
+                      "switches": [{"link": s.link, "reason": s.reason} for s in fwd.selector.history]}))
+    return 0

@@ -11,6 +11,7 @@ again over MQTT when 4G returns: the cloud drops the duplicate by id.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,3 +67,11 @@ class Forwarder:
         else:
             self.stats.beidou_failures += 1
             log.warning("BeiDou send failed: %s", result.reason)
+
+    def run(self, stop: threading.Event, interval_s: float = 1.0, until_empty: bool = False) -> None:
+        """Tick until `stop` (or, with `until_empty`, until every alert is acknowledged)."""
+        while not stop.is_set():
+            self.tick()
+            if until_empty and set(self.outbox.counts()) <= {"acked"}:
+                return
+            stop.wait(interval_s)

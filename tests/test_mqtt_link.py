@@ -4,6 +4,7 @@ and power cuts of the sending process (SIGKILL) mid-send."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -65,11 +66,12 @@ def beidou_home(broker, tmp_path):
 
     made = []
 
-    def make(freq: float):
+    def make(freq: float, drone_driver: bool = True):
+        """`drone_driver` False leaves the drone terminal's port to another process: its path is returned."""
         net = Network()
         sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1),
                             net).start() for a in ("0247718", "0179773")]
-        drone, ground = Driver(sims[0].device), Driver(sims[1].device)
+        drone, ground = Driver(sims[0].device) if drone_driver else None, Driver(sims[1].device)
         cloud = Cloud(broker.port)
         client = make_client("ground-test", MqttConfig(port=broker.port))
         connect(client, MqttConfig(port=broker.port))
@@ -78,14 +80,15 @@ def beidou_home(broker, tmp_path):
         runner = threading.Thread(target=station.run, args=(ground, stop))
         runner.start()
         made.append((sims, drone, ground, client, cloud, stop, runner))
-        return drone, station, cloud
+        return drone or sims[0].device, station, cloud
 
     yield make
     for sims, drone, ground, client, cloud, stop, runner in made:
         stop.set()
         runner.join()
         for d in (drone, ground):
-            d.close()
+            if d is not None:
+                d.close()
         for sim in sims:
             sim.stop()
         client.loop_stop()
@@ -257,3 +260,28 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path
     assert [r[0] for r in reasons][-2:] == [BEIDOU, MQTT] and "CSQ 3" in reasons[-2][1]
     assert set(cloud.ids) == set(first + second)  # every alert arrived, BeiDou ones through the ground station
     assert station.stats.alerts == fwd.stats.beidou_alerts >= 3
+
+
+def test_pli_link_run_sends_the_outbox_home_over_beidou_when_4g_is_down(broker, beidou_home, tmp_path):
+    """The drone's sending loop as a process: device config, outbox, modem and terminal by path."""
+    from comms.device import DeviceConfig
+    from comms.modem_sim import SimModem
+
+    terminal, station, cloud = beidou_home(0.3, drone_driver=False)
+    modem = SimModem(lambda t: 2).start()  # over the ridge: no usable 4G
+    DeviceConfig("UAV-07", "fleet1", 7, "0179773", "127.0.0.1", broker.port).save(tmp_path / "device.json")
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    ids = _fill(box, 5)
+    env = {**os.environ, "PLI_DEVICE_KEY": KEY.hex()}
+    try:
+        r = subprocess.run([sys.executable, "-m", "pli", "link", "run", "--config", str(tmp_path / "device.json"),
+                            "--outbox", str(tmp_path / "o.db"), "--beidou-port", terminal, "--modem-port",
+                            modem.device, "--interval", "0.1", "--until-empty"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    finally:
+        modem.stop()
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["outbox"] == {"acked": 5} and summary["beidou_alerts"] == 5 and summary["mqtt_pubacks"] == 0
+    assert [s["link"] for s in summary["switches"]] == ["beidou"] and "CSQ 2" in summary["switches"][0]["reason"]
+    assert sorted(set(cloud.ids)) == sorted(ids)
