@@ -9,6 +9,11 @@ so every byte counts. Layout, big-endian:
              altitude, m (2, signed)  [tower number (2), when the has-tower bit is set]
     tag      HMAC-SHA256(drone key, header + records)[:4]
 
+Acknowledgements back to the drone (ground station -> drone, so lost messages are re-sent
+without waiting for 4G) share the header with kind ACK in the version nibble, the lowest
+acknowledged sequence number as base, then 2 bytes (seq - base) per alert, and the same tag
+with the drone's key: 15 acknowledgements in 41 bytes.
+
 A record is 19 bytes, 21 with a tower (`T<number>` ids; others travel in the MQTT form only).
 77 bytes hold 3 alerts with towers: 7 + 3 x 21 + 4 = 74. The key id names the drone at the
 ground station, which rebuilds the same alert id (drone id + sequence number) as the MQTT path.
@@ -28,6 +33,8 @@ from comms.alert import Alert
 from comms.classes import ClassList, Severity, load_class_list
 
 VERSION = 1
+ACK = 0xA  # version nibble of an acknowledgement message
+ACK_OFFSET = struct.Struct(">H")
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 HEADER = struct.Struct(">BHI")
 RECORD = struct.Struct(">Iii3sBBh")
@@ -161,3 +168,34 @@ def unpack(payload: bytes, key_for: Callable[[int], tuple[str, bytes] | None],
     if at != len(signed):
         raise PackError(f"{len(signed) - at} bytes left after {count} records")
     return alerts
+
+
+def pack_ack(seqs: Sequence[int], key_id: int, key: bytes, capacity: int = 77) -> tuple[bytes, list[int]]:
+    """An acknowledgement of as many of `seqs` (lowest first) as fit; returns it and those seqs."""
+    todo = sorted(set(seqs))
+    if not todo:
+        raise ValueError("nothing to acknowledge")
+    base = todo[0]
+    room = min(MAX_COUNT, (capacity - HEADER.size - TAG_BYTES) // ACK_OFFSET.size)
+    if room < 1:
+        raise ValueError(f"{capacity} bytes cannot hold one acknowledgement")
+    chosen = [s for s in todo if s - base <= 0xFFFF][:room]
+    header = HEADER.pack(ACK << 4 | len(chosen), key_id, base)
+    body = b"".join(ACK_OFFSET.pack(s - base) for s in chosen)
+    return header + body + _tag(key, header + body), chosen
+
+
+def unpack_ack(payload: bytes, key_id: int, key: bytes) -> list[int]:
+    """The sequence numbers an authentic acknowledgement for this drone (`key_id`) confirms."""
+    if peek_key_id(payload) != key_id:
+        raise PackError(f"acknowledgement for key id {peek_key_id(payload)}, not {key_id}")
+    signed, tag = payload[:-TAG_BYTES], payload[-TAG_BYTES:]
+    if not hmac.compare_digest(_tag(key, signed), tag):
+        raise PackError("authentication tag does not match (forged or corrupted acknowledgement)")
+    kind_count, _, base = HEADER.unpack_from(signed)
+    if kind_count >> 4 != ACK:
+        raise PackError(f"not an acknowledgement (kind {kind_count >> 4})")
+    count = kind_count & 0x0F
+    if len(signed) != HEADER.size + count * ACK_OFFSET.size:
+        raise PackError(f"acknowledgement of {count} alerts has {len(signed)} bytes")
+    return [base + ACK_OFFSET.unpack_from(signed, HEADER.size + i * ACK_OFFSET.size)[0] for i in range(count)]

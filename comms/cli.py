@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--mqtt-user", help="username (password from $PLI_MQTT_PASSWORD)")
     p.add_argument("--fleet", default="fleet1")
+    p.add_argument("--beidou-acks", action="store_true",
+                   help="acknowledge received alerts to each drone by BeiDou short message (costs the ground "
+                   "terminal's send slots; lets drones out of 4G re-send what was lost)")
     p.set_defaults(func=_ground)
 
     lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",
@@ -58,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--assume-csq", type=int, help="fixed CSQ 0..31 instead of a modem (wired or bench setups)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between link decisions (default 1)")
     p.add_argument("--until-empty", action="store_true", help="exit once every alert is acknowledged")
+    p.add_argument("--beidou-acks", action="store_true",
+                   help="the ground station answers over BeiDou (pli ground run --beidou-acks): re-send alerts "
+                   "of messages it did not acknowledge within three service intervals")
     p.set_defaults(func=_link_run)
 
     m = sub.add_parser("modem", help="the 4G modem's signal (AT+CSQ)", description="4G modem tools.")
@@ -193,7 +199,7 @@ def _ground(args: argparse.Namespace) -> int:
     client = make_client(f"pli-ground-{args.fleet}", cfg)
     connect(client, cfg)
     driver = Driver(args.port, dialect=args.dialect)
-    station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet)
+    station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet, beidou_acks=args.beidou_acks)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -204,7 +210,8 @@ def _ground(args: argparse.Namespace) -> int:
         driver.close()
         client.loop_stop()
     s = station.stats
-    print(f"messages {s.messages}: alerts passed on {s.alerts}, rejected {s.rejected}, replays {s.replays}")
+    print(f"messages {s.messages}: alerts passed on {s.alerts}, rejected {s.rejected}, replays {s.replays}, "
+          f"acknowledgements sent {s.ack_messages}")
     return 0
 
 
@@ -268,7 +275,8 @@ def _link_run(args: argparse.Namespace) -> int:
     modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
     signal_source = modem if modem is not None else (lambda: args.assume_csq)
     driver = Driver(args.beidou_port) if args.beidou_port else None
-    fwd = Forwarder(box, link, driver, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address)
+    fwd = Forwarder(box, link, driver, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address,
+                    beidou_acks=args.beidou_acks)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     link.start()

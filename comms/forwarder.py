@@ -3,9 +3,11 @@
 Each `tick` reads the cellular signal, asks the selector for a link, and sends: over MQTT
 everything due (the link pumps PUBACKs and the cloud's acknowledgements back into the outbox);
 over BeiDou one signed batch, as many alerts as the card's message holds, most severe first,
-when the service interval allows. Alerts sent by BeiDou stay unconfirmed until the cloud's
-acknowledgement arrives over MQTT (after the ground station republished them), and are sent
-again over MQTT when 4G returns: the cloud drops the duplicate by id.
+when the service interval allows. Alerts sent by BeiDou stay unconfirmed until an
+acknowledgement arrives: the cloud's over MQTT (after the ground station republished them), or,
+with `beidou_acks`, the ground station's signed short message back. They are sent again over
+MQTT when 4G returns and, with `beidou_acks`, over BeiDou when no acknowledgement came within
+`beidou_resend_after_s` (a lost message); the receivers drop duplicates by id.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from comms.alert_pack import pack
+from comms.alert import alert_id
+from comms.alert_pack import PackError, pack, unpack_ack
 from comms.beidou.driver import Driver
 from comms.mqtt_link import MqttLink
 from comms.outbox import Outbox
@@ -30,14 +33,22 @@ class ForwarderStats:
     beidou_messages: int = 0
     beidou_alerts: int = 0
     beidou_failures: int = 0
+    beidou_acks: int = 0  # alerts confirmed by the ground station's short messages
     by_link: dict[str, int] = field(default_factory=dict)
 
 
 class Forwarder:
     def __init__(self, outbox: Outbox, mqtt: MqttLink, beidou: Driver | None, selector: LinkSelector,
-                 signal: Callable[[], int | None], key_id: int, key: bytes, ground_address: str):
+                 signal: Callable[[], int | None], key_id: int, key: bytes, ground_address: str,
+                 beidou_acks: bool = False, beidou_resend_after_s: float | None = None):
+        """`beidou_resend_after_s` defaults to three service intervals: one for the ground
+        station's own turn to send, and margin for delivery delays."""
         self.outbox, self.mqtt, self.beidou, self.selector = outbox, mqtt, beidou, selector
         self.signal, self.key_id, self.key, self.ground = signal, key_id, key, ground_address
+        self.beidou_acks = beidou_acks
+        self.beidou_resend_after_s = beidou_resend_after_s
+        if beidou_acks and beidou_resend_after_s is None and beidou is not None and beidou.card is not None:
+            self.beidou_resend_after_s = 3 * beidou.card.service_frequency_s
         self.stats = ForwarderStats()
 
     def tick(self, now: float | None = None) -> str:
@@ -47,14 +58,30 @@ class Forwarder:
         beidou_up = self.beidou is not None and self.beidou.beam_ok()
         link = self.selector.update(now, self.signal(), self.mqtt.connected.is_set(), beidou_up)
         self.mqtt.pump(limit=0 if link != MQTT else 50)  # acknowledgements are applied on every link
+        if self.beidou is not None:
+            self._read_beidou()
         if link == BEIDOU and self.beidou is not None and self.beidou.next_send_in() == 0:
             self._send_beidou()
         self.stats.by_link[link] = self.stats.by_link.get(link, 0) + 1
         return link
 
+    def _read_beidou(self) -> None:
+        assert self.beidou is not None
+        while (got := self.beidou.receive(timeout=0)) is not None:
+            sender, payload = got
+            try:
+                seqs = unpack_ack(payload, self.key_id, self.key)
+            except PackError as exc:
+                log.warning("BeiDou message from %s is not an acknowledgement for us: %s", sender, exc)
+                continue
+            changed = self.outbox.ack([alert_id(self.outbox.drone_id, s) for s in seqs])
+            self.stats.beidou_acks += changed
+            log.info("ground station %s acknowledged %d alerts over BeiDou (%d new)", sender, len(seqs), changed)
+
     def _send_beidou(self) -> None:
         assert self.beidou is not None and self.beidou.card is not None
-        due = self.outbox.due("beidou", limit=20)
+        due = self.outbox.due("beidou", limit=20, resend_after_s=self.mqtt.resend_after_s,
+                              beidou_resend_after_s=self.beidou_resend_after_s if self.beidou_acks else None)
         if not due:
             return
         packed = pack([q.alert for q in due], self.key_id, self.key, self.beidou.card.payload_bytes)

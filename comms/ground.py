@@ -5,7 +5,10 @@ sending drone's key (alert_pack.py), refuses replays (replay.py), and republishe
 alert in its JSON form on the same topic the drone uses over 4G, so the cloud sees one stream
 with one id per alert whichever way it came. It publishes a receipt per message too
 (`pli/<fleet>/<drone>/beidou_receipts`: the ids it passed on). The cloud's acknowledgement is
-what settles an alert in the drone's outbox.
+what settles an alert in the drone's outbox. With `beidou_acks`, the station also answers over
+BeiDou, when its terminal's service interval allows: a signed acknowledgement of every alert it
+received from that drone (replays included: the drone evidently missed the first answer), so a
+drone out of 4G re-sends what a lost message carried instead of waiting to land.
 
 Keys come from a key file named by the environment (PLI_KEYS_FILE), never from the repository:
 JSON `{"<key id>": {"drone_id": "UAV-07", "key_hex": "..."}}`.
@@ -23,7 +26,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from comms import alert_json
-from comms.alert_pack import PackError, unpack
+from comms.alert_pack import PackError, pack_ack, peek_key_id, unpack
 from comms.mqtt_link import alerts_topic
 from comms.replay import ReplayGuard
 
@@ -47,13 +50,16 @@ class GroundStats:
     alerts: int = 0
     rejected: int = 0
     replays: int = 0
+    ack_messages: int = 0
     reasons: list[str] = field(default_factory=list)
 
 
 class GroundStation:
     def __init__(self, keys: dict[int, tuple[str, bytes]], guard: ReplayGuard, client: mqtt.Client,
-                 fleet: str = "fleet1"):
+                 fleet: str = "fleet1", beidou_acks: bool = False):
         self.keys, self.guard, self.client, self.fleet = keys, guard, client, fleet
+        self.beidou_acks = beidou_acks
+        self._to_ack: dict[tuple[str, int], set[int]] = {}  # (BeiDou address, key id) -> seqs
         self.stats = GroundStats()
 
     def handle(self, sender: str, payload: bytes) -> list[str]:
@@ -67,6 +73,8 @@ class GroundStation:
             log.warning("message from BeiDou address %s rejected: %s", sender, exc)
             return []
         drone = alerts[0].drone_id if alerts else ""
+        if self.beidou_acks and alerts:
+            self._to_ack.setdefault((sender, peek_key_id(payload)), set()).update(a.seq for a in alerts)
         fresh = self.guard.accept(drone, [a.seq for a in alerts]) if alerts else []
         passed = []
         for alert, new in zip(alerts, fresh, strict=True):
@@ -88,3 +96,18 @@ class GroundStation:
             got = driver.receive(timeout=0.2)
             if got is not None:
                 self.handle(*got)
+            if self._to_ack and driver.next_send_in() == 0:
+                self._send_ack(driver)
+
+    def _send_ack(self, driver) -> None:
+        (address, key_id), seqs = next(iter(self._to_ack.items()))
+        payload, done = pack_ack(sorted(seqs), key_id, self.keys[key_id][1], driver.card.payload_bytes)
+        result = driver.send(address, payload, retries=0)
+        if not result.ok:
+            log.warning("BeiDou acknowledgement to %s not sent: %s", address, result.reason)
+            return
+        seqs.difference_update(done)
+        if not seqs:
+            del self._to_ack[(address, key_id)]
+        self.stats.ack_messages += 1
+        log.info("acknowledged %d alerts to %s over BeiDou", len(done), address)

@@ -92,20 +92,27 @@ class Outbox:
                                                            thumb))
         self._enforce_bounds()
 
-    def due(self, link: str, limit: int = 100, resend_after_s: float = 30.0) -> list[Queued]:
+    def due(self, link: str, limit: int = 100, resend_after_s: float = 30.0,
+            beidou_resend_after_s: float | None = None) -> list[Queued]:
         """What to send next over `link` ("mqtt" or "beidou"): most severe first, then oldest.
 
         MQTT takes everything not acknowledged (BeiDou-sent alerts included, so they are confirmed
         through the cloud), an alert already published only once `resend_after_s` has passed
         without the cloud's acknowledgement (the broker session retries within that time; after a
-        crash the acknowledgement may have been lost with the process). BeiDou takes only alerts
-        that have not left the drone yet.
+        crash the acknowledgement may have been lost with the process). BeiDou takes alerts that
+        have not left the drone yet and, when the ground station acknowledges over BeiDou
+        (`beidou_resend_after_s` set), those it sent that many seconds ago without an answer, and
+        those published over MQTT `resend_after_s` ago without one (4G died under them).
         """
         if link == "mqtt":
             where, args = "(state IN (?, ?) OR (state = ? AND last_sent < ?))", (
                 PENDING, SENT_BEIDOU, SENT_MQTT, time.time() - resend_after_s)
-        else:
+        elif beidou_resend_after_s is None:
             where, args = "state = ?", (PENDING,)
+        else:
+            now = time.time()
+            where, args = "(state = ? OR (state = ? AND last_sent < ?) OR (state = ? AND last_sent < ?))", (
+                PENDING, SENT_BEIDOU, now - beidou_resend_after_s, SENT_MQTT, now - resend_after_s)
         rows = self.db.execute(f"SELECT doc, thumb, state, attempts FROM alerts WHERE {where} "
                                "ORDER BY severity DESC, seq LIMIT ?", (*args, limit)).fetchall()
         return [Queued(alert_json.loads(doc)[0], thumb, state, attempts) for doc, thumb, state, attempts in rows]

@@ -151,3 +151,29 @@ def test_replay_guard_matches_a_set_within_the_window(seqs):
                 seen.add(s)
                 highest = max(highest, s)
         guard.close()
+
+
+@given(st.lists(st.integers(1, 2**32 - 70_000), min_size=1, max_size=40), st.integers(13, 120))
+def test_ack_round_trip_acknowledges_exactly_what_it_says(seqs, capacity):
+    from comms.alert_pack import pack_ack, unpack_ack
+
+    payload, chosen = pack_ack(seqs, 7, KEY, capacity)
+    assert len(payload) <= capacity and chosen and set(chosen) <= set(seqs)
+    assert chosen == sorted(chosen) and chosen[0] == min(seqs)  # the oldest first
+    assert unpack_ack(payload, 7, KEY) == chosen
+
+
+@given(st.lists(st.integers(1, 1000), min_size=1, max_size=15), st.data())
+def test_a_flipped_bit_in_an_ack_or_an_alert_message_passed_as_one_is_rejected(seqs, data):
+    from comms.alert_pack import pack_ack, unpack_ack
+
+    payload, _ = pack_ack(seqs, 7, KEY)
+    bit = data.draw(st.integers(0, len(payload) * 8 - 1))
+    bad = bytearray(payload)
+    bad[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(PackError):
+        unpack_ack(bytes(bad), 7, KEY)
+    with pytest.raises(PackError):  # an acknowledgement is never read as alerts, nor the other way
+        unpack(payload, lambda k: ("UAV-07", KEY))
+    with pytest.raises(PackError):
+        unpack_ack(payload, 8, KEY)  # another drone's

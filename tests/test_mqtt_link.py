@@ -66,16 +66,18 @@ def beidou_home(broker, tmp_path):
 
     made = []
 
-    def make(freq: float, drone_driver: bool = True):
-        """`drone_driver` False leaves the drone terminal's port to another process: its path is returned."""
+    def make(freq: float, drone_driver: bool = True, loss: float = 0.0, acks: bool = False):
+        """`drone_driver` False leaves the drone terminal's port to another process: its path is returned.
+        `loss`: the satellite loses that share of messages (both ways); `acks`: the station answers by BeiDou."""
         net = Network()
-        sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1),
-                            net).start() for a in ("0247718", "0179773")]
+        sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=freq, delay_s=0.05, bsi_interval_s=0.1,
+                                           loss=loss, seed=seed), net).start()
+                for a, seed in (("0247718", 3), ("0179773", 4))]
         drone, ground = Driver(sims[0].device) if drone_driver else None, Driver(sims[1].device)
         cloud = Cloud(broker.port)
         client = make_client("ground-test", MqttConfig(port=broker.port))
         connect(client, MqttConfig(port=broker.port))
-        station = GroundStation({7: ("UAV-07", KEY)}, ReplayGuard(tmp_path / "replay.db"), client)
+        station = GroundStation({7: ("UAV-07", KEY)}, ReplayGuard(tmp_path / "replay.db"), client, beidou_acks=acks)
         stop = threading.Event()
         runner = threading.Thread(target=station.run, args=(ground, stop))
         runner.start()
@@ -284,4 +286,32 @@ def test_pli_link_run_sends_the_outbox_home_over_beidou_when_4g_is_down(broker, 
     summary = json.loads(r.stdout.splitlines()[-1])
     assert summary["outbox"] == {"acked": 5} and summary["beidou_alerts"] == 5 and summary["mqtt_pubacks"] == 0
     assert [s["link"] for s in summary["switches"]] == ["beidou"] and "CSQ 2" in summary["switches"][0]["reason"]
-    assert sorted(set(cloud.ids)) == sorted(ids)
+    assert sorted(set(cloud.ids)) == sorted(ids) and station.stats.alerts == 5
+
+
+@pytest.mark.parametrize("acks", [True, False])
+def test_without_4g_beidou_acknowledgements_recover_lost_messages(broker, beidou_home, tmp_path, acks):
+    """No 4G at all (the drone's broker is unreachable), 40 % of messages lost each way: with the
+    ground station's BeiDou acknowledgements every alert is confirmed; without, lost ones wait for 4G."""
+    from comms.forwarder import Forwarder
+    from comms.local_broker import free_port
+    from comms.selector import BEIDOU, LinkSelector
+
+    freq = 0.3
+    drone_bd, station, cloud = beidou_home(freq, loss=0.4, acks=acks)
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    link = MqttLink(box, MqttConfig(port=free_port()))  # nothing listens there: 4G is down
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(), lambda: None, 7, KEY, "0179773", beidou_acks=acks,
+                    beidou_resend_after_s=4 * freq)
+    ids = _fill(box, 12)
+    _until(lambda: box.counts() == {"acked": 12}, 15 if acks else 3, fwd.tick)
+    time.sleep(0.3)
+    assert fwd.selector.link == BEIDOU and link.pubacks == 0
+    if acks:
+        assert box.counts() == {"acked": 12}
+        assert set(cloud.ids) == set(ids)  # every alert reached the cloud through the ground station
+        assert fwd.stats.beidou_messages > 4  # some went twice: 12 alerts fit in 4 messages
+        assert station.stats.ack_messages >= 1 and fwd.stats.beidou_acks >= 12 - box.counts().get("sent_beidou", 0)
+    else:
+        assert box.counts() == {"sent_beidou": 12} and fwd.stats.beidou_messages == 4  # sent once, never again
+        assert 0 < len(set(cloud.ids)) < 12  # what lost messages carried waits for 4G
