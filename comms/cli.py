@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="device.json", help="device config (default device.json)")
     p.add_argument("--outbox", required=True, help="the outbox database `pli edge run --outbox` writes")
     p.add_argument("--beidou-port", help="serial device of the BeiDou terminal (dialect detected)")
+    p.add_argument("--beidou-max-bits", type=int,
+                   help="message size in bits when the card's level does not say it (a BDS-3 regional card)")
     p.add_argument("--modem-port", help="serial device of the 4G modem's AT port (signal from AT+CSQ)")
     p.add_argument("--assume-csq", type=int, help="fixed CSQ 0..31 instead of a modem (wired or bench setups)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between link decisions (default 1)")
@@ -274,7 +276,7 @@ def _link_run(args: argparse.Namespace) -> int:
                                     tls_ca=cfg.mqtt_tls_ca))
     modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
     signal_source = modem if modem is not None else (lambda: args.assume_csq)
-    driver = Driver(args.beidou_port) if args.beidou_port else None
+    driver = Driver(args.beidou_port, max_bits=args.beidou_max_bits) if args.beidou_port else None
     fwd = Forwarder(box, link, driver, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address,
                     beidou_acks=args.beidou_acks)
     stop = threading.Event()

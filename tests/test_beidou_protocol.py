@@ -171,3 +171,13 @@ def test_cli_parse_text_hex_and_stdin():
     docs = [json.loads(x) for x in lines.stdout.splitlines()]
     assert lines.returncode == 2 and [d.get("type") for d in docs[:2]] == ["BDFKI", "ICJC"]
     assert "error" in docs[2]
+
+
+def test_a_full_size_bds3_regional_message_decodes():
+    from comms.beidou.protocol import decode_text, encode_text
+
+    content = bytes(range(256)) * 6 + bytes(214)  # 1,750 bytes: 14,000 bits
+    line = encode_text("BDTCI", {"sender": "0247718", "recipient": "0179773", "freq_point": 2, "time": "101500",
+                                 "encoding": 2, "unknown": "0", "content": content})
+    assert len(line) > 3500
+    assert decode_text(line).fields["content"] == content

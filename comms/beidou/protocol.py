@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TEXT_21, BINARY_40, TEXT_BDS3 = "2.1", "4.0", "bds3"
-MAX_TEXT = 1024
+MAX_TEXT = 4096  # a BDS-3 regional message: 14,000 bits as code is 3,500 hex digits
 MAX_BINARY = 1024
 
 
