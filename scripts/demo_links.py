@@ -3,12 +3,14 @@
     .venv/bin/python scripts/demo_links.py OUTBOX.db
 
 Starts a Mosquitto broker on a free loopback port, two simulated BeiDou terminals on
-pseudo-terminals, the ground station and a stand-in for the cloud (it prints each alert as it
-arrives, with the path it took, and acknowledges it). The drone's forwarder then empties the
-outbox that `pli edge run` filled: the cellular signal is good, drops to nothing for a while
-(BeiDou carries the alerts, three to a message), and comes back (MQTT again, after the
-hysteresis window). The alerts are handed to the forwarder's outbox at the pace they were
-raised in flight (compressed). Ends when every alert is acknowledged.
+pseudo-terminals (the drone's speaks BDS-3, the ground's the 2.1 dialect: each driver detects
+its own), a simulated 4G modem answering AT+CSQ on a third, the ground station (answering by
+BeiDou too) and a stand-in for the cloud (it prints each alert as it arrives, with the path it
+took, and acknowledges it). The drone's forwarder then empties the outbox that `pli edge run`
+filled: the modem's signal is good, drops to nothing for a while (BeiDou carries the alerts,
+several to a message), and comes back (MQTT again, after the hysteresis window). The alerts
+are handed to the forwarder's outbox at the pace they were raised in flight (compressed).
+Ends when every alert is acknowledged.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from comms.beidou.sim import Network, SimTerminal, TerminalConfig  # noqa: E402
 from comms.forwarder import Forwarder  # noqa: E402
 from comms.ground import GroundStation  # noqa: E402
 from comms.local_broker import LocalBroker  # noqa: E402
+from comms.modem import Modem  # noqa: E402
+from comms.modem_sim import SimModem  # noqa: E402
 from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client  # noqa: E402
 from comms.outbox import Outbox  # noqa: E402
 from comms.replay import ReplayGuard  # noqa: E402
@@ -54,9 +58,13 @@ def main() -> int:
     port = broker.port
     key = os.urandom(32)  # the demo's drone key: made now, never written anywhere
     net = Network()
-    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2), net)
-            .start() for a in ("0247718", "0179773")]
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2,
+                                       dialect=dialect), net).start()
+            for a, dialect in (("0247718", "bds3"), ("0179773", "2.1"))]
     drone_bd, ground_bd = Driver(sims[0].device), Driver(sims[1].device)
+    print(f"BeiDou terminals: drone {drone_bd.card.address} speaks {drone_bd.card.dialect} "
+          f"({drone_bd.card.payload_bytes} bytes a message), ground {ground_bd.card.address} speaks "
+          f"{ground_bd.card.dialect} (both detected by their drivers)")
     cfg = MqttConfig(port=port)
     arrived: dict[str, str] = {}
 
@@ -76,17 +84,19 @@ def main() -> int:
     cloud.loop_start()
     gclient = make_client("demo-ground", cfg)
     connect(gclient, cfg)
-    station = GroundStation({1: ("UAV-01", key)}, ReplayGuard(work / "replay.db"), gclient)
+    station = GroundStation({1: ("UAV-01", key)}, ReplayGuard(work / "replay.db"), gclient, beidou_acks=True)
     stop = threading.Event()
     threading.Thread(target=station.run, args=(ground_bd, stop), daemon=True).start()
     link = MqttLink(box, cfg, resend_after_s=5)
     link.start()
     link.connected.wait(5)
     started = time.monotonic()
-    # CSQ over the flight: good, then a ridge (no cellular), then good again.
-    signal = lambda: 22 if (t := time.monotonic() - started) < 2.5 or t > 8 else 2  # noqa: E731
+    # CSQ over the flight, as the modem reports it: good, then a ridge (no cellular), then good again.
+    modem_sim = SimModem(lambda t: 22 if t < 2.5 or t > 8 else 2).start()
+    modem = Modem(modem_sim.device)
     pace = 0.7  # seconds between alerts, as raised along the line
-    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=2.0)), signal, 1, key, "0179773")
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=2.0)), modem, 1, key, "0179773",
+                    beidou_acks=True)
     print(f"sending {total} alerts from {outbox_path} (broker on 127.0.0.1:{port}, BeiDou simulated)")
     try:
         while box.counts().get("acked", 0) < total and time.monotonic() - started < 60:
@@ -102,13 +112,16 @@ def main() -> int:
             d.close()
         for s in sims:
             s.stop()
+        modem.close()
+        modem_sim.stop()
         cloud.loop_stop()
         gclient.loop_stop()
         broker.stop()
     acked = box.counts().get("acked", 0)
     by_path = {p: list(arrived.values()).count(p) for p in set(arrived.values())}
     print(f"{acked}/{total} alerts acknowledged by the cloud; first arrivals by path: {by_path}; "
-          f"BeiDou messages {fwd.stats.beidou_messages} ({fwd.stats.beidou_alerts} alerts)")
+          f"BeiDou messages {fwd.stats.beidou_messages} ({fwd.stats.beidou_alerts} alerts, "
+          f"{station.stats.ack_messages} acknowledgements back)")
     return 0 if acked == total else 1
 
 
