@@ -71,6 +71,14 @@ def _tag(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()[:TAG_BYTES]
 
 
+def _verified(payload: bytes, key: bytes, what: str) -> bytes:
+    """The signed part of `payload`, once its tag checks out with `key`."""
+    signed, tag = payload[:-TAG_BYTES], payload[-TAG_BYTES:]
+    if not hmac.compare_digest(_tag(key, signed), tag):
+        raise PackError(f"authentication tag does not match (forged or corrupted {what})")
+    return signed
+
+
 def _seconds(t: datetime) -> int:
     return int((t - EPOCH).total_seconds())
 
@@ -136,9 +144,7 @@ def unpack(payload: bytes, key_for: Callable[[int], tuple[str, bytes] | None],
     if found is None:
         raise PackError(f"unknown key id {key_id}")
     drone_id, key = found
-    signed, tag = payload[:-TAG_BYTES], payload[-TAG_BYTES:]
-    if not hmac.compare_digest(_tag(key, signed), tag):
-        raise PackError("authentication tag does not match (forged or corrupted message)")
+    signed = _verified(payload, key, "message")
     version_count, _, base = HEADER.unpack_from(signed)
     if version_count >> 4 != VERSION:
         raise PackError(f"unsupported version {version_count >> 4}")
@@ -189,9 +195,7 @@ def unpack_ack(payload: bytes, key_id: int, key: bytes) -> list[int]:
     """The sequence numbers an authentic acknowledgement for this drone (`key_id`) confirms."""
     if peek_key_id(payload) != key_id:
         raise PackError(f"acknowledgement for key id {peek_key_id(payload)}, not {key_id}")
-    signed, tag = payload[:-TAG_BYTES], payload[-TAG_BYTES:]
-    if not hmac.compare_digest(_tag(key, signed), tag):
-        raise PackError("authentication tag does not match (forged or corrupted acknowledgement)")
+    signed = _verified(payload, key, "acknowledgement")
     kind_count, _, base = HEADER.unpack_from(signed)
     if kind_count >> 4 != ACK:
         raise PackError(f"not an acknowledgement (kind {kind_count >> 4})")

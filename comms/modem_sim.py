@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
-import tty
 from collections.abc import Callable
+
+from comms.pty_device import PtyDevice
 
 SignalProfile = Callable[[float], int | None]
 
 
-class SimModem:
+class SimModem(PtyDevice):
     def __init__(self, profile: SignalProfile, echo: bool = True, unsolicited: bool = True):
+        super().__init__()
         self.profile, self.echo, self.unsolicited = profile, echo, unsolicited
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        self._slave = slave
-        self.device = os.ttyname(slave)
-        self.started = time.monotonic()
         self.queries = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def start(self) -> SimModem:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._serve(self._loop)
 
     def _loop(self) -> None:
         buf = b""
@@ -57,7 +41,7 @@ class SimModem:
             out += b"\r\n+CREG: 1,\"1A2B\",\"01C3D4E5\",7\r\n"
         if cmd == b"AT+CSQ":
             self.queries += 1
-            rssi = self.profile(time.monotonic() - self.started)
+            rssi = self.profile(self.now())
             return out + f"\r\n+CSQ: {99 if rssi is None else rssi},99\r\n\r\nOK\r\n".encode()
         if cmd in (b"AT", b"ATE0", b"ATE1"):
             self.echo = self.echo if cmd == b"AT" else cmd == b"ATE1"

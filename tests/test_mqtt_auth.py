@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
+from waiting import until
 
 from comms import alert_json
 from comms.alert import Alert
@@ -56,17 +57,6 @@ class Cloud:
         self.client.disconnect()
 
 
-def _until(cond, timeout: float, step=None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if step:
-            step()
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def _alert(box: Outbox) -> Alert:
     a = Alert(box.drone_id, box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0, 102.0, 1600.0,
               "defect", 0.9, Severity.HIGH)
@@ -82,7 +72,7 @@ def test_a_drone_with_its_password_over_tls_delivers_and_gets_acknowledgements(b
     try:
         assert link.connected.wait(10), link.refused
         ids = [_alert(box).id for _ in range(3)]
-        assert _until(lambda: box.counts() == {"acked": 3}, 10, link.pump), box.counts()
+        assert until(lambda: box.counts() == {"acked": 3}, 10, link.pump), box.counts()
     finally:
         link.stop()
         cloud.stop()
@@ -95,7 +85,7 @@ def test_bad_credentials_are_refused_with_the_brokers_reason(broker, tmp_path, u
     link = MqttLink(box, _tls(broker, user, password))
     link.start()
     try:
-        assert _until(lambda: link.refused is not None, 10)
+        assert until(lambda: link.refused is not None, 10)
         assert not link.connected.is_set()
         assert link.refused in ("Not authorized", "Bad user name or password")
     finally:
@@ -112,7 +102,7 @@ def test_a_certificate_from_another_ca_is_not_trusted(broker, tmp_path):
     link = MqttLink(box, _tls(broker, "UAV-07", PASSWORDS["UAV-07"], ca=str(tmp_path / "other" / "ca.crt")))
     link.start()
     try:
-        assert _until(lambda: link.connect_failures >= 1, 10)
+        assert until(lambda: link.connect_failures >= 1, 10)
         assert not link.connected.is_set()
     finally:
         link.stop()
@@ -137,11 +127,11 @@ def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
         # UAV-07 forges an alert as UAV-08, then sends its own; the cloud acknowledges what it gets
         intruder.publish(alerts_topic("fleet1", "UAV-08"), alert_json.dumps(other), qos=1).wait_for_publish(5)
         intruder.publish(alerts_topic("fleet1", "UAV-07"), alert_json.dumps(own), qos=1).wait_for_publish(5)
-        assert _until(lambda: bool(heard), 10)
+        assert until(lambda: bool(heard), 10)
         # and UAV-08's acknowledgements stay unreadable to UAV-07
         cloud.client.publish(acks_topic("fleet1", "UAV-08"), json.dumps(["UAV-08:2"]), qos=1).wait_for_publish(5)
         cloud.client.publish(acks_topic("fleet1", "UAV-07"), json.dumps(["UAV-07:2"]), qos=1).wait_for_publish(5)
-        assert _until(lambda: len(heard) >= 2, 10)
+        assert until(lambda: len(heard) >= 2, 10)
         time.sleep(0.5)
     finally:
         intruder.loop_stop()
@@ -158,7 +148,7 @@ def test_the_plain_listener_also_requires_a_password(broker):
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:
-        assert _until(lambda: bool(refused), 10)
+        assert until(lambda: bool(refused), 10)
     finally:
         client.loop_stop()
     assert refused[0].is_failure

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
+from waiting import until
 
 from comms import alert_json
 from comms.alert import Alert
@@ -107,17 +108,6 @@ def _fill(box: Outbox, n: int) -> list[str]:
     return ids
 
 
-def _until(cond, timeout: float, step=None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if step:
-            step()
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def test_alerts_are_delivered_and_acknowledged_across_a_broker_restart(broker, tmp_path):
     box = Outbox(tmp_path / "o.db", "UAV-01")
     ids = _fill(box, 40)
@@ -125,14 +115,14 @@ def test_alerts_are_delivered_and_acknowledged_across_a_broker_restart(broker, t
     link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=3)
     link.start()
     try:
-        assert _until(lambda: box.counts().get("acked", 0) >= 10, 20, link.pump)
+        assert until(lambda: box.counts().get("acked", 0) >= 10, 20, link.pump)
         broker.stop()  # mid-flight
         time.sleep(0.5)
         link.pump()  # while the broker is down nothing is lost, nothing is marked done
         broker.start()
         cloud.stop()
         cloud = Cloud(broker.port)
-        assert _until(lambda: box.counts() == {"acked": 40}, 40, link.pump), box.counts()
+        assert until(lambda: box.counts() == {"acked": 40}, 40, link.pump), box.counts()
     finally:
         link.stop()
         cloud.stop()
@@ -191,7 +181,7 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
             sender.wait()
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
         try:
-            assert _until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
+            assert until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
         finally:
             sender.kill()
             sender.wait()
@@ -216,8 +206,8 @@ def test_ground_station_passes_on_verified_alerts_once(beidou_home):
     forged = pack(alerts, 7, b"not the drone's key", drone.card.payload_bytes).payload
     for payload in (genuine, genuine, forged):
         assert drone.send("0179773", payload).ok
-    assert _until(lambda: station.stats.messages == 3, 10)
-    assert _until(lambda: len(cloud.ids) >= 3, 10)
+    assert until(lambda: station.stats.messages == 3, 10)
+    assert until(lambda: len(cloud.ids) >= 3, 10)
     time.sleep(0.3)
     with cloud.lock:
         assert sorted(cloud.ids) == [a.id for a in alerts]  # once each: the replay was dropped
@@ -243,17 +233,17 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path
     try:
         assert link.connected.wait(5)
         first = _fill(box, 4)
-        assert _until(lambda: all(box.state(i) == "acked" for i in first), 10, fwd.tick)
+        assert until(lambda: all(box.state(i) == "acked" for i in first), 10, fwd.tick)
         assert fwd.selector.link == MQTT
         csq["now"] = 3  # over the ridge
         dropped_at = time.monotonic()
         second = _fill(box, 8)
-        assert _until(lambda: fwd.selector.link == BEIDOU, freq + 1.0, fwd.tick)
+        assert until(lambda: fwd.selector.link == BEIDOU, freq + 1.0, fwd.tick)
         assert time.monotonic() - dropped_at <= freq + 0.5  # one service interval plus one signal sample
-        assert _until(lambda: fwd.stats.beidou_alerts >= 3, 10, fwd.tick)
+        assert until(lambda: fwd.stats.beidou_alerts >= 3, 10, fwd.tick)
         csq["now"] = 25  # back in coverage
-        assert _until(lambda: fwd.selector.link == MQTT, 5, fwd.tick)
-        assert _until(lambda: box.counts() == {"acked": 12}, 20, fwd.tick), box.counts()
+        assert until(lambda: fwd.selector.link == MQTT, 5, fwd.tick)
+        assert until(lambda: box.counts() == {"acked": 12}, 20, fwd.tick), box.counts()
     finally:
         link.stop()
         modem.close()
@@ -304,7 +294,7 @@ def test_without_4g_beidou_acknowledgements_recover_lost_messages(broker, beidou
     fwd = Forwarder(box, link, drone_bd, LinkSelector(), lambda: None, 7, KEY, "0179773", beidou_acks=acks,
                     beidou_resend_after_s=4 * freq)
     ids = _fill(box, 12)
-    _until(lambda: box.counts() == {"acked": 12}, 15 if acks else 3, fwd.tick)
+    until(lambda: box.counts() == {"acked": 12}, 15 if acks else 3, fwd.tick)
     time.sleep(0.3)
     assert fwd.selector.link == BEIDOU and link.pubacks == 0
     if acks:

@@ -19,14 +19,13 @@ import os
 import random
 import select
 import threading
-import time
-import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from comms.beidou.dialects import DIALECTS, BeamOutput, Card, CardQuery, Feedback, SendRequest
 from comms.beidou.protocol import TEXT_21, TEXT_BDS3, Frame, ParseError
 from comms.beidou.stream import StreamReader
+from comms.pty_device import PtyDevice
 
 log = logging.getLogger(__name__)
 
@@ -70,40 +69,20 @@ class Network:
         threading.Timer(delay, peer.receive, args=(sender, content)).start()
 
 
-class SimTerminal:
+class SimTerminal(PtyDevice):
     def __init__(self, cfg: TerminalConfig, network: Network):
         if cfg.dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {cfg.dialect!r}: one of {', '.join(DIALECTS)}")
+        super().__init__()
         self.cfg, self.network, self.dialect = cfg, network, DIALECTS[cfg.dialect]
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        self.device = os.ttyname(slave)
-        self._slave = slave
         self.rng = random.Random(cfg.seed)
-        self.started = time.monotonic()
         self.last_send: float | None = None
         self.bsi_on = cfg.dialect == TEXT_BDS3  # BDS-3 terminals report beam power from power-up
         self.bsi_interval_s = cfg.bsi_interval_s
         self.sent = self.refused = 0
-        self._stop = threading.Event()
         self._write_lock = threading.Lock()
         network.terminals[cfg.address] = self
-        self._threads = [threading.Thread(target=self._read_loop, daemon=True),
-                         threading.Thread(target=self._bsi_loop, daemon=True)]
-
-    def start(self) -> SimTerminal:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for fd in (self.master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def now(self) -> float:
-        return time.monotonic() - self.started
+        self._serve(self._read_loop, self._bsi_loop)
 
     def _write(self, data: bytes) -> None:
         # Like a UART with nobody listening, output is dropped when the host does not read
