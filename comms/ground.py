@@ -51,15 +51,17 @@ class GroundStats:
     rejected: int = 0
     replays: int = 0
     ack_messages: int = 0
+    unconfirmed: int = 0  # messages whose alerts the broker did not take in time (left for a re-send)
     reasons: list[str] = field(default_factory=list)
 
 
 class GroundStation:
     def __init__(self, keys: dict[int, tuple[str, bytes]], guard: ReplayGuard, client: mqtt.Client,
-                 fleet: str = "fleet1", beidou_acks: bool = False):
+                 fleet: str = "fleet1", beidou_acks: bool = False, publish_timeout_s: float = 5.0):
         self.keys, self.guard, self.client, self.fleet = keys, guard, client, fleet
+        self.publish_timeout_s = publish_timeout_s
         self.beidou_acks = beidou_acks
-        self._to_ack: dict[tuple[str, int], set[int]] = {}  # (BeiDou address, key id) -> seqs
+        self.to_ack: dict[tuple[str, int], set[int]] = {}  # (BeiDou address, key id) -> seqs
         self.stats = GroundStats()
 
     def handle(self, sender: str, payload: bytes) -> list[str]:
@@ -72,17 +74,28 @@ class GroundStation:
             self.stats.reasons.append(str(exc))
             log.warning("message from BeiDou address %s rejected: %s", sender, exc)
             return []
-        drone = alerts[0].drone_id if alerts else ""
-        if self.beidou_acks and alerts:
-            self._to_ack.setdefault((sender, peek_key_id(payload)), set()).update(a.seq for a in alerts)
-        fresh = self.guard.accept(drone, [a.seq for a in alerts]) if alerts else []
-        passed = []
+        if not alerts:
+            return []
+        drone, seqs = alerts[0].drone_id, [a.seq for a in alerts]
+        # Record the alerts as seen, and acknowledge them, only once the broker has them: a
+        # power cut between the two then costs a duplicate publish (the cloud drops it by id),
+        # never an alert that the window refuses and the drone believes delivered.
+        fresh = self.guard.check(drone, seqs)
+        passed, sent = [], []
         for alert, new in zip(alerts, fresh, strict=True):
-            if not new:
-                continue
-            self.client.publish(alerts_topic(self.fleet, alert.drone_id), alert_json.dumps(alert), qos=1)
-            passed.append(alert.id)
-        if alerts and not passed:
+            if new:
+                sent.append(self.client.publish(alerts_topic(self.fleet, alert.drone_id), alert_json.dumps(alert),
+                                                qos=1))
+                passed.append(alert.id)
+        if not all(self._confirmed(info) for info in sent):
+            self.stats.unconfirmed += 1
+            log.warning("broker did not confirm %d alerts from %s within %g s: not recorded, not acknowledged "
+                        "(the drone sends them again)", len(sent), drone, self.publish_timeout_s)
+            return []
+        self.guard.accept(drone, seqs)
+        if self.beidou_acks:
+            self.to_ack.setdefault((sender, peek_key_id(payload)), set()).update(seqs)
+        if not passed:
             self.stats.replays += 1
             log.warning("message from %s (%s) replays alerts already passed on: dropped", sender, drone)
         if passed:
@@ -91,16 +104,23 @@ class GroundStation:
             log.info("passed on %d alerts from %s over BeiDou", len(passed), drone)
         return passed
 
+    def _confirmed(self, info: mqtt.MQTTMessageInfo) -> bool:
+        try:
+            info.wait_for_publish(self.publish_timeout_s)
+        except (RuntimeError, ValueError):  # not queued: disconnected, or the queue is full
+            return False
+        return info.is_published()
+
     def run(self, driver, stop: threading.Event) -> None:
         while not stop.is_set():
             got = driver.receive(timeout=0.2)
             if got is not None:
                 self.handle(*got)
-            if self._to_ack and driver.next_send_in() == 0:
+            if self.to_ack and driver.next_send_in() == 0:
                 self._send_ack(driver)
 
     def _send_ack(self, driver) -> None:
-        (address, key_id), seqs = next(iter(self._to_ack.items()))
+        (address, key_id), seqs = next(iter(self.to_ack.items()))
         payload, done = pack_ack(sorted(seqs), key_id, self.keys[key_id][1], driver.card.payload_bytes)
         result = driver.send(address, payload, retries=0)
         if not result.ok:
@@ -108,6 +128,6 @@ class GroundStation:
             return
         seqs.difference_update(done)
         if not seqs:
-            del self._to_ack[(address, key_id)]
+            del self.to_ack[(address, key_id)]
         self.stats.ack_messages += 1
         log.info("acknowledged %d alerts to %s over BeiDou", len(done), address)

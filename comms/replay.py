@@ -31,9 +31,14 @@ class ReplayGuard:
     def accept(self, drone_id: str, seqs: Sequence[int]) -> list[bool]:
         """Mark `seqs` as used, atomically; True for each number not seen before (and not too old)."""
         with self._lock:
-            return self._accept(drone_id, seqs)
+            return self._accept(drone_id, seqs, commit=True)
 
-    def _accept(self, drone_id: str, seqs: Sequence[int]) -> list[bool]:
+    def check(self, drone_id: str, seqs: Sequence[int]) -> list[bool]:
+        """What `accept` would answer, without marking anything used."""
+        with self._lock:
+            return self._accept(drone_id, seqs, commit=False)
+
+    def _accept(self, drone_id: str, seqs: Sequence[int], commit: bool) -> list[bool]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT highest, window FROM replay WHERE drone_id = ?", (drone_id,)).fetchone()
@@ -49,6 +54,9 @@ class ReplayGuard:
                 else:
                     bits |= 1 << (highest - seq)
                     fresh.append(True)
+            if not commit:
+                self.db.execute("ROLLBACK")
+                return fresh
             self.db.execute("INSERT OR REPLACE INTO replay VALUES (?, ?, ?)",
                             (drone_id, highest, bits.to_bytes(WINDOW // 8, "big")))
             self.db.execute("COMMIT")

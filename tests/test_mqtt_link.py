@@ -305,3 +305,103 @@ def test_without_4g_beidou_acknowledgements_recover_lost_messages(broker, beidou
     else:
         assert box.counts() == {"sent_beidou": 12} and fwd.stats.beidou_messages == 4  # sent once, never again
         assert 0 < len(set(cloud.ids)) < 12  # what lost messages carried waits for 4G
+
+
+def test_the_ground_station_records_and_acknowledges_only_what_the_broker_took(broker, tmp_path):
+    """Broker down: the station neither marks the alerts seen nor acknowledges them, so the drone's
+    re-send passes later instead of being refused as a replay of alerts that never left."""
+    from comms.alert_pack import pack
+    from comms.ground import GroundStation
+    from comms.mqtt_link import connect, make_client
+    from comms.replay import ReplayGuard
+
+    cfg = MqttConfig(port=broker.port)
+    client = make_client("ground-confirm", cfg)
+    connect(client, cfg)
+    guard = ReplayGuard(tmp_path / "replay.db")
+    station = GroundStation({7: ("UAV-07", KEY)}, guard, client, beidou_acks=True, publish_timeout_s=0.5)
+    t = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    alerts = [Alert("UAV-07", i, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH) for i in (1, 2, 3)]
+    payload = pack(alerts, 7, KEY, 77).payload
+    cloud = None
+    try:
+        assert until(client.is_connected, 5)
+        broker.stop()
+        assert until(lambda: not client.is_connected(), 5)
+        assert station.handle("0247718", payload) == [] and station.stats.unconfirmed == 1
+        assert guard.highest("UAV-07") is None and not station.to_ack
+        broker.start()
+        cloud = Cloud(broker.port)
+        assert until(client.is_connected, 15)
+        assert station.handle("0247718", payload) == [a.id for a in alerts]  # the re-send passes
+        assert guard.highest("UAV-07") == 3 and station.to_ack == {("0247718", 7): {1, 2, 3}}
+        assert station.handle("0247718", payload) == [] and station.stats.replays == 1  # a true replay does not
+        assert until(lambda: set(cloud.ids) == {a.id for a in alerts}, 5)
+    finally:
+        client.loop_stop()
+        if cloud is not None:
+            cloud.stop()
+
+
+def test_beidou_alerts_survive_power_cuts_of_drone_and_ground_station(broker, tmp_path):
+    """`pli link run` (BeiDou only: no 4G) and `pli ground run` as processes, both killed with
+    SIGKILL at seeded moments while alerts are unacknowledged and restarted: every alert reaches
+    the cloud, with its one id, and ends acknowledged over BeiDou."""
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.device import DeviceConfig
+    from comms.local_broker import free_port
+    from comms.modem_sim import SimModem
+
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=0.4, delay_s=0.05, bsi_interval_s=0.1), net)
+            .start() for a in ("0247718", "0179773")]
+    modem = SimModem(lambda t: 2).start()
+    DeviceConfig("UAV-07", "fleet1", 7, "0179773", "127.0.0.1", free_port()).save(tmp_path / "device.json")
+    (tmp_path / "keys.json").write_text(json.dumps({"7": {"drone_id": "UAV-07", "key_hex": KEY.hex()}}))
+    db = tmp_path / "o.db"
+    box = Outbox(db, "UAV-07")
+    ids = _fill(box, 80)
+    box.close()
+    env = {**os.environ, "PLI_DEVICE_KEY": KEY.hex()}
+    drone_cmd = [sys.executable, "-m", "pli", "link", "run", "--config", str(tmp_path / "device.json"), "--outbox",
+                 str(db), "--beidou-port", sims[0].device, "--modem-port", modem.device, "--beidou-acks",
+                 "--interval", "0.05"]
+    ground_cmd = [sys.executable, "-m", "pli", "ground", "run", "--port", sims[1].device, "--keys",
+                  str(tmp_path / "keys.json"), "--replay-db", str(tmp_path / "replay.db"), "--mqtt-port",
+                  str(broker.port), "--beidou-acks"]
+    cloud = Cloud(broker.port)
+    rng = random.Random(5)
+
+    def unacked() -> int:
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            return con.execute("SELECT COUNT(*) FROM alerts WHERE state != 'acked'").fetchone()[0]
+        finally:
+            con.close()
+
+    procs = {"drone": subprocess.Popen(drone_cmd, env=env, stderr=subprocess.DEVNULL),
+             "ground": subprocess.Popen(ground_cmd, stderr=subprocess.DEVNULL)}
+    kills = {"drone": 0, "ground": 0}
+    try:
+        while sum(kills.values()) < 10 and unacked():
+            time.sleep(rng.uniform(0.8, 2.0))
+            who = "ground" if rng.random() < 0.3 else "drone"
+            if unacked():
+                procs[who].send_signal(signal.SIGKILL)
+                procs[who].wait()
+                kills[who] += 1
+                procs[who] = subprocess.Popen(drone_cmd if who == "drone" else ground_cmd, env=env,
+                                              stderr=subprocess.DEVNULL)
+        assert until(lambda: unacked() == 0, 60), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+        cloud.stop()
+        modem.stop()
+        for sim in sims:
+            sim.stop()
+    assert sum(kills.values()) == 10 and kills["drone"] >= 5 and kills["ground"] >= 1, kills
+    with cloud.lock:
+        seen = list(cloud.ids)
+    assert set(seen) == set(ids)  # every alert at least once, each under its one id, nothing foreign
