@@ -68,3 +68,32 @@ def test_edge_run_and_detect_work_with_only_the_edge_extra(tmp_path):
     assert any(d["class"] == "insulator" for d in doc["detections"])
     for d in doc["detections"]:
         assert len(d["xyxy"]) == 4 and 0 <= d["xyxy"][0] < d["xyxy"][2] <= 1920 and 0 < d["confidence"] <= 1
+
+
+@in_edge_env
+def test_the_drones_links_work_with_only_the_edge_extra():
+    """Terminal driver (dialect detected), modem reader and the link commands, without torch."""
+    from comms.beidou.driver import Driver
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.modem import Modem
+    from comms.modem_sim import SimModem
+
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, dialect=d, service_frequency_s=1, delay_s=0.05), net).start()
+            for a, d in (("0247718", "4.0"), ("0179773", "bds3"))]
+    modem = SimModem(lambda t: 17).start()
+    drivers = [Driver(s.device) for s in sims]
+    try:
+        assert [d.card.dialect for d in drivers] == ["4.0", "bds3"]
+        assert drivers[0].send("0179773", b"alert batch").ok
+        assert drivers[1].receive(timeout=3) == ("0247718", b"alert batch")
+        assert Modem(modem.device).csq() == 17
+    finally:
+        for d in drivers:
+            d.close()
+        for s in sims:
+            s.stop()
+        modem.stop()
+    for cmd in (["link", "run"], ["modem", "csq"], ["ground", "run"], ["beidou", "sim"]):
+        out = subprocess.run([sys.executable, "-m", "pli", *cmd, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage" in out.stdout, out.stderr
