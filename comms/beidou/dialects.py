@@ -145,6 +145,8 @@ class Text21(Dialect):
                 return Feedback(True)
             if f["inhibit"]:
                 return Feedback(False, self._INHIBIT.get(f["inhibit"], "inhibit"))
+            # The wait is MMSS to some vendors, seconds to others; read as seconds it is never
+            # shorter (0100: 100 s, not 60 s), so a retry is never early.
             return Feedback(False, "frequency" if f["wait"] else "other", float(f["wait"] or 0))
         if kind == "TXR":
             return Message(f["sender"], f["content"])
