@@ -9,6 +9,7 @@ selector leaves 4G for it: a modem that cannot report its signal is not trusted 
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 
@@ -73,7 +74,7 @@ class Modem:
                         log.warning("modem %s answered %s to AT+CSQ", self.port, line)
                         return None
             log.warning("modem %s did not answer AT+CSQ within %g s", self.port, self.timeout_s)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:  # tcdrain on a vanished tty: termios
             self.errors += 1
             log.warning("modem %s: %s; signal unknown", self.port, exc)
             if self._serial is not None:

@@ -100,6 +100,13 @@ def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
     assert results == [[True] * len(alerts), [False] * len(alerts)]
 
 
+def test_a_terminal_that_goes_away_fails_sends_without_raising(link):
+    sim, drone = link(DRONE, service_frequency_s=0.2)
+    sim.stop()  # unplugged
+    result = drone.send(GROUND, b"x", retries=1, feedback_timeout_s=0.3)
+    assert not result.ok and result.attempts == 2 and result.reason
+
+
 def test_terminals_of_different_dialects_talk_across_the_satellite():
     net = Network()
     sims = [SimTerminal(TerminalConfig(address=a, dialect=d, service_frequency_s=1, delay_s=0.05, bsi_interval_s=0.1),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -74,8 +75,11 @@ class Driver:
         self.serial.close()
 
     def _write(self, data: bytes) -> None:
-        self.serial.write(data)
-        self.serial.flush()
+        try:
+            self.serial.write(data)
+            self.serial.flush()
+        except (serial.SerialException, OSError, termios.error) as exc:  # unplugged: tcdrain raises termios
+            raise TerminalError(f"cannot write to the terminal on {self.serial.port}: {exc}") from None
 
     def _start(self, timeout: float, max_bits: int | None) -> Card:
         deadline = time.monotonic() + timeout
@@ -167,7 +171,13 @@ class Driver:
             time.sleep(self.next_send_in())
             while not self._feedback.empty():
                 self._feedback.get_nowait()
-            self._write(self.dialect.send(self.card.address, to, payload))
+            try:
+                self._write(self.dialect.send(self.card.address, to, payload))
+            except TerminalError as exc:
+                reason = str(exc)
+                log.warning("BeiDou send failed: %s; attempt %d", reason, attempt)
+                time.sleep(1.0)
+                continue
             try:
                 fb = self._feedback.get(timeout=feedback_timeout_s)
             except queue.Empty:
