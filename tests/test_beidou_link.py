@@ -162,3 +162,24 @@ def test_pli_beidou_sim_serves_a_driver_from_another_process():
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "sent 1" in err
+
+
+def test_pli_ground_run_on_a_silent_port_is_one_error_line(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import tty
+
+    (tmp_path / "keys.json").write_text(json.dumps({"7": {"drone_id": "UAV-07", "key_hex": KEY.hex()}}))
+    master, slave = os.openpty()  # a serial port with no terminal behind it
+    tty.setraw(slave)
+    try:
+        r = subprocess.run([sys.executable, "-m", "pli", "ground", "run", "--port", os.ttyname(slave), "--keys",
+                            str(tmp_path / "keys.json"), "--replay-db", str(tmp_path / "r.db"), "--mqtt-port", "1"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "answered no card query in any dialect" in r.stderr.splitlines()[-1]

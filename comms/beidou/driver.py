@@ -29,8 +29,8 @@ OFFLINE_AFTER_S = 30.0  # no beam status for this long: the terminal is treated 
 PROBE_ORDER = (TEXT_21, BINARY_40, TEXT_BDS3)
 
 
-class TerminalError(RuntimeError):
-    pass
+class TerminalError(OSError):
+    """The terminal cannot be reached or does not answer (an I/O failure: `pli` exits 2 on it)."""
 
 
 @dataclass(frozen=True)
