@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="device.json", help="device config (default device.json)")
     p.add_argument("--outbox", required=True, help="the outbox database `pli edge run --outbox` writes")
     p.add_argument("--beidou-port", help="serial device of the BeiDou terminal (dialect detected)")
+    p.add_argument("--beidou-retry-s", type=float, default=30.0,
+                   help="seconds between attempts to open a terminal that is absent or silent (default 30)")
     p.add_argument("--beidou-max-bits", type=int,
                    help="message size in bits when the card's level does not say it (a BDS-3 regional card)")
     p.add_argument("--modem-port", help="serial device of the 4G modem's AT port (signal from AT+CSQ)")
@@ -276,20 +278,22 @@ def _link_run(args: argparse.Namespace) -> int:
                                     tls_ca=cfg.mqtt_tls_ca))
     modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
     signal_source = modem if modem is not None else (lambda: args.assume_csq)
-    driver = Driver(args.beidou_port, max_bits=args.beidou_max_bits) if args.beidou_port else None
-    fwd = Forwarder(box, link, driver, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address,
+    fwd = Forwarder(box, link, None, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address,
                     beidou_acks=args.beidou_acks)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     link.start()
+    if args.beidou_port:
+        fwd.open_beidou(lambda: Driver(args.beidou_port, max_bits=args.beidou_max_bits), stop, args.beidou_retry_s)
     try:
         fwd.run(stop, args.interval, args.until_empty)
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         link.stop()
-        if driver is not None:
-            driver.close()
+        if fwd.beidou is not None:
+            fwd.beidou.close()
         if modem is not None:
             modem.close()
     counts = box.counts()

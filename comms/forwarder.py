@@ -47,9 +47,28 @@ class Forwarder:
         self.signal, self.key_id, self.key, self.ground = signal, key_id, key, ground_address
         self.beidou_acks = beidou_acks
         self.beidou_resend_after_s = beidou_resend_after_s
-        if beidou_acks and beidou_resend_after_s is None and beidou is not None and beidou.card is not None:
-            self.beidou_resend_after_s = 3 * beidou.card.service_frequency_s
         self.stats = ForwarderStats()
+        if beidou is not None:
+            self.attach_beidou(beidou)
+
+    def attach_beidou(self, driver: Driver) -> None:
+        if self.beidou_acks and self.beidou_resend_after_s is None and driver.card is not None:
+            self.beidou_resend_after_s = 3 * driver.card.service_frequency_s
+        self.beidou = driver
+
+    def open_beidou(self, opener: Callable[[], Driver], stop: threading.Event, every_s: float = 30.0) -> None:
+        """Open the terminal in the background, retrying every `every_s` until it answers: a
+        terminal that is late on USB at boot must not hold 4G alerts back, nor be given up on."""
+        def attempt() -> None:
+            while not stop.is_set():
+                try:
+                    self.attach_beidou(opener())
+                    return
+                except OSError as exc:  # TerminalError, or the serial port cannot be opened
+                    log.warning("BeiDou terminal not available (%s); trying again in %g s", exc, every_s)
+                stop.wait(every_s)
+
+        threading.Thread(target=attempt, daemon=True, name="open-beidou").start()
 
     def tick(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now

@@ -255,7 +255,8 @@ def test_failover_to_beidou_and_back_loses_nothing(broker, beidou_home, tmp_path
 
 
 def test_pli_link_run_sends_the_outbox_home_over_beidou_when_4g_is_down(broker, beidou_home, tmp_path):
-    """The drone's sending loop as a process: device config, outbox, modem and terminal by path."""
+    """The drone's sending loop as a process: device config, outbox, modem and terminal by path.
+    The terminal's device appears only after the loop started (late on USB at boot)."""
     from comms.device import DeviceConfig
     from comms.modem_sim import SimModem
 
@@ -265,15 +266,21 @@ def test_pli_link_run_sends_the_outbox_home_over_beidou_when_4g_is_down(broker, 
     box = Outbox(tmp_path / "o.db", "UAV-07")
     ids = _fill(box, 5)
     env = {**os.environ, "PLI_DEVICE_KEY": KEY.hex()}
+    port = tmp_path / "ttyBD0"  # a udev-style name, not there yet
     try:
-        r = subprocess.run([sys.executable, "-m", "pli", "link", "run", "--config", str(tmp_path / "device.json"),
-                            "--outbox", str(tmp_path / "o.db"), "--beidou-port", terminal, "--modem-port",
-                            modem.device, "--interval", "0.1", "--until-empty"],
-                           capture_output=True, text=True, timeout=60, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "pli", "link", "run", "--config",
+                                 str(tmp_path / "device.json"), "--outbox", str(tmp_path / "o.db"), "--beidou-port",
+                                 str(port), "--beidou-retry-s", "0.5", "--modem-port", modem.device, "--interval",
+                                 "0.1", "--until-empty"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        time.sleep(1.5)
+        port.symlink_to(terminal)
+        out, err = proc.communicate(timeout=60)
     finally:
         modem.stop()
-    assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads(r.stdout.splitlines()[-1])
+    assert proc.returncode == 0, err[-2000:]
+    assert "BeiDou terminal not available" in err
+    summary = json.loads(out.splitlines()[-1])
     assert summary["outbox"] == {"acked": 5} and summary["beidou_alerts"] == 5 and summary["mqtt_pubacks"] == 0
     assert [s["link"] for s in summary["switches"]] == ["beidou"] and "CSQ 2" in summary["switches"][0]["reason"]
     assert sorted(set(cloud.ids)) == sorted(ids) and station.stats.alerts == 5
