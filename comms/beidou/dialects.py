@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from comms.beidou.protocol import BINARY_40, TEXT_21, TEXT_BDS3, Frame, encode_binary, encode_text
 
@@ -106,24 +106,27 @@ def _hhmmss(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%H%M%S")
 
 
-class Dialect:
-    name = ""
+class Dialect(Protocol):
+    """The host's side (driver) and the terminal's side (simulator) of one dialect."""
 
-    # host side
-    def card_query(self) -> bytes: raise NotImplementedError
-    def beam_output(self, on: bool, interval_s: float = 1.0) -> bytes: raise NotImplementedError
-    def send(self, own: str, to: str, payload: bytes) -> bytes: raise NotImplementedError
-    def event(self, frame: Frame) -> Event | None: raise NotImplementedError
+    name: str
 
-    # terminal side (the simulator)
-    def request(self, frame: Frame) -> Request | None: raise NotImplementedError
-    def card(self, card: Card) -> bytes: raise NotImplementedError
-    def beams(self, own: str, powers: list[int]) -> bytes: raise NotImplementedError
-    def feedback(self, own: str, fb: Feedback) -> bytes: raise NotImplementedError
-    def message(self, own: str, sender: str, content: bytes) -> bytes: raise NotImplementedError
+    def card_query(self) -> bytes: ...
+    def beam_output(self, on: bool, interval_s: float = 1.0) -> bytes: ...
+    def send(self, own: str, to: str, payload: bytes) -> bytes: ...
+    def event(self, frame: Frame) -> Event | None:
+        """What a terminal's frame means to the driver; None for frames it does not need."""
+
+    def request(self, frame: Frame) -> Request | None:
+        """What a host's frame asks of the simulated terminal; None for another dialect's."""
+
+    def card(self, card: Card) -> bytes: ...
+    def beams(self, own: str, powers: list[int]) -> bytes: ...
+    def feedback(self, own: str, fb: Feedback) -> bytes: ...
+    def message(self, own: str, sender: str, content: bytes) -> bytes: ...
 
 
-class Text21(Dialect):
+class Text21:
     name = TEXT_21
     _INHIBIT: ClassVar[dict[int, str]] = {1: "inhibit", 2: "low_power", 3: "silence"}
 
@@ -187,7 +190,7 @@ class Text21(Dialect):
                                      "content": content})
 
 
-class Binary40(Dialect):
+class Binary40:
     name = BINARY_40
     # FKXX flags seen in vendor SDKs: 0 success, 1 failure, 2 signal not locked, 3 low power,
     # 4 service frequency not reached (wait in the last byte), 5 crypto error, 6 CRC error,
@@ -261,7 +264,7 @@ class Binary40(Dialect):
                                                 "crc_flag": 0})
 
 
-class Bds3(Dialect):
+class Bds3:
     name = TEXT_BDS3
     _REASONS: ClassVar[dict[int, str]] = {1: "frequency", 2: "inhibit", 3: "silence", 4: "no_signal", 5: "other",
                                           6: "other"}
