@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 from comms import alert_json
 from comms.alert_pack import PackError, pack_ack, peek_key_id, unpack
 from comms.mqtt_link import alerts_topic
-from comms.replay import ReplayGuard
+from comms.replay import WINDOW, ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,15 @@ class GroundStation:
             log.warning("broker did not confirm %d alerts from %s within %g s: not recorded, not acknowledged "
                         "(the drone sends them again)", len(sent), drone, self.publish_timeout_s)
             return []
+        highest = self.guard.highest(drone)
         self.guard.accept(drone, seqs)
         if self.beidou_acks:
-            self.to_ack.setdefault((sender, peek_key_id(payload)), set()).update(seqs)
+            # Acknowledge what was passed on now or before; not numbers too old for the window to
+            # tell (refused unseen: those must stay due for MQTT on the drone).
+            known = [s for s, new in zip(seqs, fresh, strict=True)
+                     if new or highest is None or highest - s < WINDOW]
+            if known:
+                self.to_ack.setdefault((sender, peek_key_id(payload)), set()).update(known)
         if not passed:
             self.stats.replays += 1
             log.warning("message from %s (%s) replays alerts already passed on: dropped", sender, drone)

@@ -412,3 +412,30 @@ def test_beidou_alerts_survive_power_cuts_of_drone_and_ground_station(broker, tm
     with cloud.lock:
         seen = list(cloud.ids)
     assert set(seen) == set(ids)  # every alert at least once, each under its one id, nothing foreign
+
+
+def test_the_ground_station_does_not_acknowledge_alerts_too_old_for_its_window(broker, tmp_path):
+    from comms.alert_pack import pack
+    from comms.ground import GroundStation
+    from comms.mqtt_link import connect, make_client
+    from comms.replay import WINDOW, ReplayGuard
+
+    cfg = MqttConfig(port=broker.port)
+    client = make_client("ground-window", cfg)
+    connect(client, cfg)
+    station = GroundStation({7: ("UAV-07", KEY)}, ReplayGuard(tmp_path / "replay.db"), client, beidou_acks=True)
+    t = datetime(2026, 11, 22, 9, tzinfo=UTC)
+
+    def message(*seqs: int) -> bytes:
+        return pack([Alert("UAV-07", s, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH) for s in seqs],
+                    7, KEY, 77).payload
+
+    try:
+        assert until(client.is_connected, 5)
+        assert len(station.handle("0247718", message(WINDOW + 10))) == 1
+        station.to_ack.clear()
+        # seq 5 is too old for the window: refused unseen, so it must stay due for MQTT on the drone
+        assert len(station.handle("0247718", message(5, WINDOW + 10, WINDOW + 11))) == 1
+        assert station.to_ack == {("0247718", 7): {WINDOW + 10, WINDOW + 11}}
+    finally:
+        client.loop_stop()
