@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -41,7 +42,7 @@ class Cloud:
     def __init__(self, cfg: MqttConfig):
         self.messages: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.client = make_client("cloud-auth-test", cfg)
+        self.client = make_client(f"cloud-auth-{uuid.uuid4().hex[:8]}", cfg)  # no session carried between tests
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic("fleet1", "+"), qos=1)
         self.client.on_message = self._on_message
         connect(self.client, cfg)
@@ -152,3 +153,37 @@ def test_the_plain_listener_also_requires_a_password(broker):
     finally:
         client.loop_stop()
     assert refused[0].is_failure
+
+
+def test_pli_link_run_over_tls_with_the_device_config_and_its_password_from_the_environment(broker, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ca = broker.folder / "certs" / "ca.crt"
+    init = subprocess.run([sys.executable, "-m", "pli", "device", "init", "--drone-id", "UAV-08", "--key-id", "8",
+                           "--ground-address", "0179773", "--mqtt-port", str(broker.tls_port), "--mqtt-tls-ca",
+                           str(ca), "--out", str(tmp_path / "device.json")],
+                          capture_output=True, text=True, env={**os.environ, "PLI_DEVICE_KEY": "ab" * 32})
+    assert init.returncode == 0, init.stderr
+    assert PASSWORDS["UAV-08"] not in (tmp_path / "device.json").read_text()
+    box = Outbox(tmp_path / "o.db", "UAV-08")
+    ids = []
+    for _ in range(4):
+        a = Alert("UAV-08", box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0, 102.0, 1600.0,
+                  "defect", 0.9, Severity.HIGH)
+        box.put(a)
+        ids.append(a.id)
+    box.close()
+    cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))
+    try:
+        run = subprocess.run([sys.executable, "-m", "pli", "link", "run", "--config", str(tmp_path / "device.json"),
+                              "--outbox", str(tmp_path / "o.db"), "--assume-csq", "25", "--interval", "0.1",
+                              "--until-empty"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PLI_DEVICE_KEY": "ab" * 32, "PLI_MQTT_PASSWORD": PASSWORDS["UAV-08"]})
+    finally:
+        cloud.stop()
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout.splitlines()[-1])
+    assert summary["outbox"] == {"acked": 4} and summary["mqtt_pubacks"] >= 4
+    assert sorted(i for _, i in cloud.messages) == sorted(ids)
