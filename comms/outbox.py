@@ -100,19 +100,20 @@ class Outbox:
         through the cloud), an alert already published only once `resend_after_s` has passed
         without the cloud's acknowledgement (the broker session retries within that time; after a
         crash the acknowledgement may have been lost with the process). BeiDou takes alerts that
-        have not left the drone yet and, when the ground station acknowledges over BeiDou
-        (`beidou_resend_after_s` set), those it sent that many seconds ago without an answer, and
-        those published over MQTT `resend_after_s` ago without one (4G died under them).
+        have not left the drone yet, those published over MQTT `resend_after_s` ago without an
+        acknowledgement (4G died under them) and, when the ground station acknowledges over BeiDou
+        (`beidou_resend_after_s` set), those it sent that long ago without an answer.
         """
+        now = time.time()
         if link == "mqtt":
             where, args = "(state IN (?, ?) OR (state = ? AND last_sent < ?))", (
-                PENDING, SENT_BEIDOU, SENT_MQTT, time.time() - resend_after_s)
-        elif beidou_resend_after_s is None:
-            where, args = "state = ?", (PENDING,)
+                PENDING, SENT_BEIDOU, SENT_MQTT, now - resend_after_s)
         else:
-            now = time.time()
-            where, args = "(state = ? OR (state = ? AND last_sent < ?) OR (state = ? AND last_sent < ?))", (
-                PENDING, SENT_BEIDOU, now - beidou_resend_after_s, SENT_MQTT, now - resend_after_s)
+            where, args = "(state = ? OR (state = ? AND last_sent < ?)", (PENDING, SENT_MQTT, now - resend_after_s)
+            if beidou_resend_after_s is not None:
+                where, args = where + " OR (state = ? AND last_sent < ?)", (
+                    *args, SENT_BEIDOU, now - beidou_resend_after_s)
+            where += ")"
         rows = self.db.execute(f"SELECT doc, thumb, state, attempts FROM alerts WHERE {where} "
                                "ORDER BY severity DESC, seq LIMIT ?", (*args, limit)).fetchall()
         return [Queued(alert_json.loads(doc)[0], thumb, state, attempts) for doc, thumb, state, attempts in rows]

@@ -45,6 +45,21 @@ def test_priority_link_states_and_acknowledgement(tmp_path):
     assert box.due("mqtt") == [] and [q.alert.id for q in box.due("mqtt", resend_after_s=0)] == [low.id]
 
 
+def test_beidou_takes_alerts_stuck_on_a_dead_4g_link_and_unanswered_ones_when_acks_come(tmp_path):
+    box = Outbox(tmp_path / "o.db", "UAV-01")
+    on_4g, by_bd = _alert(box), _alert(box)
+    for a in (on_4g, by_bd):
+        box.put(a)
+    box.mark_sent([on_4g.id], "mqtt")
+    box.mark_sent([by_bd.id], "beidou")
+    assert box.due("beidou") == []  # the broker may still confirm; the ground may still answer
+    assert [q.alert.id for q in box.due("beidou", resend_after_s=0)] == [on_4g.id]  # 4G died under it
+    assert [q.alert.id for q in box.due("beidou", beidou_resend_after_s=0)] == [by_bd.id]  # no BeiDou answer
+    assert [q.alert.id for q in box.due("beidou", resend_after_s=0, beidou_resend_after_s=0)] == [on_4g.id, by_bd.id]
+    box.ack([on_4g.id, by_bd.id])
+    assert box.due("beidou", resend_after_s=0, beidou_resend_after_s=0) == []
+
+
 def test_bounds_drop_thumbnails_then_acked_then_low_never_unsent_high(tmp_path):
     box = Outbox(tmp_path / "o.db", "UAV-01", max_alerts=4)
     highs = [_alert(box) for _ in range(3)]
