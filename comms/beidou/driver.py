@@ -10,6 +10,7 @@ terminal's wait time, and gives up on transmit inhibit only after its retries.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import termios
@@ -83,35 +84,35 @@ class Driver:
 
     def _start(self, timeout: float, max_bits: int | None) -> Card:
         deadline = time.monotonic() + timeout
-        if self.dialect is None:
-            self.dialect = self._detect(deadline)
         card = None
-        while card is None and time.monotonic() < deadline:
+        if self.dialect is None:
+            self.dialect, first = self._detect(deadline)
+            card = self.dialect.event(first)  # when the probe's answer was the card itself
+        while not isinstance(card, Card) and time.monotonic() < deadline:
             self._write(self.dialect.card_query())
             try:
                 card = self._cards.get(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
             except queue.Empty:
                 continue
-        if card is None:
+        if not isinstance(card, Card):
             raise TerminalError(f"the terminal did not answer the card query (dialect {self.dialect.name})")
         if max_bits:
             card = Card(card.address, card.service_frequency_s, card.comm_level, card.encrypted, card.dialect, max_bits)
         self._write(self.dialect.beam_output(True, 1.0))
         return card
 
-    def _detect(self, deadline: float) -> Dialect:
+    def _detect(self, deadline: float) -> tuple[Dialect, Frame]:
         """The dialect of the first frame the terminal sends, spontaneously or to a card query."""
-        for i in range(1000):
-            name = PROBE_ORDER[i % len(PROBE_ORDER)]
+        for name in itertools.cycle(PROBE_ORDER):
+            if time.monotonic() >= deadline:
+                break
             self._write(DIALECTS[name].card_query())
             try:
                 frame = self._heard.get(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
             except queue.Empty:
-                if time.monotonic() >= deadline:
-                    break
                 continue
             log.info("terminal speaks dialect %s (heard %s)", frame.dialect, frame.type)
-            return DIALECTS[frame.dialect]
+            return DIALECTS[frame.dialect], frame
         raise TerminalError("the terminal answered no card query in any dialect (2.1, 4.0, BDS-3)")
 
     def _read_loop(self) -> None:
