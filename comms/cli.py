@@ -105,6 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delay", type=float, default=2.0, help="delivery delay in seconds (default 2)")
     p.add_argument("--loss", type=float, default=0.0, help="probability a message is lost (default 0)")
     p.add_argument("--outage", help="START:END seconds with no beam power on the drone's terminal")
+    p.add_argument("--power", type=int, default=3, choices=range(1, 5), metavar="{1..4}",
+                   help="beam power of both terminals, outside outages (default 3)")
     p.add_argument("--dialect", default="2.1", choices=["2.1", "4.0", "bds3"],
                    help="the drone terminal's dialect: text 2.1, binary 4.0 or BDS-3 text (default 2.1)")
     p.add_argument("--peer-dialect", choices=["2.1", "4.0", "bds3"], help="the ground terminal's (default: same)")
@@ -153,20 +155,20 @@ def _sim(args: argparse.Namespace) -> int:
 
     from comms.beidou.sim import Network, SimTerminal, TerminalConfig, outage, steady
 
-    profile = steady()
+    profile = steady(args.power)
     if args.outage:
         try:
             start, end = (float(x) for x in args.outage.split(":"))
         except ValueError:
             raise ValueError(f"--outage {args.outage!r}: expected START:END in seconds") from None
-        profile = outage(start, end)
+        profile = outage(start, end, args.power)
     if not 0 <= args.loss <= 1:
         raise ValueError("--loss is a probability between 0 and 1")
     net = Network()
     common = dict(service_frequency_s=args.freq, comm_level=args.level, delay_s=args.delay, loss=args.loss)
     drone = SimTerminal(TerminalConfig(address=args.address, profile=profile, seed=args.seed, dialect=args.dialect,
                                        **common), net).start()
-    ground = SimTerminal(TerminalConfig(address=args.peer_address, seed=args.seed + 1,
+    ground = SimTerminal(TerminalConfig(address=args.peer_address, seed=args.seed + 1, profile=steady(args.power),
                                         dialect=args.peer_dialect or args.dialect, **common), net).start()
     print(json.dumps({"drone": {"address": args.address, "device": drone.device, "dialect": drone.cfg.dialect},
                       "ground": {"address": args.peer_address, "device": ground.device,

@@ -183,3 +183,29 @@ def test_pli_ground_run_on_a_silent_port_is_one_error_line(tmp_path):
         os.close(slave)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "answered no card query in any dialect" in r.stderr.splitlines()[-1]
+
+
+def test_pli_beidou_sim_outage_and_power_reach_the_driver():
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pli", "beidou", "sim", "--freq", "1", "--outage", "0:3600",
+                             "--power", "4", "--dialect", "4.0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        devices = json.loads(proc.stdout.readline())
+        drone, ground = Driver(devices["drone"]["device"]), Driver(devices["ground"]["device"])
+        try:
+            deadline = time.monotonic() + 5
+            while (drone.last_bsi is None or ground.last_bsi is None) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not drone.beam_ok() and not any(drone.powers)  # behind the ridge for the whole hour
+            assert ground.beam_ok() and max(ground.powers) == 4
+        finally:
+            drone.close()
+            ground.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
