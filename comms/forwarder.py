@@ -48,6 +48,7 @@ class Forwarder:
         self.beidou_acks = beidou_acks
         self.beidou_resend_after_s = beidou_resend_after_s
         self.stats = ForwarderStats()
+        self._reopen: tuple[Callable[[], Driver], threading.Event, float] | None = None
         if beidou is not None:
             self.attach_beidou(beidou)
 
@@ -58,7 +59,10 @@ class Forwarder:
 
     def open_beidou(self, opener: Callable[[], Driver], stop: threading.Event, every_s: float = 30.0) -> None:
         """Open the terminal in the background, retrying every `every_s` until it answers: a
-        terminal that is late on USB at boot must not hold 4G alerts back, nor be given up on."""
+        terminal that is late on USB at boot must not hold 4G alerts back, nor be given up on.
+        One that fails later (unplugged, re-enumerated) is closed and opened again the same way."""
+        self._reopen = (opener, stop, every_s)
+
         def attempt() -> None:
             while not stop.is_set():
                 try:
@@ -72,6 +76,11 @@ class Forwarder:
 
     def tick(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
+        if self.beidou is not None and self.beidou.failed and self._reopen is not None:
+            lost, self.beidou = self.beidou, None
+            log.warning("BeiDou terminal lost (%s): opening it again", lost.failed)
+            lost.close()
+            self.open_beidou(*self._reopen)
         # The selector sees whether BeiDou can carry alerts at all (beams with power); the service
         # interval only decides when the next message goes, so the link does not flap with it.
         beidou_up = self.beidou is not None and self.beidou.beam_ok()

@@ -54,6 +54,7 @@ class Driver:
         self.last_bsi: float | None = None
         self.card: Card | None = None
         self.last_send: float | None = None
+        self.failed: str | None = None  # why the port stopped working (unplugged): reopen the terminal
         self._heard: queue.Queue[Frame] = queue.Queue()
         self._feedback: queue.Queue[Feedback] = queue.Queue()
         self._received: queue.Queue[tuple[str, bytes]] = queue.Queue()
@@ -80,7 +81,8 @@ class Driver:
             self.serial.write(data)
             self.serial.flush()
         except (serial.SerialException, OSError, termios.error) as exc:  # unplugged: tcdrain raises termios
-            raise TerminalError(f"cannot write to the terminal on {self.serial.port}: {exc}") from None
+            self.failed = f"cannot write to the terminal on {self.serial.port}: {exc}"
+            raise TerminalError(self.failed) from None
 
     def _start(self, timeout: float, max_bits: int | None) -> Card:
         deadline = time.monotonic() + timeout
@@ -117,13 +119,19 @@ class Driver:
 
     def _read_loop(self) -> None:
         reader = StreamReader()
+        errors = 0
         while not self._stop.is_set():
             try:
                 chunk = self.serial.read(4096)
+                errors = 0
             except (serial.SerialException, OSError, TypeError) as exc:  # TypeError: closed under us
                 if self._stop.is_set():
                     return
+                errors += 1
                 log.warning("serial read failed: %s", exc)
+                if errors >= 5:  # a second of errors: the device is gone, not hiccuping
+                    self.failed = f"reading the terminal on {self.serial.port} failed: {exc}"
+                    return
                 time.sleep(0.2)
                 continue
             for item in reader.feed(chunk):
@@ -152,7 +160,7 @@ class Driver:
 
     def beam_ok(self) -> bool:
         fresh = self.last_bsi is not None and time.monotonic() - self.last_bsi < OFFLINE_AFTER_S
-        return fresh and self.has_time and any(self.powers)
+        return fresh and self.failed is None and self.has_time and any(self.powers)
 
     def next_send_in(self) -> float:
         """Seconds until the service interval allows a send (0 when it does)."""
@@ -169,6 +177,8 @@ class Driver:
             raise ValueError(f"{len(payload)} bytes exceed the card's {self.card.payload_bytes} per message")
         reason = ""
         for attempt in range(1, retries + 2):
+            if self.failed:  # the port is gone: waiting or retrying cannot help
+                return SendResult(False, attempt - 1, self.failed)
             time.sleep(self.next_send_in())
             while not self._feedback.empty():
                 self._feedback.get_nowait()
@@ -177,12 +187,10 @@ class Driver:
             except TerminalError as exc:
                 reason = str(exc)
                 log.warning("BeiDou send failed: %s; attempt %d", reason, attempt)
-                time.sleep(1.0)
                 continue
-            try:
-                fb = self._feedback.get(timeout=feedback_timeout_s)
-            except queue.Empty:
-                reason = "no feedback from the terminal"
+            fb = self._await_feedback(feedback_timeout_s)
+            if fb is None:
+                reason = self.failed or "no feedback from the terminal"
                 continue
             if fb.ok:
                 self.last_send = time.monotonic()
@@ -194,6 +202,15 @@ class Driver:
             else:
                 time.sleep(1.0)
         return SendResult(False, retries + 1, reason)
+
+    def _await_feedback(self, timeout: float) -> Feedback | None:
+        deadline = time.monotonic() + timeout
+        while not self.failed and (left := deadline - time.monotonic()) > 0:
+            try:
+                return self._feedback.get(timeout=min(0.2, left))
+            except queue.Empty:
+                continue
+        return None
 
     def receive(self, timeout: float | None = None) -> tuple[str, bytes] | None:
         try:

@@ -99,6 +99,8 @@ class SimTerminal(PtyDevice):
             except OSError:
                 return
             for item in reader.feed(chunk):
+                if self._stop.is_set():  # unplugged while a read was under way: nothing more goes out
+                    return
                 if isinstance(item, ParseError):
                     log.warning("terminal %s: %s", self.cfg.address, item)
                 else:
