@@ -142,6 +142,15 @@ SENDER = textwrap.dedent("""
 """)
 
 
+def _unacked(db) -> int:
+    """Alerts not yet acknowledged, read from outside the (possibly killed) sending process."""
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM alerts WHERE state != 'acked'").fetchone()[0]
+    finally:
+        con.close()
+
+
 def _stuck(db) -> list:
     con = sqlite3.connect(db, timeout=30)
     try:
@@ -161,19 +170,12 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
     cloud = Cloud(broker.port)
     rng = random.Random(2026)
 
-    def unacked() -> int:
-        con = sqlite3.connect(db, timeout=30)
-        try:
-            return con.execute("SELECT COUNT(*) FROM alerts WHERE state != 'acked'").fetchone()[0]
-        finally:
-            con.close()
-
     kills = 0
     try:
-        while kills < 10 and unacked():
+        while kills < 10 and _unacked(db):
             sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
             time.sleep(rng.uniform(0.2, 0.7))
-            if unacked():  # killed while messages are unacknowledged
+            if _unacked(db):  # killed while messages are unacknowledged
                 sender.send_signal(signal.SIGKILL)
                 kills += 1
             else:
@@ -181,7 +183,7 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
             sender.wait()
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(db), str(broker.port)])
         try:
-            assert until(lambda: unacked() == 0, 90), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
+            assert until(lambda: _unacked(db) == 0, 90), f"{_unacked(db)} alerts never acknowledged: {_stuck(db)}"
         finally:
             sender.kill()
             sender.wait()
@@ -379,27 +381,20 @@ def test_beidou_alerts_survive_power_cuts_of_drone_and_ground_station(broker, tm
     cloud = Cloud(broker.port)
     rng = random.Random(5)
 
-    def unacked() -> int:
-        con = sqlite3.connect(db, timeout=30)
-        try:
-            return con.execute("SELECT COUNT(*) FROM alerts WHERE state != 'acked'").fetchone()[0]
-        finally:
-            con.close()
-
     procs = {"drone": subprocess.Popen(drone_cmd, env=env, stderr=subprocess.DEVNULL),
              "ground": subprocess.Popen(ground_cmd, stderr=subprocess.DEVNULL)}
     kills = {"drone": 0, "ground": 0}
     try:
-        while sum(kills.values()) < 10 and unacked():
+        while sum(kills.values()) < 10 and _unacked(db):
             time.sleep(rng.uniform(0.8, 2.0))
             who = "ground" if rng.random() < 0.3 else "drone"
-            if unacked():
+            if _unacked(db):
                 procs[who].send_signal(signal.SIGKILL)
                 procs[who].wait()
                 kills[who] += 1
                 procs[who] = subprocess.Popen(drone_cmd if who == "drone" else ground_cmd, env=env,
                                               stderr=subprocess.DEVNULL)
-        assert until(lambda: unacked() == 0, 60), f"{unacked()} alerts never acknowledged: {_stuck(db)}"
+        assert until(lambda: _unacked(db) == 0, 60), f"{_unacked(db)} alerts never acknowledged: {_stuck(db)}"
     finally:
         for p in procs.values():
             p.kill()
