@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+DIALECT_NAMES = ("2.1", "4.0", "bds3")  # comms.beidou.dialects.DIALECTS, without importing it for --help
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("device", help="this drone's identity and endpoints", description="Device configuration.")
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "message's tag with its drone's key (PLI_KEYS_FILE or --keys), drop replays (kept in "
                         "--replay-db), and publish the alerts as JSON to MQTT. Runs until interrupted.")
     p.add_argument("--port", required=True, help="serial device of the receiving terminal")
-    p.add_argument("--dialect", choices=["2.1", "4.0", "bds3"], help="the terminal's dialect (default: detect it)")
+    p.add_argument("--dialect", choices=DIALECT_NAMES, help="the terminal's dialect (default: detect it)")
     p.add_argument("--keys", help="key file (default: $PLI_KEYS_FILE)")
     p.add_argument("--replay-db", default="ground/replay.db", help="replay window store (default ground/replay.db)")
     p.add_argument("--mqtt-host", default="127.0.0.1")
@@ -107,9 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outage", help="START:END seconds with no beam power on the drone's terminal")
     p.add_argument("--power", type=int, default=3, choices=range(1, 5), metavar="{1..4}",
                    help="beam power of both terminals, outside outages (default 3)")
-    p.add_argument("--dialect", default="2.1", choices=["2.1", "4.0", "bds3"],
+    p.add_argument("--dialect", default="2.1", choices=DIALECT_NAMES,
                    help="the drone terminal's dialect: text 2.1, binary 4.0 or BDS-3 text (default 2.1)")
-    p.add_argument("--peer-dialect", choices=["2.1", "4.0", "bds3"], help="the ground terminal's (default: same)")
+    p.add_argument("--peer-dialect", choices=DIALECT_NAMES, help="the ground terminal's (default: same)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sim)
 

@@ -25,7 +25,7 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 
 
 class LocalBroker:
-    def __init__(self, folder: Path, conf: str | None = None):
+    def __init__(self, folder: Path):
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             raise FileNotFoundError("mosquitto is not installed (scripts/setup.sh installs it)")
@@ -35,12 +35,13 @@ class LocalBroker:
         self.conf = folder / "mosquitto.conf"
         # Persistence keeps sessions and queued QoS 1 messages over a broker restart. As root,
         # mosquitto would drop to the `mosquitto` user, who cannot write here: stay this user.
-        conf = conf if conf is not None else (
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nautosave_interval 1\n")
-        me = pwd.getpwuid(os.getuid()).pw_name
-        self.conf.write_text(conf + f"\nuser {me}\nlog_dest file {folder}/mosquitto.log\n")
+        self._write_conf(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                         f"persistence_location {folder}/\nautosave_interval 1\n")
         self.proc: subprocess.Popen | None = None
+
+    def _write_conf(self, body: str) -> None:
+        me = pwd.getpwuid(os.getuid()).pw_name
+        self.conf.write_text(body + f"\nuser {me}\nlog_dest file {self.folder}/mosquitto.log\n")
 
     @classmethod
     def deployment(cls, folder: Path, users: dict[str, str]) -> LocalBroker:
@@ -56,7 +57,7 @@ class LocalBroker:
         for i, (user, password) in enumerate(users.items()):
             subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
                            check=True, capture_output=True)
-        broker = cls(folder, "")
+        broker = cls(folder)
         conf = (DEPLOY / "mosquitto.conf").read_text()
         for old, new in (("/mosquitto/config/passwd", str(passwd)), ("/mosquitto/config/acl", str(DEPLOY / "acl")),
                          ("/mosquitto/certs/", f"{folder}/certs/"), ("/mosquitto/data/", f"{folder}/"),
@@ -65,7 +66,7 @@ class LocalBroker:
             if old not in conf:
                 raise ValueError(f"deploy/mosquitto/mosquitto.conf no longer has {old!r}")
             conf = conf.replace(old, new)
-        broker.conf.write_text(conf + broker.conf.read_text())
+        broker._write_conf(conf)
         return broker
 
     def start(self) -> LocalBroker:

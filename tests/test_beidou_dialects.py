@@ -75,3 +75,9 @@ def test_bds3_no_time_means_no_beam():
     frame = decode_text(encode_text("BDPWI", {"time": "000000.00", "bds2_count": 0, "bds2": [], "bds3_count": 1,
                                               "bds3": [{"beam": 3, "power": 4}]}))
     assert d.event(frame) == Beams((4,), has_time=False)
+
+
+def test_the_cli_offers_exactly_the_dialects_there_are():
+    from comms.cli import DIALECT_NAMES
+
+    assert set(DIALECT_NAMES) == set(DIALECTS)
