@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 DIALECT_NAMES = ("2.1", "4.0", "bds3")  # comms.beidou.dialects.DIALECTS, without importing it for --help
 
@@ -43,13 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-user", help="username (password from $PLI_MQTT_PASSWORD)")
     p.add_argument("--fleet", default="fleet1")
     p.add_argument("--beidou-acks", action="store_true",
-                   help="acknowledge received alerts to each drone by BeiDou short message (costs the ground "
-                   "terminal's send slots; lets drones out of 4G re-send what was lost)")
+                   help="answer each drone by BeiDou short message: acknowledgements, and signed refusals of what "
+                   "cannot pass (too old for the replay window, unknown class-list version, superseded epoch); costs "
+                   "the ground terminal's send slots, lets drones out of 4G re-send what was lost")
+    p.add_argument("--class-lists", help="folder of known class-list versions, N.toml each (default: the packaged "
+                   "comms/class_lists); a message of another version is refused and waits for MQTT")
     p.set_defaults(func=_ground)
 
     lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",
                         description="Drone-side link tools.")
-    lsub = lk.add_subparsers(dest="link_command", required=True, metavar="{run}")
+    lsub = lk.add_subparsers(dest="link_command", required=True, metavar="{run,status}")
     p = lsub.add_parser("run", help="send the outbox's alerts home over MQTT or BeiDou until interrupted",
                         description="Read the outbox that `pli edge run` writes and send its alerts home: over "
                         "MQTT (4G) while the modem's signal and the broker allow, else over BeiDou short messages "
@@ -71,6 +75,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the ground station answers over BeiDou (pli ground run --beidou-acks): re-send alerts "
                    "of messages it did not acknowledge within three service intervals")
     p.set_defaults(func=_link_run)
+
+    p = lsub.add_parser("status", help="what is still unsent, by severity and state: is it safe to power off?",
+                        description="Read the outbox and print what has not been acknowledged yet, by severity "
+                        "(high, medium, low) and state: pending (never left the drone), sent_beidou (sent by short "
+                        "message, confirmation awaited), sent_mqtt (published, the cloud's acknowledgement awaited); "
+                        "alerts the ground station refused for BeiDou (they wait for 4G) are counted apart. Safe to "
+                        "power off means every alert is acknowledged; nothing is ever lost by powering off (the "
+                        "outbox is durable), but what is unacknowledged reaches home only once the drone runs again. "
+                        "Exit 0 when safe, 1 when not.")
+    p.add_argument("--config", default="device.json", help="device config (default device.json)")
+    p.add_argument("--outbox", required=True, help="the outbox database")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.set_defaults(func=_link_status)
 
     m = sub.add_parser("modem", help="the 4G modem's signal (AT+CSQ)", description="4G modem tools.")
     msub = m.add_subparsers(dest="modem_command", required=True, metavar="{csq}")
@@ -193,21 +210,23 @@ def _ground(args: argparse.Namespace) -> int:
     import os
     import signal
     import threading
-    from pathlib import Path
 
     from comms.beidou.driver import Driver
+    from comms.classes import known_class_lists
     from comms.ground import GroundStation, load_keys
     from comms.mqtt_link import MqttConfig, connect, make_client
     from comms.replay import ReplayGuard
 
     keys = load_keys(args.keys)
+    lists = known_class_lists(args.class_lists)
     Path(args.replay_db).parent.mkdir(parents=True, exist_ok=True)
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, fleet=args.fleet, username=args.mqtt_user,
                      password=os.environ.get("PLI_MQTT_PASSWORD"))
     client = make_client(f"pli-ground-{args.fleet}", cfg)
     connect(client, cfg)
     driver = Driver(args.port, dialect=args.dialect)
-    station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet, beidou_acks=args.beidou_acks)
+    station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet, beidou_acks=args.beidou_acks,
+                            class_lists=lists)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -219,7 +238,8 @@ def _ground(args: argparse.Namespace) -> int:
         client.loop_stop()
     s = station.stats
     print(f"messages {s.messages}: alerts passed on {s.alerts}, rejected {s.rejected}, replays {s.replays}, "
-          f"acknowledgements sent {s.ack_messages}")
+          f"alerts refused {s.refused}; answers sent: {s.ack_messages} acknowledgements, {s.refusal_messages} "
+          "refusals")
     return 0
 
 
@@ -276,7 +296,7 @@ def _link_run(args: argparse.Namespace) -> int:
         raise ValueError("give --modem-port or --assume-csq, not both")
     if args.assume_csq is not None and not 0 <= args.assume_csq <= 31:
         raise ValueError("--assume-csq is a CSQ value 0..31")
-    box = Outbox(args.outbox, cfg.drone_id)
+    box = Outbox(args.outbox, cfg.drone_id, cfg.fleet, cfg.key_id)
     link = MqttLink(box, MqttConfig(host=cfg.mqtt_host, port=cfg.mqtt_port, fleet=cfg.fleet,
                                     username=cfg.mqtt_user or cfg.drone_id, password=cfg.mqtt_password(),
                                     tls_ca=cfg.mqtt_tls_ca))
@@ -301,7 +321,33 @@ def _link_run(args: argparse.Namespace) -> int:
         if modem is not None:
             modem.close()
     counts = box.counts()
-    print(json.dumps({"outbox": counts, "beidou_messages": fwd.stats.beidou_messages,
-                      "beidou_alerts": fwd.stats.beidou_alerts, "mqtt_pubacks": link.pubacks,
+    print(json.dumps({"outbox": counts, "epoch": box.epoch, "beidou_messages": fwd.stats.beidou_messages,
+                      "beidou_alerts": fwd.stats.beidou_alerts, "beidou_acks": fwd.stats.beidou_acks,
+                      "beidou_refused": fwd.stats.beidou_refused, "beidou_cancelled": fwd.stats.beidou_cancelled,
+                      "unpackable": fwd.stats.unpackable, "mqtt_pubacks": link.pubacks,
                       "switches": [{"link": s.link, "reason": s.reason} for s in fwd.selector.history]}))
     return 0
+
+
+def _link_status(args: argparse.Namespace) -> int:
+    from comms.device import DeviceConfig
+    from comms.outbox import Outbox
+
+    cfg = DeviceConfig.load(args.config)
+    if not Path(args.outbox).exists():
+        raise ValueError(f"{args.outbox}: no outbox there")
+    status = Outbox(args.outbox, cfg.drone_id, cfg.fleet).status()
+    if args.json:
+        print(json.dumps(status))
+    else:
+        print(f"drone {status['drone_id']} (fleet {status['fleet']}), epoch {status['epoch']}: "
+              f"{status['acknowledged']} acknowledged, {status['unacknowledged']} not yet")
+        for severity, states in status["unsent_by_severity"].items():
+            print(f"  {severity:<6} " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+        for reason, n in status["beidou_refused"].items():
+            print(f"  refused for BeiDou ({reason}): {n}, waiting for 4G")
+        high = sum(status["unsent_by_severity"].get("high", {}).values())
+        print("safe to power off: every alert is acknowledged" if status["safe_to_power_off"] else
+              f"NOT safe to power off: {status['unacknowledged']} alerts unacknowledged ({high} high severity); "
+              "they are kept and go home when the drone runs again")
+    return 0 if status["safe_to_power_off"] else 1

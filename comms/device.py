@@ -32,7 +32,7 @@ class DeviceConfig:
     def __post_init__(self) -> None:
         from comms.alert import alert_id
 
-        alert_id(self.drone_id, 0)  # validates the drone id
+        alert_id(self.drone_id, 0, 0)  # validates the drone id
         if not re.fullmatch(r"\d{7}", self.ground_address):
             raise ValueError(f"ground BeiDou address {self.ground_address!r} must be 7 digits")
         if not 0 <= self.key_id <= 0xFFFF:

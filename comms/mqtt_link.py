@@ -1,7 +1,9 @@
 """The 4G link: alerts from the outbox to MQTT (paho-mqtt 2.x, MQTT v5), acknowledgements back.
 
 Topics: `pli/<fleet>/<drone>/alerts` (QoS 1, the alert's JSON form with its thumbnail) and
-`pli/<fleet>/<drone>/acks` (the cloud's acknowledgements: a JSON list of alert ids). A
+`pli/<fleet>/<drone>/acks` (the cloud's answers: a JSON list of acknowledged alert ids, or an
+object `{"acks": [ids], "refused": [{"id", "reason", "highest_epoch"}]}` when it also refuses
+some, e.g. "superseded_epoch" for a drone whose epoch fell behind). A
 persistent session (clean_start=False, session expiry > 0) keeps QoS 1 messages across a
 reconnect; paho holds them in memory only, so the outbox on disk stays the truth: anything not
 acknowledged by the cloud is published again after a restart, and the cloud drops duplicates
@@ -15,6 +17,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -22,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from comms import alert_json
+from comms.alert import parse_alert_id
 from comms.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,37 @@ def connect(client: mqtt.Client, cfg: MqttConfig) -> None:
     client.loop_start()
 
 
+def _is_alert_id(text: str) -> bool:
+    try:
+        parse_alert_id(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_answer(payload: bytes | str) -> tuple[list[str], list[dict]]:
+    """The acknowledged ids and the refusals of a message on the acks topic; ValueError if malformed."""
+    doc = json.loads(payload)
+    if isinstance(doc, list):
+        doc = {"acks": doc, "refused": []}
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON list of alert ids or an object with acks and refused")
+    ids, refused = doc.get("acks", []), doc.get("refused", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError("acks must be a list of alert ids")
+    if not isinstance(refused, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("reason"), str)
+            and isinstance(r.get("highest_epoch", 0), int | None) for r in refused):
+        raise ValueError("refused must be a list of {id, reason, highest_epoch}")
+    return ids, refused
+
+
+def dump_answer(acks: Sequence[str], refused: Sequence[dict] = ()) -> bytes:
+    """The cloud's answer in the form `parse_answer` reads (a plain list when nothing is refused)."""
+    doc: list | dict = list(acks) if not refused else {"acks": list(acks), "refused": list(refused)}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 class MqttLink:
     """Publishes due alerts and applies acknowledgements to the outbox. Thread-safe `pump()`."""
 
@@ -89,6 +124,7 @@ class MqttLink:
         self._ids_inflight: dict[str, float] = {}  # alert id -> when published (PUBACK pending)
         self.connected = threading.Event()
         self._acked: list[str] = []  # applied to the outbox by pump() (sqlite on its own thread)
+        self._refused: list[dict] = []
         self.pubacks = 0
 
     def start(self) -> None:
@@ -131,26 +167,30 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message) -> None:
         try:
-            ids = json.loads(message.payload)
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise ValueError("expected a JSON list of alert ids")
+            ids, refused = parse_answer(message.payload)
         except ValueError as exc:
             log.warning("ignored a malformed acknowledgement on %s: %s", message.topic, exc)
             return
         with self._lock:
             self._acked += ids
+            self._refused += refused
 
-    def pump(self, limit: int = 50) -> int:
+    def pump(self, limit: int = 50, exclude: Sequence[str] = ()) -> int:
         """Apply acknowledgements, publish what is due; returns how many were published.
 
         A published alert is marked `sent_mqtt` at once (not at PUBACK), so it leaves the head of
         the queue: the broker session retries it, and the outbox re-sends it only after
-        `resend_after_s` without the cloud's acknowledgement.
+        `resend_after_s` without the cloud's acknowledgement. `exclude`: ids in flight on BeiDou.
         """
         with self._lock:
-            acked, self._acked = self._acked, []
+            (acked, self._acked), (refused, self._refused) = (self._acked, []), (self._refused, [])
         if acked:
             self.outbox.ack(acked)
+            epochs = [parse_alert_id(i)[1] for i in acked if _is_alert_id(i)]
+            if epochs:
+                self.outbox.note_epoch(max(epochs))
+        for r in refused:
+            self.outbox.refuse([r["id"]], r["reason"], "mqtt", r.get("highest_epoch"))
         if not self.connected.is_set() or limit <= 0:
             return 0
         published = []
@@ -158,15 +198,18 @@ class MqttLink:
         with self._lock:
             waiting = len(self._ids_inflight)
         # Ask for more than `limit`, so alerts whose PUBACK is pending cannot hold up the rest.
-        for q in self.outbox.due("mqtt", limit + waiting, self.resend_after_s):
+        for q in self.outbox.due("mqtt", limit + waiting, self.resend_after_s, exclude=exclude):
             if len(published) == limit:
                 break
             with self._lock:
                 since = self._ids_inflight.get(q.alert.id)
             if since is not None and now - since < self.resend_after_s:
                 continue  # the session may still deliver it; a PUBACK lost with a broker restart does not
+            doc = alert_json.to_json(q.alert, q.thumb)
+            if q.beidou_refused:  # why it waited for 4G
+                doc["beidou_refused"] = q.beidou_refused
             info = self.client.publish(alerts_topic(self.cfg.fleet, self.drone),
-                                       alert_json.dumps(q.alert, q.thumb), qos=1)
+                                       json.dumps(doc, separators=(",", ":")).encode(), qos=1)
             with self._lock:
                 if info.mid in self._early:  # already acknowledged by the broker
                     self._early.discard(info.mid)

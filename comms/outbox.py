@@ -6,39 +6,63 @@ An alert is done only when acknowledged. One sent over BeiDou stays due for MQTT
 re-sent when 4G returns; the receiver drops duplicates by id. A crash between sending and
 marking re-sends (at least once, never lost); ids make the second copy harmless.
 
+Identity: the outbox records its owner (drone id and fleet from the device file) and refuses to
+open under another identity. Alert ids are drone id + epoch + sequence number (comms/alert.py):
+every open starts a new epoch, strictly above the stored one and above the highest epoch the drone
+has seen in a signed answer; a receiver's "superseded epoch, highest is E" moves it above E. An
+alert refused as superseded that no other receiver can hold (refused by the cloud itself, or by
+the ground station and never published over MQTT) is numbered again in the new epoch; one that
+might be held elsewhere keeps its id and goes by MQTT, where the cloud decides. Epochs do not
+wrap: past 65,535 opens (nine years at twenty a day) the outbox refuses to open and the drone must
+be enrolled again under a new drone id. Sequence numbers are 32-bit; should one run out, the
+outbox starts a new epoch and counts from 1 again.
+
+Refusals: alerts the ground station refused (too old for its window, unknown class-list version)
+or that cannot be packed at all are marked with the reason and no longer go by BeiDou; they still
+go by MQTT.
+
+Timers survive wall-clock steps: a send is stamped with the boot id and the monotonic clock
+(comms/clock.py); anything sent in an earlier boot is due at once.
+
 Size policy, when the store holds more than `max_bytes` or `max_alerts`: first thumbnails go
 (oldest first), then acknowledged rows, then the oldest unsent low- and medium-severity
 alerts. An unsent high-severity alert is never dropped: the store grows past its bound instead,
 and says so in the log.
-
-The drone's sequence numbers and BeiDou message counter live here too, so a restart never
-reuses one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from comms import alert_json
-from comms.alert import Alert
+from comms import alert_json, clock
+from comms.alert import MAX_EPOCH, MAX_SEQ, VALID_FROM, Alert, alert_id, restamp
 from comms.classes import Severity
+from comms.replay import SUPERSEDED
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT_BEIDOU, SENT_MQTT, ACKED = "pending", "sent_beidou", "sent_mqtt", "acked"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
-    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, severity INTEGER NOT NULL, created REAL NOT NULL,
-    doc TEXT NOT NULL, thumb BLOB, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-    last_sent REAL, link TEXT);
-CREATE INDEX IF NOT EXISTS alerts_due ON alerts (state, severity DESC, seq);
+    n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+    severity INTEGER NOT NULL, created REAL NOT NULL, doc TEXT NOT NULL, thumb BLOB,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, link TEXT,
+    sent_boot TEXT, sent_mono REAL, mqtt_sent INTEGER NOT NULL DEFAULT 0, beidou_refused TEXT);
+CREATE INDEX IF NOT EXISTS alerts_due ON alerts (state, severity DESC, n);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+class OutboxOwnerError(ValueError):
+    """The outbox belongs to another drone (or fleet) than the one opening it."""
 
 
 @dataclass(frozen=True)
@@ -47,53 +71,127 @@ class Queued:
     thumb: bytes | None
     state: str
     attempts: int
+    beidou_refused: str | None = None
 
 
 class Outbox:
-    def __init__(self, path: str | Path, drone_id: str, max_bytes: int = 64 << 20, max_alerts: int = 100_000):
+    def __init__(self, path: str | Path, drone_id: str, fleet: str | None = None, key_id: int | None = None,
+                 max_bytes: int = 64 << 20, max_alerts: int = 100_000,
+                 boot_id: Callable[[], str] = clock.boot_id, monotonic: Callable[[], float] = clock.monotonic):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.drone_id = drone_id
         self.max_bytes, self.max_alerts = max_bytes, max_alerts
+        self._boot_id, self._monotonic = boot_id, monotonic
         self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed put survives a power cut
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(alerts)")}
+        if columns and "epoch" not in columns:
+            self.db.close()
+            raise ValueError(f"{self.path} was written by an older pli (alert ids without epochs): empty it with "
+                             "that version or move it aside")
         self.db.executescript(_SCHEMA)
+        with self._tx():
+            meta = self._meta()
+            owner = meta.get("drone_id")
+            if owner is not None and owner != drone_id:
+                raise OutboxOwnerError(f"{self.path} belongs to drone {owner} (fleet {meta.get('fleet')}), not "
+                                       f"{drone_id}: use that drone's device file, or another outbox")
+            if fleet is not None and meta.get("fleet") not in (None, fleet):
+                raise OutboxOwnerError(f"{self.path} belongs to drone {owner} of fleet {meta['fleet']}, not of "
+                                       f"fleet {fleet}")
+            if key_id is not None and meta.get("key_id") not in (None, str(key_id)):
+                log.warning("outbox %s: key id changed from %s to %d (key rotation)", self.path, meta["key_id"], key_id)
+            epoch = max(int(meta.get("epoch", 0)), int(meta.get("seen_epoch", 0))) + 1
+            if epoch > MAX_EPOCH:
+                raise ValueError(f"{self.path}: the epochs of drone {drone_id} are used up ({MAX_EPOCH}): enroll the "
+                                 "drone again under a new drone id")
+            self._set_meta(drone_id=drone_id, epoch=epoch, **({"fleet": fleet} if fleet is not None else {}),
+                           **({"key_id": key_id} if key_id is not None else {}))
+        self.epoch_at_open = epoch
+        log.info("outbox %s of drone %s opened in epoch %d", self.path, drone_id, epoch)
 
-    # -- counters ---------------------------------------------------------------------------------
+    # -- identity and counters --------------------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def _set_meta(self, **values) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])
+
+    @property
+    def epoch(self) -> int:
+        """The epoch new alerts get now (another process may have moved it since this one opened)."""
+        return int(self._meta()["epoch"])
+
+    @property
+    def fleet(self) -> str | None:
+        return self._meta().get("fleet")
+
+    def _counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
 
     def _bump(self, name: str) -> int:
-        with self._tx():
-            row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-            if name == "seq" and row is None:  # an older store: continue after its highest alert
-                top = self.db.execute("SELECT MAX(seq) FROM alerts").fetchone()[0]
-                row = (top or 0,)
-            value = (row[0] if row else 0) + 1
-            self.db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
+        value = self._counter(name) + 1
+        self.db.execute("INSERT OR REPLACE INTO counters VALUES (?, ?)", (name, value))
         return value
 
-    def next_seq(self) -> int:
-        """A new sequence number for this drone, committed before it is handed out."""
-        return self._bump("seq")
+    def next_id(self) -> tuple[int, int]:
+        """(epoch, sequence number) for a new alert, committed before it is handed out."""
+        with self._tx():
+            return self._next_id()
+
+    def _next_id(self) -> tuple[int, int]:
+        epoch, seq = int(self._meta()["epoch"]), self._bump("seq")
+        if seq > MAX_SEQ:  # 4 billion alerts in one epoch: start the next one
+            epoch = self._move_epoch(epoch)
+            seq = 1
+            self.db.execute("INSERT OR REPLACE INTO counters VALUES ('seq', 1)")
+        return epoch, seq
+
+    def _move_epoch(self, above: int) -> int:
+        epoch = max(above, int(self._meta()["epoch"])) + 1
+        if epoch > MAX_EPOCH:
+            raise ValueError(f"the epochs of drone {self.drone_id} are used up: enroll it again under a new id")
+        self._set_meta(epoch=epoch)
+        log.warning("outbox of %s moves to epoch %d", self.drone_id, epoch)
+        return epoch
 
     def next_message(self) -> int:
-        return self._bump("message")
+        with self._tx():
+            return self._bump("message")
+
+    def note_epoch(self, epoch: int) -> None:
+        """The highest epoch seen in a signed answer: the next open starts above it."""
+        with self._tx():
+            if epoch > int(self._meta().get("seen_epoch", 0)):
+                self._set_meta(seen_epoch=epoch)
 
     # -- queue ------------------------------------------------------------------------------------
 
-    def put(self, alert: Alert, thumb: bytes | None = None) -> None:
-        """Make an alert durable (committed, fsync'd); putting the same id again changes nothing."""
+    def put(self, alert: Alert, thumb: bytes | None = None) -> Alert:
+        """Make an alert durable (committed, fsync'd); putting the same id again changes nothing.
+
+        An alert time before 2020 (an unset clock) is re-stamped with the time it arrived here and
+        flagged, never dropped. Returns the alert as stored."""
         if alert.drone_id != self.drone_id:
             raise ValueError(f"alert of {alert.drone_id} in the outbox of {self.drone_id}")
+        if alert.time < VALID_FROM:
+            when, flagged = restamp(alert.time, None, datetime.now(UTC))
+            alert = replace(alert, time=when, time_restamped=flagged)
+            log.warning("alert %s: time before 2020 (an unset clock): re-stamped %s", alert.id, when.isoformat())
         doc = alert_json.dumps(alert).decode()
         with self._tx():
-            self.db.execute("INSERT OR IGNORE INTO alerts (seq, id, severity, created, doc, thumb) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (alert.seq, alert.id, int(alert.severity), time.time(), doc,
-                                                           thumb))
+            self.db.execute("INSERT OR IGNORE INTO alerts (id, epoch, seq, severity, created, doc, thumb) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (alert.id, alert.epoch, alert.seq, int(alert.severity),
+                                                             time.time(), doc, thumb))
         self._enforce_bounds()
+        return alert
 
     def due(self, link: str, limit: int = 100, resend_after_s: float = 30.0,
-            beidou_resend_after_s: float | None = None) -> list[Queued]:
+            beidou_resend_after_s: float | None = None, exclude: Sequence[str] = ()) -> list[Queued]:
         """What to send next over `link` ("mqtt" or "beidou"): most severe first, then oldest.
 
         MQTT takes everything not acknowledged (BeiDou-sent alerts included, so they are confirmed
@@ -102,29 +200,35 @@ class Outbox:
         crash the acknowledgement may have been lost with the process). BeiDou takes alerts that
         have not left the drone yet, those published over MQTT `resend_after_s` ago without an
         acknowledgement (4G died under them) and, when the ground station acknowledges over BeiDou
-        (`beidou_resend_after_s` set), those it sent that long ago without an answer.
+        (`beidou_resend_after_s` set), those it sent that long ago without an answer; never one
+        refused for BeiDou. `exclude`: ids in flight on the other link right now.
         """
-        now = time.time()
+        boot, now = self._boot_id(), self._monotonic()
+        stale = "(sent_boot IS NOT ? OR sent_mono < ?)"
         if link == "mqtt":
-            where, args = "(state IN (?, ?) OR (state = ? AND last_sent < ?))", (
-                PENDING, SENT_BEIDOU, SENT_MQTT, now - resend_after_s)
+            where, args = f"(state IN (?, ?) OR (state = ? AND {stale}))", (
+                PENDING, SENT_BEIDOU, SENT_MQTT, boot, now - resend_after_s)
         else:
-            where, args = "(state = ? OR (state = ? AND last_sent < ?)", (PENDING, SENT_MQTT, now - resend_after_s)
+            where, args = f"beidou_refused IS NULL AND (state = ? OR (state = ? AND {stale})", (
+                PENDING, SENT_MQTT, boot, now - resend_after_s)
             if beidou_resend_after_s is not None:
-                where, args = where + " OR (state = ? AND last_sent < ?)", (
-                    *args, SENT_BEIDOU, now - beidou_resend_after_s)
+                where, args = where + f" OR (state = ? AND {stale})", (
+                    *args, SENT_BEIDOU, boot, now - beidou_resend_after_s)
             where += ")"
-        rows = self.db.execute(f"SELECT doc, thumb, state, attempts FROM alerts WHERE {where} "
-                               "ORDER BY severity DESC, seq LIMIT ?", (*args, limit)).fetchall()
-        return [Queued(alert_json.loads(doc)[0], thumb, state, attempts) for doc, thumb, state, attempts in rows]
+        rows = self.db.execute(f"SELECT id, doc, thumb, state, attempts, beidou_refused FROM alerts WHERE {where} "
+                               "ORDER BY severity DESC, n LIMIT ?", (*args, limit + len(exclude))).fetchall()
+        skip = set(exclude)
+        return [Queued(alert_json.loads(doc)[0], thumb, state, attempts, refused)
+                for i, doc, thumb, state, attempts, refused in rows if i not in skip][:limit]
 
     def mark_sent(self, ids: Sequence[str], link: str) -> None:
         state = SENT_BEIDOU if link == "beidou" else SENT_MQTT
+        boot, now = self._boot_id(), self._monotonic()
         with self._tx():
             self.db.executemany(
                 "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
-                "attempts = attempts + 1, last_sent = ?, link = ? WHERE id = ?",
-                [(state, time.time(), link, i) for i in ids])
+                "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
+                "WHERE id = ?", [(state, boot, now, link, link == "mqtt", i) for i in ids])
 
     def ack(self, ids: Sequence[str]) -> int:
         """Mark alerts acknowledged; returns how many changed (repeated acks are harmless)."""
@@ -133,8 +237,51 @@ class Outbox:
                                       [(i,) for i in ids])
         return cur.rowcount
 
+    def refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None) -> dict[str, str]:
+        """A receiver refused these alerts: `by` "beidou" (the ground station) or "mqtt" (the cloud).
+
+        Returns {old id: new id} for the alerts numbered again (superseded epoch, see the module).
+        """
+        renamed: dict[str, str] = {}
+        with self._tx():
+            if reason == SUPERSEDED and highest_epoch is not None:
+                if highest_epoch > int(self._meta().get("seen_epoch", 0)):
+                    self._set_meta(seen_epoch=highest_epoch)
+                if int(self._meta()["epoch"]) <= highest_epoch:
+                    self._move_epoch(highest_epoch)
+            for old in ids:
+                row = self.db.execute("SELECT n, doc, state, mqtt_sent FROM alerts WHERE id = ?", (old,)).fetchone()
+                if row is None or row[2] == ACKED:
+                    continue
+                n, doc, _, mqtt_sent = row
+                if reason == SUPERSEDED and (by == "mqtt" or not mqtt_sent):
+                    alert = replace(alert_json.loads(doc)[0], **dict(zip(("epoch", "seq"), self._next_id(),
+                                                                         strict=True)))
+                    self.db.execute("UPDATE alerts SET id = ?, epoch = ?, seq = ?, doc = ?, state = 'pending', "
+                                    "sent_boot = NULL, sent_mono = NULL, mqtt_sent = 0, beidou_refused = NULL "
+                                    "WHERE n = ?", (alert.id, alert.epoch, alert.seq,
+                                                    json.dumps(alert_json.to_json(alert), separators=(",", ":")), n))
+                    renamed[old] = alert.id
+                elif by == "beidou":
+                    self.db.execute("UPDATE alerts SET beidou_refused = ? WHERE n = ?", (reason, n))
+        for old, new in renamed.items():
+            log.warning("alert %s refused (%s by %s): numbered again as %s", old, reason, by, new)
+        if len(renamed) < len(ids) and by == "beidou":
+            log.warning("%d alerts refused by the ground station (%s): they go by MQTT only", len(ids) - len(renamed),
+                        reason)
+        return renamed
+
+    def mark_unpackable(self, alert: Alert, reason: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE alerts SET beidou_refused = ? WHERE id = ?", (f"unpackable: {reason}", alert.id))
+        log.warning("alert %s cannot go by BeiDou (%s): kept for MQTT", alert.id, reason)
+
     def state(self, alert_id: str) -> str | None:
         row = self.db.execute("SELECT state FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return row[0] if row else None
+
+    def beidou_refused(self, alert_id: str) -> str | None:
+        row = self.db.execute("SELECT beidou_refused FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return row[0] if row else None
 
     def counts(self) -> dict[str, int]:
@@ -142,9 +289,24 @@ class Outbox:
 
     def alerts(self) -> list[dict]:
         """Every stored alert as its JSON document (the interface the edge runtime's tests read)."""
-        import json
+        return [json.loads(d) for (d,) in self.db.execute("SELECT doc FROM alerts ORDER BY n")]
 
-        return [json.loads(d) for (d,) in self.db.execute("SELECT doc FROM alerts ORDER BY seq")]
+    def status(self) -> dict:
+        """What is still unsent, by severity and state (`pli link status`)."""
+        unsent: dict[str, dict[str, int]] = {}
+        for severity, state, link, n in self.db.execute(
+                "SELECT severity, state, COALESCE(beidou_refused, ''), COUNT(*) FROM alerts WHERE state != 'acked' "
+                "GROUP BY severity, state, beidou_refused IS NOT NULL"):
+            key = state if not link else f"{state}, BeiDou refused: MQTT only"
+            unsent.setdefault(Severity(severity).name.lower(), {})[key] = n
+        refused = dict(self.db.execute("SELECT beidou_refused, COUNT(*) FROM alerts WHERE state != 'acked' AND "
+                                       "beidou_refused IS NOT NULL GROUP BY beidou_refused").fetchall())
+        total = sum(sum(v.values()) for v in unsent.values())
+        meta = self._meta()
+        return {"drone_id": self.drone_id, "fleet": meta.get("fleet"), "epoch": int(meta["epoch"]),
+                "acknowledged": self.counts().get(ACKED, 0), "unacknowledged": total,
+                "unsent_by_severity": {k: unsent[k] for k in ("high", "medium", "low") if k in unsent},
+                "beidou_refused": refused, "safe_to_power_off": total == 0}
 
     # -- bounds -----------------------------------------------------------------------------------
 
@@ -161,12 +323,12 @@ class Outbox:
         if not self._over():
             return
         steps = (
-            ("thumbnails", "UPDATE alerts SET thumb = NULL WHERE seq IN (SELECT seq FROM alerts WHERE thumb IS NOT NULL"
-                           " ORDER BY seq LIMIT 64)"),
-            ("acknowledged alerts", "DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE state = 'acked'"
-                                    " ORDER BY seq LIMIT 64)"),
-            ("unsent low/medium alerts", f"DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE severity < "
-                                         f"{int(Severity.HIGH)} AND state != 'acked' ORDER BY severity, seq LIMIT 1)"),
+            ("thumbnails", "UPDATE alerts SET thumb = NULL WHERE n IN (SELECT n FROM alerts WHERE thumb IS NOT NULL"
+                           " ORDER BY n LIMIT 64)"),
+            ("acknowledged alerts", "DELETE FROM alerts WHERE n IN (SELECT n FROM alerts WHERE state = 'acked'"
+                                    " ORDER BY n LIMIT 64)"),
+            ("unsent low/medium alerts", f"DELETE FROM alerts WHERE n IN (SELECT n FROM alerts WHERE severity < "
+                                         f"{int(Severity.HIGH)} AND state != 'acked' ORDER BY severity, n LIMIT 1)"),
         )
         for what, sql in steps:
             while self._over():
@@ -186,6 +348,10 @@ class Outbox:
 
     def close(self) -> None:
         self.db.close()
+
+
+def ids_of(drone_id: str, epoch: int, seqs: Sequence[int]) -> list[str]:
+    return [alert_id(drone_id, epoch, s) for s in seqs]
 
 
 class _Transaction:

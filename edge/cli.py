@@ -36,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="ONNX model")
     p.add_argument("--outbox", type=Path, default=Path("outbox/outbox.db"),
                    help="the durable outbox, SQLite (default outbox/outbox.db); crops go beside it")
-    p.add_argument("--drone-id", default="UAV-01", help="this drone's id (default UAV-01)")
+    p.add_argument("--config", type=Path, default=Path("device.json"),
+                   help="device config from `pli device init` (default device.json): drone id and fleet come "
+                   "from it, as for `pli link run`")
+    p.add_argument("--drone-id", help="override the device file's drone id (logged as a warning); required when "
+                   "there is no device file (photos processed on the ground)")
     p.add_argument("--flight-id", help="flight id (default: UTC start time)")
     p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
     p.add_argument("--tz", help="time zone of the telemetry's local times")
@@ -87,12 +91,33 @@ def _detect(args: argparse.Namespace) -> int:
     return 2 if failed == len(args.images) else 0
 
 
+def identity(config: Path, drone_id: str | None) -> tuple[str, str | None, int | None]:
+    """(drone id, fleet, key id) for a drone-side command: the device file's, `--drone-id` only
+    as a logged override or, with no device file (photos processed on the ground), explicitly."""
+    import logging
+
+    from comms.device import DeviceConfig
+
+    if not config.exists():
+        if drone_id is None:
+            raise ValueError(f"no device file {config}: run `pli device init` on the drone (or pass --config), or "
+                             "give --drone-id to process photos on the ground")
+        return drone_id, None, None
+    cfg = DeviceConfig.load(config)
+    if drone_id is not None and drone_id != cfg.drone_id:
+        logging.getLogger("pli.identity").warning("--drone-id %s overrides the device file's %s (%s)", drone_id,
+                                                  cfg.drone_id, config)
+        return drone_id, None, None
+    return cfg.drone_id, cfg.fleet, cfg.key_id
+
+
 def _run(args: argparse.Namespace) -> int:
     from comms.outbox import Outbox
     from edge.runtime import RunConfig, run_flight
     from edge.tracker import TrackerConfig
 
-    config = RunConfig(drone_id=args.drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
+    drone_id, fleet, key_id = identity(args.config, args.drone_id)
+    config = RunConfig(drone_id=drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
                        threads=args.threads, tracker=TrackerConfig(k=args.k, n=args.n, radius_m=args.radius),
                        watch=args.watch)
     if args.telemetry or args.tz:
@@ -101,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         source = open_source(args.source, args.telemetry, args.tz)
     else:
         source = args.source
-    summary = run_flight(source, args.model, Outbox(args.outbox, args.drone_id), config)
+    summary = run_flight(source, args.model, Outbox(args.outbox, drone_id, fleet, key_id), config)
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
     return 0

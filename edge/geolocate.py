@@ -4,7 +4,7 @@ The range comes from the laser range finder when the photo has one (DJI's LRFTar
 the target is taken at that depth along the optical axis), else from where the ray meets the
 ground plane at take-off height. Without a usable pose, or when the ray never reaches the
 ground within `MAX_RANGE_M`, the fault is placed at the drone's own position and the result
-says so ("drone" instead of "projected").
+says so ("drone" instead of "laser" or "ground_plane").
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MAX_RANGE_M = 500.0
 class Located:
     lat: np.ndarray
     lon: np.ndarray
-    source: str  # "projected" or "drone"
+    source: str  # "laser", "ground_plane" or "drone" (comms.alert.POSITION_SOURCES)
 
 
 def _rays(tag: Geotag, width: int, height: int, uv: np.ndarray) -> np.ndarray:
@@ -52,11 +52,12 @@ def locate(tag: Geotag, width: int, height: int, uv: np.ndarray) -> Located:
         return drone
     rays = _rays(tag, width, height, uv)
     if tag.target_distance is not None and 0 < tag.target_distance <= MAX_RANGE_M:
-        scale = np.full(n, tag.target_distance)
+        scale, how = np.full(n, tag.target_distance), "laser"
     elif tag.rel_alt is not None and tag.rel_alt > 0:
         down = -rays[:, 2]
         with np.errstate(divide="ignore"):
             scale = np.where(down > 1e-6, tag.rel_alt / down, np.inf)
+        how = "ground_plane"
     else:
         return drone
     if not np.all(np.isfinite(scale)):  # some ray never meets the ground
@@ -65,4 +66,4 @@ def locate(tag: Geotag, width: int, height: int, uv: np.ndarray) -> Located:
     if np.hypot(ground[:, 0], ground[:, 1]).max() > MAX_RANGE_M:
         return drone
     lat, lon = offset_latlon(tag.lat, tag.lon, ground[:, 0], ground[:, 1])
-    return Located(lat, lon, "projected")
+    return Located(lat, lon, how)

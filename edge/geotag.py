@@ -35,6 +35,7 @@ class Geotag:
     flight_yaw: float | None = None
     target_distance: float | None = None  # laser range finder, metres
     focal_35mm: float | None = None
+    gnss_time: datetime | None = None  # the GPS date and time stamps (UTC), apart from the camera's clock
 
     @property
     def has_position(self) -> bool:
@@ -94,6 +95,10 @@ def _exif_time(exif: dict, gps: dict) -> datetime | None:
         t = parse_time(text, zone)
         if t is not None:
             return t
+    return _gnss_time(gps)
+
+
+def _gnss_time(gps: dict) -> datetime | None:
     date, hms = _text(gps.get(piexif.GPSIFD.GPSDateStamp)), gps.get(piexif.GPSIFD.GPSTimeStamp)
     if date and isinstance(hms, tuple) and len(hms) == 3:
         parts = [_ratio(x) for x in hms]
@@ -131,6 +136,7 @@ def read_geotag(source: str | Path | bytes) -> Geotag:
         lat = lon = None
     return Geotag(
         time=_exif_time(ex, gps),
+        gnss_time=_gnss_time(gps),
         lat=lat,
         lon=lon,
         alt=xmp.get("AbsoluteAltitude", alt),

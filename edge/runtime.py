@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from comms.alert import Alert
+from comms.alert import Alert, restamp
 from comms.alert_json import thumbnail_of
-from comms.classes import load_class_list
+from comms.classes import class_list_for
 from comms.outbox import Outbox
 from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunConfig:
-    drone_id: str = "UAV-01"
+    drone_id: str | None = None  # default: the outbox's owner (from the device file)
     flight_id: str | None = None
     tile: str = "auto"
     conf: float | None = None
@@ -72,6 +72,8 @@ class ModelSlot:
     def __init__(self, path: Path, threads: int | None, watch: Path | None):
         self.detector = Detector(path, threads=threads)
         self.path, self.threads, self.watch = Path(path), threads, watch
+        self.classes = class_list_for(self.detector.names)
+        self.version = model_version(self.path)
         self.swaps = 0
         self._seen: set[tuple[str, float]] = set()
 
@@ -90,7 +92,7 @@ class ModelSlot:
                 log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
                 continue
             log.info("model swapped: %s -> %s", self.path.name, path.name)
-            self.detector, self.path = det, path
+            self.detector, self.path, self.version = det, path, model_version(path)
             self.swaps += 1
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
@@ -110,6 +112,16 @@ class ModelSlot:
         return det
 
 
+def model_version(path: Path) -> str:
+    """`<file stem>/<model card version>`, or the file's sha256 prefix when it has no card."""
+    card = Path(path).with_suffix(".json")
+    try:
+        version = json.loads(card.read_text()).get("version")
+    except (OSError, ValueError):
+        version = None
+    return f"{Path(path).stem}/{version or 'sha256:' + file_sha256(path)[:12]}"
+
+
 def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.5) -> np.ndarray:
     x1, y1, x2, y2 = box
     mw, mh = (x2 - x1) * margin, (y2 - y1) * margin
@@ -120,10 +132,10 @@ def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: flo
 def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox,
                config: RunConfig | None = None, progress: bool = True) -> RunSummary:
     cfg = config or RunConfig()
-    classes = load_class_list()
+    if cfg.drone_id not in (None, outbox.drone_id):
+        raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
     slot = ModelSlot(model, cfg.threads, cfg.watch)
-    if slot.detector.names != classes.names:
-        raise ModelError(f"{model}: classes {slot.detector.names} differ from the configured {classes.names}")
+    classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
     crops = cfg.crops or outbox.path.parent / "crops"
@@ -147,7 +159,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
         recent.append(frame)
         frames += 1
         for event in tracker.update(frame.index, dets, located):
-            made = _alert(event, recent, frame, outbox, flight_id, cfg.drone_id, crops)
+            made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
             if made is not None:
                 alert, crop = made
                 outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
@@ -158,19 +170,25 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
 
 
 def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: Outbox, flight_id: str,
-           drone_id: str, crops: Path) -> tuple[Alert, np.ndarray] | None:
+           crops: Path, slot: ModelSlot) -> tuple[Alert, np.ndarray] | None:
     if not (np.isfinite(event.lat) and np.isfinite(event.lon)):
         log.warning("fault %s (%s) confirmed on frames without position: no alert", event.track_id, event.cls)
         return None
     best = next((f for f in recent if f.index == event.frame), current)
-    seq = outbox.next_seq()
-    crop_path = crops / f"{flight_id}_{seq:06d}_{event.cls}.jpg"
+    epoch, seq = outbox.next_id()
+    crop_path = crops / f"{flight_id}_{epoch:05d}_{seq:06d}_{event.cls}.jpg"
     crop = _crop(best.image, event.box)
     cv2.imwrite(str(crop_path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
     tag = best.geotag
-    when = tag.time if tag.time is not None and tag.time.tzinfo is not None else datetime.now(UTC)
-    alert = Alert(drone_id=drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
+    # A camera with an unset clock: GNSS time, else the time of receipt, flagged (never dropped).
+    when, restamped = restamp(tag.time, tag.gnss_time, datetime.now(UTC))
+    if restamped:
+        log.warning("frame %s: time %s is unset or before 2020; alert re-stamped %s", best.name, tag.time,
+                    when.isoformat())
+    alert = Alert(drone_id=outbox.drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
                   alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
                   confidence=min(1.0, event.confidence), severity=event.severity, crop_path=str(crop_path),
-                  position_source=event.position_source)
+                  position_source=event.position_source, epoch=epoch,
+                  class_list_version=slot.classes.version, model_version=slot.version,
+                  source_frame=best.name, frame_time=tag.time, box=event.box, time_restamped=restamped)
     return alert, crop

@@ -49,7 +49,10 @@ class Track:
     best_frame: int = -1
     best_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     confirmed: bool = False
-    source: str = "drone"  # "projected" once any observation was projected from the camera pose
+    source: str = "drone"  # the best way any observation was located: laser, then ground_plane, then drone
+
+
+_RANK = {"drone": 0, "other": 1, "ground_plane": 2, "laser": 3}
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ class FaultTracker:
                 best = Track(next(self._ids), name, lat, lon, deque(maxlen=cfg.n))
                 self.tracks.append(best)
             touched.add(best.id)
-            if located.source == "projected":
-                best.source = "projected"
+            if _RANK[located.source] > _RANK[best.source]:
+                best.source = located.source
             best.observations += 1
             best.lat += (lat - best.lat) / best.observations  # running mean of the positions
             best.lon += (lon - best.lon) / best.observations

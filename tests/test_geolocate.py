@@ -26,7 +26,7 @@ def test_every_labelled_fault_projects_within_15_m_of_its_ground_truth(flight):
             if label == "insulator":
                 continue
             found = locate(tag, w, h, np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]))
-            assert found.source == "projected"
+            assert found.source == "laser"  # the synthetic photos carry a laser range
             truth = [f for f in faults if f["class"] == label]
             d = [float(distance_m(found.lat[0], found.lon[0], float(f["lat"]), float(f["lon"]))) for f in truth]
             errors.append(min(d))
@@ -43,7 +43,7 @@ def test_ground_plane_projection_without_laser_range():
     # Looking straight down from 100 m: the image centre is below the drone, the right edge is east.
     tag = Geotag(lat=25.0, lon=102.0, rel_alt=100.0, gimbal_pitch=-90.0, gimbal_yaw=0.0, focal_35mm=18.0)
     found = locate(tag, 1000, 1000, np.array([[500, 500], [1000, 500]]))
-    assert found.source == "projected"
+    assert found.source == "ground_plane"
     assert float(distance_m(25.0, 102.0, found.lat[0], found.lon[0])) < 0.01
     east_lat, east_lon = offset_latlon(25.0, 102.0, 100.0, 0.0)  # 18 mm: half-width angle 45 deg
     assert float(distance_m(east_lat, east_lon, found.lat[1], found.lon[1])) < 0.5

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
+from factories import new_alert
+from store import Store
 from waiting import until
 
 from comms import alert_json
@@ -36,31 +37,12 @@ def _tls(broker, user: str | None, password: str | None = None, ca: str | None =
                       tls_ca=ca or str(broker.folder / "certs" / "ca.crt"))
 
 
-class Cloud:
-    """The cloud's subscriber, logged in as `cloud`: records every alert and acknowledges it."""
-
-    def __init__(self, cfg: MqttConfig):
-        self.messages: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-        self.client = make_client(f"cloud-auth-{uuid.uuid4().hex[:8]}", cfg)  # no session carried between tests
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic("fleet1", "+"), qos=1)
-        self.client.on_message = self._on_message
-        connect(self.client, cfg)
-
-    def _on_message(self, client, userdata, message) -> None:
-        alert, _ = alert_json.loads(message.payload)
-        with self.lock:
-            self.messages.append((message.topic, alert.id))
-        client.publish(acks_topic("fleet1", alert.drone_id), json.dumps([alert.id]), qos=1)
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def Cloud(cfg: MqttConfig) -> Store:
+    return Store(cfg)
 
 
 def _alert(box: Outbox) -> Alert:
-    a = Alert(box.drone_id, box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0, 102.0, 1600.0,
-              "defect", 0.9, Severity.HIGH)
+    a = new_alert(box)
     box.put(a)
     return a
 
@@ -120,8 +102,8 @@ def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
     intruder.on_message = lambda c, u, m: heard.append(m.topic)
     connect(intruder, _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
     t = datetime(2026, 11, 22, 9, tzinfo=UTC)
-    other = Alert("UAV-08", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH)
-    own = Alert("UAV-07", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH)
+    other = Alert("UAV-08", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
+    own = Alert("UAV-07", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
     try:
         assert subscribed.wait(10)
         time.sleep(0.5)  # the cloud's subscription is in place
@@ -170,9 +152,7 @@ def test_pli_link_run_over_tls_with_the_device_config_and_its_password_from_the_
     box = Outbox(tmp_path / "o.db", "UAV-08")
     ids = []
     for _ in range(4):
-        a = Alert("UAV-08", box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0, 102.0, 1600.0,
-                  "defect", 0.9, Severity.HIGH)
-        box.put(a)
+        box.put(a := new_alert(box))
         ids.append(a.id)
     box.close()
     cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))

@@ -15,41 +15,20 @@ import threading
 import time
 from datetime import UTC, datetime
 
-import paho.mqtt.client as mqtt
 import pytest
+from factories import fill
+from store import Store
 from waiting import until
 
-from comms import alert_json
 from comms.alert import Alert
 from comms.classes import Severity
-from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic
+from comms.mqtt_link import MqttConfig, MqttLink
 from comms.outbox import Outbox
 
 pytestmark = pytest.mark.slow
 
 
-class Cloud:
-    """Plays the cloud: records every alert id it receives and acknowledges it."""
-
-    def __init__(self, port: int, fleet: str = "fleet1"):
-        self.ids: list[str] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cloud-test", protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(fleet, "+"), qos=1)
-        self.client.on_message = self._on_message
-        self.fleet = fleet
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, message) -> None:
-        alert, _ = alert_json.loads(message.payload)
-        with self.lock:
-            self.ids.append(alert.id)
-        client.publish(acks_topic(self.fleet, alert.drone_id), json.dumps([alert.id]), qos=1)
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+Cloud = Store  # the tests' stand-in for the cloud's alert store
 
 
 KEY = bytes(range(32))
@@ -98,14 +77,7 @@ def beidou_home(broker, tmp_path):
         cloud.stop()
 
 
-def _fill(box: Outbox, n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        a = Alert(box.drone_id, box.next_seq(), "F1", datetime(2026, 11, 22, 9, tzinfo=UTC), 25.0 + i / 1e5, 102.0,
-                  1600.0, "defect" if i % 3 else "bird_nest", 0.9, Severity.HIGH if i % 3 else Severity.MEDIUM)
-        box.put(a)
-        ids.append(a.id)
-    return ids
+_fill = fill
 
 
 def test_alerts_are_delivered_and_acknowledged_across_a_broker_restart(broker, tmp_path):
@@ -156,7 +128,7 @@ def _stuck(db) -> list:
     try:
         now = time.time()
         return [(i, st, n, round(now - t, 1) if t else None) for i, st, n, t in con.execute(
-            "SELECT id, state, attempts, last_sent FROM alerts WHERE state != 'acked' ORDER BY severity DESC, seq "
+            "SELECT id, state, attempts, created FROM alerts WHERE state != 'acked' ORDER BY severity DESC, n "
             "LIMIT 6")]
     finally:
         con.close()
@@ -195,6 +167,7 @@ def test_500_alerts_survive_ten_sigkills_of_the_sender(broker, tmp_path):
     assert seen == set(ids) and len(seen) == 500  # every id at least once, nothing foreign
 
 
+
 def test_ground_station_passes_on_verified_alerts_once(beidou_home):
     from datetime import timedelta
 
@@ -203,7 +176,7 @@ def test_ground_station_passes_on_verified_alerts_once(beidou_home):
     drone, station, cloud = beidou_home(freq=0.2)
     t = datetime(2026, 11, 22, 10, tzinfo=UTC)
     alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
-                    Severity.HIGH) for i in range(1, 4)]
+                    Severity.HIGH, epoch=1, class_list_version=1) for i in range(1, 4)]
     genuine = pack(alerts, 7, KEY, drone.card.payload_bytes).payload
     forged = pack(alerts, 7, b"not the drone's key", drone.card.payload_bytes).payload
     for payload in (genuine, genuine, forged):
@@ -330,7 +303,8 @@ def test_the_ground_station_records_and_acknowledges_only_what_the_broker_took(b
     guard = ReplayGuard(tmp_path / "replay.db")
     station = GroundStation({7: ("UAV-07", KEY)}, guard, client, beidou_acks=True, publish_timeout_s=0.5)
     t = datetime(2026, 11, 22, 9, tzinfo=UTC)
-    alerts = [Alert("UAV-07", i, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH) for i in (1, 2, 3)]
+    alerts = [Alert("UAV-07", i, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1,
+                    class_list_version=1) for i in (1, 2, 3)]
     payload = pack(alerts, 7, KEY, 77).payload
     cloud = None
     try:
@@ -338,12 +312,12 @@ def test_the_ground_station_records_and_acknowledges_only_what_the_broker_took(b
         broker.stop()
         assert until(lambda: not client.is_connected(), 5)
         assert station.handle("0247718", payload) == [] and station.stats.unconfirmed == 1
-        assert guard.highest("UAV-07") is None and not station.to_ack
+        assert guard.highest("UAV-07", 1) is None and not station.to_answer
         broker.start()
         cloud = Cloud(broker.port)
         assert until(client.is_connected, 15)
         assert station.handle("0247718", payload) == [a.id for a in alerts]  # the re-send passes
-        assert guard.highest("UAV-07") == 3 and station.to_ack == {("0247718", 7): {1, 2, 3}}
+        assert guard.highest("UAV-07", 1) == 3 and station.to_answer == {("0247718", 7): {("ack", 1, 0): {1, 2, 3}}}
         assert station.handle("0247718", payload) == [] and station.stats.replays == 1  # a true replay does not
         assert until(lambda: set(cloud.ids) == {a.id for a in alerts}, 5)
     finally:
@@ -409,8 +383,8 @@ def test_beidou_alerts_survive_power_cuts_of_drone_and_ground_station(broker, tm
     assert set(seen) == set(ids)  # every alert at least once, each under its one id, nothing foreign
 
 
-def test_the_ground_station_does_not_acknowledge_alerts_too_old_for_its_window(broker, tmp_path):
-    from comms.alert_pack import pack
+def test_the_ground_station_refuses_alerts_too_old_for_its_window_with_a_signed_answer(broker, tmp_path):
+    from comms.alert_pack import TOO_OLD, Refusal, pack, unpack_answer
     from comms.ground import GroundStation
     from comms.mqtt_link import connect, make_client
     from comms.replay import WINDOW, ReplayGuard
@@ -422,15 +396,31 @@ def test_the_ground_station_does_not_acknowledge_alerts_too_old_for_its_window(b
     t = datetime(2026, 11, 22, 9, tzinfo=UTC)
 
     def message(*seqs: int) -> bytes:
-        return pack([Alert("UAV-07", s, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH) for s in seqs],
-                    7, KEY, 77).payload
+        return pack([Alert("UAV-07", s, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1,
+                           class_list_version=1) for s in seqs], 7, KEY, 77).payload
+
+    class Terminal:  # what the station's answers would go out through
+        card = type("Card", (), {"payload_bytes": 77})()
+
+        def __init__(self):
+            self.sent: list[bytes] = []
+
+        def send(self, to, payload, retries=0):
+            self.sent.append(payload)
+            return type("R", (), {"ok": True})()
 
     try:
         assert until(client.is_connected, 5)
         assert len(station.handle("0247718", message(WINDOW + 10))) == 1
-        station.to_ack.clear()
+        station.to_answer.clear()
         # seq 5 is too old for the window: refused unseen, so it must stay due for MQTT on the drone
         assert len(station.handle("0247718", message(5, WINDOW + 10, WINDOW + 11))) == 1
-        assert station.to_ack == {("0247718", 7): {WINDOW + 10, WINDOW + 11}}
+        assert station.to_answer == {("0247718", 7): {("ack", 1, 0): {WINDOW + 10, WINDOW + 11},
+                                                      (TOO_OLD, 1, 0): {5}}}
+        terminal = Terminal()
+        station._send_answer(terminal)  # refusals go first: they stop wasted sends
+        station._send_answer(terminal)
+        assert unpack_answer(terminal.sent[0], 7, KEY) == Refusal(TOO_OLD, 1, [5], 0)
+        assert not station.to_answer and station.stats.refusal_messages == 1 and station.stats.ack_messages == 1
     finally:
         client.loop_stop()

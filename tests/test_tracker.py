@@ -45,7 +45,7 @@ def test_one_alert_per_ground_truth_fault_within_15_m(long_flight):
     assert len(faults) >= 3
     matched = set()
     for e in events:
-        assert e.position_source == "projected" and e.observations >= 2
+        assert e.position_source in ("laser", "ground_plane") and e.observations >= 2
         d = {f["fault_id"]: float(distance_m(e.lat, e.lon, float(f["lat"]), float(f["lon"])))
              for f in faults if f["class"] == e.cls}
         fid = min(d, key=d.get)
@@ -59,7 +59,7 @@ def test_one_alert_per_ground_truth_fault_within_15_m(long_flight):
 def test_k_of_n_and_no_realert_when_seen_again():
     tracker = FaultTracker(load_class_list(), TrackerConfig(k=2, n=3))
     box = np.array([[100, 100, 140, 140]])
-    here = Located(np.array([25.0]), np.array([102.0]), "projected")
+    here = Located(np.array([25.0]), np.array([102.0]), "ground_plane")
     det = Detections(box, [0.8], [NAMES.index("defect")], NAMES)
     assert tracker.update(0, det, here) == []
     assert tracker.update(5, det, here) == []  # too far apart in frames: a new try
@@ -76,7 +76,7 @@ def test_distinct_places_and_classes_are_distinct_faults():
     box = np.array([[10, 10, 50, 50]] * 3)
     det = Detections(box, [0.9, 0.9, 0.9], [NAMES.index("defect"), NAMES.index("defect"), NAMES.index("bird_nest")],
                      NAMES)
-    far = Located(np.array([25.0, 25.001, 25.0]), np.array([102.0, 102.0, 102.0]), "projected")  # 111 m apart
+    far = Located(np.array([25.0, 25.001, 25.0]), np.array([102.0, 102.0, 102.0]), "ground_plane")  # 111 m apart
     assert sorted(e.cls for e in tracker.update(0, det, far)) == ["bird_nest", "defect", "defect"]
 
 

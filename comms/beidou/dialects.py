@@ -142,7 +142,7 @@ class Text21:
     def event(self, frame: Frame) -> Event | None:
         f, kind = frame.fields, frame.type[2:]
         if kind == "BSI":
-            return Beams(tuple(f[f"power_{i}"] for i in range(1, 11)))
+            return Beams(tuple(f[f"power_{i}"] or 0 for i in range(1, 11)))
         if kind == "FKI" and f.get("command") == "TXA":
             if f["executed"]:
                 return Feedback(True)
@@ -212,7 +212,7 @@ class Binary40:
     def event(self, frame: Frame) -> Event | None:
         f, kind = frame.fields, frame.type
         if kind == "GLZK":
-            return Beams(tuple(f[f"power_{i}"] for i in range(1, 7)))
+            return Beams(tuple(f[f"power_{i}"] or 0 for i in range(1, 7)))
         if kind == "FKXX":
             if f["flag"] == 0:
                 return Feedback(True) if f.get("command") == "TXSQ" else None
@@ -285,7 +285,8 @@ class Bds3:
     def event(self, frame: Frame) -> Event | None:
         f, kind = frame.fields, frame.type[2:]
         if kind == "PWI":
-            return Beams(tuple(b["power"] for b in f["bds2"] + f["bds3"]), has_time=f["time"] not in ("", "000000.00"))
+            return Beams(tuple(b["power"] or 0 for b in f["bds2"] + f["bds3"]),
+                         has_time=f["time"] not in ("", "000000.00"))
         if kind == "FKI" and frame.dialect == TEXT_BDS3 and f["command"] == "TCQ":
             if f["executed"]:
                 return Feedback(True)

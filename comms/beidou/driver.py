@@ -139,6 +139,9 @@ class Driver:
                     log.warning("terminal sent a bad frame: %s", item)
                     continue
                 dialect = self.dialect
+                if item.dialect not in DIALECTS:  # a vendor's sentence we do not need (status, ...)
+                    log.debug("terminal sent %s: not needed, ignored", item.type)
+                    continue
                 if dialect is None:
                     if item.type[:2] != "CC":  # our own probes never echo, but a loopback would
                         self._heard.put(item)
@@ -170,16 +173,20 @@ class Driver:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    def send(self, to: str, payload: bytes, retries: int = 3, feedback_timeout_s: float = 5.0) -> SendResult:
-        """Send `payload` to address `to`, paced and retried; blocks until done."""
+    def send(self, to: str, payload: bytes, retries: int = 3, feedback_timeout_s: float = 5.0,
+             cancel: threading.Event | None = None) -> SendResult:
+        """Send `payload` to address `to`, paced and retried; blocks until done (run it in a worker
+        thread). Setting `cancel` ends the waits between attempts: nothing goes out after it."""
         assert self.card is not None and self.dialect is not None
         if len(payload) > self.card.payload_bytes:
             raise ValueError(f"{len(payload)} bytes exceed the card's {self.card.payload_bytes} per message")
+        cancel = cancel or threading.Event()
         reason = ""
         for attempt in range(1, retries + 2):
             if self.failed:  # the port is gone: waiting or retrying cannot help
                 return SendResult(False, attempt - 1, self.failed)
-            time.sleep(self.next_send_in())
+            if cancel.wait(self.next_send_in()) or cancel.is_set():
+                return SendResult(False, attempt - 1, "cancelled")
             while not self._feedback.empty():
                 self._feedback.get_nowait()
             try:
@@ -199,8 +206,8 @@ class Driver:
             log.info("BeiDou send refused: %s; attempt %d", reason, attempt)
             if fb.reason == "frequency" and fb.wait_s:
                 self.last_send = time.monotonic() - self.card.service_frequency_s + fb.wait_s
-            else:
-                time.sleep(1.0)
+            elif cancel.wait(1.0):
+                return SendResult(False, attempt, "cancelled")
         return SendResult(False, retries + 1, reason)
 
     def _await_feedback(self, timeout: float) -> Feedback | None:

@@ -6,6 +6,14 @@ BDS-3 text. Each sentence or frame is a table of typed fields; `decode_text`, `d
 `ParseError` subclass, never another exception.
 
 Numbers decode as numbers; message content as bytes, plus `<name>_text` where it is GB2312 text.
+
+Vendors differ: the same sentence comes with fewer or more trailing fields, and terminals say
+things the driver does not need (status, self-check, time, version, receipts). So a sentence with
+extra trailing fields decodes and keeps them raw under `extra`; one missing trailing optional
+fields decodes with them None; a well-formed sentence of an unknown name decodes as dialect
+"unknown" with its fields raw. Only a malformed frame (checksum, framing, a required field missing
+or of the wrong type) is an error. Facts per sentence: ../shared/docs/beidou-rdss.md and
+docs/beidou-vendors.md.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TEXT_21, BINARY_40, TEXT_BDS3 = "2.1", "4.0", "bds3"
+UNKNOWN = "unknown"  # a well-formed text sentence of a name not in the tables
 MAX_TEXT = 4096  # a BDS-3 regional message: 14,000 bits as code is 3,500 hex digits
 MAX_BINARY = 1024
 
@@ -90,6 +99,7 @@ class TextSentence:
     # content field -> the field that says how it is encoded, and the map code -> encoding
     content_form: tuple[str, str, dict[str, str]] | None = None
     matches: Callable[[list[str]], bool] = lambda parts: True
+    required: int | None = None  # leading fields every vendor sends (None: all); the rest may be missing
 
 
 _FORM_21 = {"0": "gb2312", "1": "code", "2": "mixed"}
@@ -102,31 +112,43 @@ TEXT: dict[str, tuple[TextSentence, ...]] = {
                                    F("content", "content")), ("content", "form", _FORM_21)),),
     "FKI": (
         TextSentence(TEXT_BDS3, (F("time"), F("command"), F("executed", "yn"), F("fail_reason", "int", True),
-                                 F("remaining_s", "int", True)), matches=lambda p: bool(re.fullmatch(r"\d{6}", p[0]))),
+                                 F("remaining_s", "int", True)), matches=lambda p: bool(re.fullmatch(r"\d{6}", p[0])),
+                     required=3),
         TextSentence(TEXT_21, (F("command"), F("executed", "yn"), F("frequency_flag", "yn"), F("inhibit", "int"),
-                               F("wait", "int", width=4)), matches=lambda p: bool(re.fullmatch(r"[A-Z]{3}", p[0]))),
+                               F("wait", "int", width=4)), matches=lambda p: bool(re.fullmatch(r"[A-Z]{3}", p[0])),
+                     required=2),
     ),
     "BSI": (TextSentence(TEXT_21, (F("response_beam", "int", width=2), F("time_diff_beam", "int", width=2),
-                                   *(F(f"power_{i}", "int") for i in range(1, 11)))),),
+                                   *(F(f"power_{i}", "int") for i in range(1, 11))), required=2),),
+    "BSS": (TextSentence(TEXT_21, (F("response_beam", "int", width=2), F("time_diff_beam", "int", width=2))),),
+    # Receipt (acknowledgement) of messages sent with receipt requested: the peer's address, the
+    # number of receipts (0..5), then per receipt the send time and the receipt time, hhmm.
+    "HZR": (TextSentence(TEXT_21, (F("address"), F("count", "int"),
+                                   Group("receipts", "count", (F("send_time"), F("receipt_time")))), required=2),),
+    # Terminal status, vendors' order: PRM (RDSS) module, crypto module, antenna, channel, power
+    # source, charging, battery level, remaining operating time. Meanings differ: kept as text.
+    "ZTI": (TextSentence(TEXT_21, (F("prm_status"), F("crypto_status"), F("antenna_status"), F("channel_status"),
+                                   F("power_source"), F("charging"), F("battery"), F("remaining")), required=1),),
     "ICA": (TextSentence(TEXT_21, (F("query_type", "int"), F("frame_no", "int"))),),
     "ICI": (TextSentence(TEXT_21, (F("address"), F("serial"), F("broadcast_address"), F("user_type", "int"),
                                    F("service_frequency_s", "float"), F("comm_level", "int"), F("encryption"),
-                                   F("subordinates", "int"))),),
-    "RMO": (TextSentence(TEXT_21, (F("sentence"), F("mode", "int"), F("interval", "float", True))),),
+                                   F("subordinates", "int")), required=6),),
+    "RMO": (TextSentence(TEXT_21, (F("sentence"), F("mode", "int"), F("interval", "float", True)), required=2),),
     "WAA": (TextSentence(TEXT_21, (F("report_type", "int"), F("interval", "float", True), F("address"), F("time"),
                                    F("lat"), F("ns"), F("lon"), F("ew"), F("height", "float", True),
                                    F("height_unit"))),),
     "TCQ": (TextSentence(TEXT_BDS3, (F("recipient"), F("freq_point", "int"), F("inbound_ack", "int"),
                                      F("encoding", "int"), F("content", "content"), F("report_freq", "int")),
-                         ("content", "encoding", _FORM_BDS3)),),
+                         ("content", "encoding", _FORM_BDS3), required=5),),
     "TCI": (TextSentence(TEXT_BDS3, (F("sender"), F("recipient"), F("freq_point", "int"), F("time"),
                                      F("encoding", "int"), F("unknown"), F("content", "content")),
                          ("content", "encoding", _FORM_BDS3)),),
     "PWI": (TextSentence(TEXT_BDS3, (F("time"), F("bds2_count", "int", width=2),
                                      Group("bds2", "bds2_count", (F("beam", "int", width=2), F("power", "int"))),
                                      F("bds3_count", "int", width=2),
-                                     Group("bds3", "bds3_count", (F("beam", "int", width=2), F("power", "int"))))),),
-    "ICR": (TextSentence(TEXT_BDS3, (F("query_type", "int"), F("frame_no", "int"))),),
+                                     Group("bds3", "bds3_count", (F("beam", "int", width=2), F("power", "int")))),
+                         required=3),),
+    "ICR": (TextSentence(TEXT_BDS3, (F("query_type", "int"), F("frame_no", "int")), required=1),),
     "ICP": (TextSentence(TEXT_BDS3, (F("card_id"), Rest("more"))),),
 }
 
@@ -212,8 +234,8 @@ def decode_text(line: bytes) -> Frame:
     if not re.fullmatch(r"[A-Z]{5}", head):
         raise FormatError(f"sentence name {head!r} is not talker + 3 letters")
     variants = TEXT.get(head[2:])
-    if variants is None:
-        raise UnknownSentence(f"unknown sentence {head}")
+    if variants is None:  # well-formed, just not ours to interpret: kept raw, never an error
+        return Frame(UNKNOWN, head, {"fields": parts}, raw)
     if not parts:
         raise FormatError(f"{head}: no fields")
     spec = next((v for v in variants if v.matches(parts)), None)
@@ -226,13 +248,17 @@ def decode_text(line: bytes) -> Frame:
 def _decode_fields(head: str, spec: TextSentence, parts: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     i = 0
-    for f in spec.fields:
+    required = len(spec.fields) if spec.required is None else spec.required
+    for n_field, f in enumerate(spec.fields):
         if isinstance(f, Rest):
             out[f.name] = parts[i:]
             i = len(parts)
             continue
         if isinstance(f, Group):
             n = out.get(f.count)
+            if n is None and n_field >= required:  # the count itself was missing: none
+                out[f.name] = []
+                continue
             if not isinstance(n, int) or n < 0 or i + n * len(f.fields) > len(parts):
                 raise FormatError(f"{head}: group {f.name} of {n} entries does not fit the sentence")
             out[f.name] = [{g.name: _convert(g, parts[i + k * len(f.fields) + j]) for j, g in enumerate(f.fields)}
@@ -240,14 +266,18 @@ def _decode_fields(head: str, spec: TextSentence, parts: list[str]) -> dict[str,
             i += n * len(f.fields)
             continue
         if i >= len(parts):
-            if f.optional:
+            if f.optional or n_field >= required:
                 out[f.name] = None
                 continue
             raise FormatError(f"{head}: missing field {f.name} (has {len(parts)} fields)")
+        if f.kind == "content" and n_field == len(spec.fields) - 1:
+            out[f.name] = _convert(f, ",".join(parts[i:]))  # raw GB2312 content may hold commas
+            i = len(parts)
+            continue
         out[f.name] = _convert(f, parts[i])
         i += 1
     if i < len(parts):
-        raise FormatError(f"{head}: {len(parts) - i} fields more than expected")
+        out["extra"] = parts[i:]  # a vendor's additional trailing fields, kept raw
     if spec.content_form:
         name, form_field, forms = spec.content_form
         encoding = forms.get(str(out.get(form_field)))
@@ -288,6 +318,7 @@ def encode_text(talker_sentence: str, fields: dict[str, Any]) -> bytes:
             parts.append(_content_field(value if isinstance(value, bytes) else str(value).encode("gb2312"), form))
         else:
             parts.append(_render(f, fields.get(f.name)))
+    parts += [str(v) for v in fields.get("extra") or []]
     body = ",".join(parts).encode("latin-1")
     return b"$" + body + b"*" + f"{checksum(body):02X}".encode() + b"\r\n"
 
@@ -300,19 +331,34 @@ class B:
 
     name: str
     size: int = 1
-    kind: str = "uint"  # uint, bytes, text (ASCII), content (length from `bits`), rest
+    kind: str = "uint"  # uint, bytes, content (length from `bits`), rest (every byte left)
+    optional: bool = False  # some vendors' frames end before it: decoded as None
 
 
 BINARY: dict[str, tuple[B, ...]] = {
     "TXSQ": (B("info_class"), B("destination", 3), B("bits", 2), B("ack"), B("content", kind="content")),
     "TXXX": (B("info_class"), B("sender", 3), B("hour"), B("minute"), B("bits", 2), B("content", kind="content"),
-             B("crc_flag")),
-    "FKXX": (B("flag"), B("extra", 4, "bytes")),
+             B("crc_flag", optional=True)),
+    "FKXX": (B("flag"), B("extra", 4, "bytes", optional=True)),
     "GLJC": (B("output_frequency"),),
-    "GLZK": tuple(B(f"power_{i}") for i in range(1, 7)),
+    "GLZK": tuple(B(f"power_{i}", optional=i > 1) for i in range(1, 7)),
     "ICJC": (B("frame_no"),),
     "ICXX": (B("frame_no"), B("broadcast_id", 3), B("user_characteristic"), B("service_frequency_s", 2),
-             B("comm_level"), B("encryption"), B("subordinates", 2)),
+             B("comm_level"), B("encryption", optional=True), B("subordinates", 2, optional=True)),
+    # self-check request (output every `frequency` s, 0 = once) and its answer: IC card state,
+    # hardware state, battery level, inbound (transmit) state, then the power of six beams
+    "XTZJ": (B("frequency", 2),),
+    "ZJXX": (B("ic_state"), B("hardware_state"), B("battery"), B("inbound_state"),
+             *(B(f"power_{i}", optional=True) for i in range(1, 7))),
+    # receipt (acknowledgement) of messages sent with one requested: the peer, the number of
+    # receipts, then per receipt send hour, minute and receipt hour, minute
+    "TXHZ": (B("peer", 3), B("count"), B("receipts", kind="rest")),
+    # time output request and answer (the terminal's UTC time)
+    "SJSC": (B("frequency", 2),),
+    "SJXX": (B("year", 2), B("month"), B("day"), B("hour"), B("minute"), B("second")),
+    # version read and answer (ASCII text, vendor-defined)
+    "BBDQ": (),
+    "BBXX": (B("version", kind="rest"),),
 }
 BINARY_HEAD = struct.Struct(">5sH3s")  # $ + instruction, total length, user address
 
@@ -345,8 +391,8 @@ def decode_binary(frame: bytes) -> Frame:
         if f.kind == "content":
             bits = out.get("bits", 0)
             n = (bits + 7) // 8
-            tail = sum(g.size for g in spec[spec.index(f) + 1:])
-            if at + n + tail != len(info):
+            tail = sum(g.size for g in spec[spec.index(f) + 1:] if not g.optional)
+            if at + n + tail > len(info):
                 raise LengthError(f"{name}: {bits} content bits do not fit the {len(info)}-byte information field")
             data = info[at:at + n]
             out[f.name] = data
@@ -354,18 +400,35 @@ def decode_binary(frame: bytes) -> Frame:
                 out[f"{f.name}_encoding"] = "mixed"
             at += n
             continue
+        if f.kind == "rest":
+            out[f.name] = info[at:]
+            at = len(info)
+            continue
         if at + f.size > len(info):
+            if f.optional:
+                out[f.name] = None
+                continue
             raise LengthError(f"{name}: information ends before field {f.name}")
         chunk = info[at:at + f.size]
         out[f.name] = int.from_bytes(chunk, "big") if f.kind == "uint" else chunk
         at += f.size
     if at != len(info):
-        raise LengthError(f"{name}: {len(info) - at} bytes left in the information field")
-    if name == "FKXX":
+        out["tail"] = info[at:]  # a vendor's additional trailing bytes, kept raw
+    if name == "FKXX" and out["extra"] is not None:
         if out["flag"] == 4:  # service frequency not reached: the extra bytes hold the wait in seconds
             out["wait"] = int.from_bytes(out["extra"], "big")
         elif out["extra"].isascii() and out["extra"].isalpha():
             out["command"] = out["extra"].decode("ascii")
+    if name == "TXHZ":
+        data = out["receipts"]
+        if len(data) < 4 * out["count"]:
+            raise LengthError(f"TXHZ: {out['count']} receipts do not fit {len(data)} bytes")
+        out["receipts"] = [{"send_time": f"{data[4 * k]:02d}{data[4 * k + 1]:02d}",
+                            "receipt_time": f"{data[4 * k + 2]:02d}{data[4 * k + 3]:02d}"} for k in range(out["count"])]
+        if len(data) > 4 * out["count"]:
+            out["tail"] = data[4 * out["count"]:]
+    if name == "BBXX":
+        out["version_text"] = out["version"].decode("latin-1").strip("\x00 ")
     return Frame(BINARY_40, name, out, frame)
 
 
@@ -375,11 +438,17 @@ def encode_binary(name: str, address: int, fields: dict[str, Any]) -> bytes:
         raise UnknownSentence(f"unknown binary instruction {name!r}")
     info = b""
     for f in spec:
-        value = fields[f.name]
-        if f.kind in ("content", "bytes"):
+        value = fields.get(f.name)
+        if value is None and f.optional:
+            break  # a shorter vendor's frame: what follows is missing too
+        if f.name == "receipts" and name == "TXHZ":
+            value = b"".join(bytes([int(r["send_time"][:2]), int(r["send_time"][2:]), int(r["receipt_time"][:2]),
+                                    int(r["receipt_time"][2:])]) for r in value)
+        if f.kind in ("content", "bytes", "rest"):
             info += bytes(value)
         else:
             info += int(value).to_bytes(f.size, "big")
+    info += bytes(fields.get("tail") or b"")
     length = BINARY_HEAD.size + len(info) + 1
     head = BINARY_HEAD.pack(b"$" + name.encode(), length, address.to_bytes(3, "big"))
     body = head + info
