@@ -55,7 +55,7 @@ def simulate(rate_per_min: float, hours: float, freq_s: float, loss: float, per_
         sev = Severity.HIGH if rng.random() < 0.6 else Severity.MEDIUM
         arrivals.append(Alert("UAV-07", seq, "F1", T0 + timedelta(seconds=t), 25.2 + rng.random() / 100,
                               102.5 + rng.random() / 100, 1650.0, "defect" if sev == Severity.HIGH else "bird_nest",
-                              0.9, sev, tower_id=f"T{rng.randrange(100):02d}"))
+                              0.9, sev, tower_id=f"T{rng.randrange(100):02d}", epoch=1, class_list_version=1))
     created = {a.seq: (a.time - T0).total_seconds() for a in arrivals}
     by_seq = {a.seq: a for a in arrivals}
     resend_after = 3 * freq_s
@@ -97,17 +97,17 @@ def simulate(rate_per_min: float, hours: float, freq_s: float, loss: float, per_
             if lose_message() < loss:
                 lost += 1
             else:  # what the ground station decodes
-                at(now + delay_s, "ground_rx", tuple(a.seq for a in unpack(packed.payload, lambda k: ("UAV-07", KEY))))
+                at(now + delay_s, "ground_rx", tuple(unpack(packed.payload, lambda k: ("UAV-07", KEY)).seqs))
         elif kind == "ground_rx":
             for s in data:
                 arrived.setdefault(s, now - created[s])
             to_ack.update(data)
         elif kind == "ground_slot" and to_ack:
-            payload, done = pack_ack(sorted(to_ack), 7, KEY, PAYLOAD)
+            payload, done = pack_ack(sorted(to_ack), 7, KEY, 1, PAYLOAD)
             to_ack.difference_update(done)
             ack_messages += 1
             if lose_ack() >= loss:
-                at(now + delay_s, "drone_rx", tuple(unpack_ack(payload, 7, KEY)))
+                at(now + delay_s, "drone_rx", tuple(unpack_ack(payload, 7, KEY).seqs))
         elif kind == "drone_rx":
             for s in data:
                 inflight.pop(s, None)

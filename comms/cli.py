@@ -336,7 +336,7 @@ def _link_status(args: argparse.Namespace) -> int:
     cfg = DeviceConfig.load(args.config)
     if not Path(args.outbox).exists():
         raise ValueError(f"{args.outbox}: no outbox there")
-    status = Outbox(args.outbox, cfg.drone_id, cfg.fleet).status()
+    status = Outbox(args.outbox, cfg.drone_id, cfg.fleet, new_epoch=False).status()
     if args.json:
         print(json.dumps(status))
     else:

@@ -34,7 +34,7 @@ from comms import alert_json
 from comms.alert_pack import UNKNOWN_CLASS_LIST, PackError, Refusal, UnknownClassList, pack_ack, pack_refusal, unpack
 from comms.classes import ClassList, known_class_lists
 from comms.mqtt_link import alerts_topic
-from comms.replay import NEW, REPLAY, SUPERSEDED, TOO_OLD, ReplayGuard
+from comms.replay import NEW, REPLAY, SUPERSEDED, TOO_OLD, ReplayGuard, digest
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ class GroundStation:
         # Record the alerts as seen, and acknowledge them, only once the broker has them: a
         # power cut between the two then costs a duplicate publish (the cloud drops it by id),
         # never an alert that the window refuses and the drone believes delivered.
-        verdicts = self.guard.check(drone, epoch, seqs)
+        digests = [digest(a) for a in batch.alerts]  # a reused number with other content is no replay
+        verdicts = self.guard.check(drone, epoch, seqs, digests)
         passed, sent = [], []
         for alert, v in zip(batch.alerts, verdicts, strict=True):
             if v == NEW:
@@ -119,7 +120,8 @@ class GroundStation:
             log.warning("broker did not confirm %d alerts from %s within %g s: not recorded, not acknowledged "
                         "(the drone sends them again)", len(sent), drone, self.publish_timeout_s)
             return []
-        self.guard.accept(drone, epoch, [s for s, v in zip(seqs, verdicts, strict=True) if v == NEW])
+        news = [(s, d) for s, d, v in zip(seqs, digests, verdicts, strict=True) if v == NEW]
+        self.guard.accept(drone, epoch, [s for s, _ in news], [d for _, d in news])
         # Acknowledge what was passed on now or before (a replay: the drone missed the answer);
         # refuse, signed, what can never pass here, so the drone stops sending it by BeiDou.
         self._answer(sender, batch.key_id, _ACK, epoch, [s for s, v in zip(seqs, verdicts, strict=True)

@@ -76,7 +76,7 @@ class Queued:
 
 class Outbox:
     def __init__(self, path: str | Path, drone_id: str, fleet: str | None = None, key_id: int | None = None,
-                 max_bytes: int = 64 << 20, max_alerts: int = 100_000,
+                 max_bytes: int = 64 << 20, max_alerts: int = 100_000, new_epoch: bool = True,
                  boot_id: Callable[[], str] = clock.boot_id, monotonic: Callable[[], float] = clock.monotonic):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,13 +104,15 @@ class Outbox:
             if key_id is not None and meta.get("key_id") not in (None, str(key_id)):
                 log.warning("outbox %s: key id changed from %s to %d (key rotation)", self.path, meta["key_id"], key_id)
             epoch = max(int(meta.get("epoch", 0)), int(meta.get("seen_epoch", 0))) + 1
+            if not new_epoch and "epoch" in meta:  # a look from outside (`pli link status`): no new numbers
+                epoch = int(meta["epoch"])
             if epoch > MAX_EPOCH:
                 raise ValueError(f"{self.path}: the epochs of drone {drone_id} are used up ({MAX_EPOCH}): enroll the "
                                  "drone again under a new drone id")
             self._set_meta(drone_id=drone_id, epoch=epoch, **({"fleet": fleet} if fleet is not None else {}),
                            **({"key_id": key_id} if key_id is not None else {}))
         self.epoch_at_open = epoch
-        log.info("outbox %s of drone %s opened in epoch %d", self.path, drone_id, epoch)
+        log.info("outbox %s of drone %s open, epoch %d", self.path, drone_id, epoch)
 
     # -- identity and counters --------------------------------------------------------------------
 

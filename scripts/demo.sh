@@ -13,5 +13,13 @@ rm -rf "$out/outbox"
 .venv/bin/pli data stats "$out/flight"
 echo "faults of the flight (ground truth):"
 cat "$out/flight/faults.csv"
-.venv/bin/pli edge run --source "$out/flight/images" --model models/pli-default-int8.onnx --outbox "$out/outbox/outbox.db"
-.venv/bin/python scripts/demo_links.py "$out/outbox/outbox.db"
+# The drone's identity, as on a real one: one device file for every drone-side command; its key
+# (made here for the demo, never committed) stays in a file beside it, outside the config.
+mkdir -p "$out"
+[ -s "$out/device.key" ] || (umask 077 && .venv/bin/python -c "import os; print(os.urandom(32).hex())" > "$out/device.key")
+.venv/bin/pli device init --drone-id UAV-01 --key-id 1 --ground-address 0179773 --key-file "$out/device.key" \
+  --out "$out/device.json"
+.venv/bin/pli edge run --config "$out/device.json" --source "$out/flight/images" \
+  --model models/pli-default-int8.onnx --outbox "$out/outbox/outbox.db"
+.venv/bin/pli link status --config "$out/device.json" --outbox "$out/outbox/outbox.db" || true
+.venv/bin/python scripts/demo_links.py "$out/outbox/outbox.db" "$out/device.json"

@@ -1,6 +1,6 @@
 """The demo's second half: a flight's alerts go home over 4G, then over BeiDou past a ridge.
 
-    .venv/bin/python scripts/demo_links.py OUTBOX.db
+    .venv/bin/python scripts/demo_links.py OUTBOX.db DEVICE.json
 
 Starts a Mosquitto broker on a free loopback port, two simulated BeiDou terminals on
 pseudo-terminals (the drone's speaks BDS-3, the ground's the 2.1 dialect: each driver detects
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from comms import alert_json  # noqa: E402
 from comms.beidou.driver import Driver  # noqa: E402
 from comms.beidou.sim import Network, SimTerminal, TerminalConfig  # noqa: E402
+from comms.device import DeviceConfig  # noqa: E402
 from comms.forwarder import Forwarder  # noqa: E402
 from comms.ground import GroundStation  # noqa: E402
 from comms.local_broker import LocalBroker  # noqa: E402
@@ -47,16 +47,17 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("comms.selector").setLevel(logging.INFO)
     outbox_path = Path(sys.argv[1])
-    flight = [alert_json.from_json(doc)[0] for doc in Outbox(outbox_path, "UAV-01").alerts()]
+    device = DeviceConfig.load(sys.argv[2])
+    flight = [alert_json.from_json(doc)[0] for doc in Outbox(outbox_path, device.drone_id, device.fleet).alerts()]
     total = len(flight)
     if not total:
         print("no alerts in the outbox: nothing to send")
         return 0
     work = Path(tempfile.mkdtemp(prefix="pli-demo-links-"))
-    box = Outbox(work / "drone-outbox.db", "UAV-01")
+    box = Outbox(work / "drone-outbox.db", device.drone_id, device.fleet)
     broker = LocalBroker(work / "broker").start()
     port = broker.port
-    key = os.urandom(32)  # the demo's drone key: made now, never written anywhere
+    key = device.key()
     net = Network()
     sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2,
                                        dialect=dialect), net).start()
@@ -74,7 +75,8 @@ def main() -> int:
         if alert.id not in arrived:
             arrived[alert.id] = path
             print(f"  cloud <- {alert.id} {alert.fault_class:<9} {alert.severity.name.lower():<6} "
-                  f"{alert.lat:.6f},{alert.lon:.6f}  by {path}", flush=True)
+                  f"{alert.lat:.6f},{alert.lon:.6f} {alert.position_source:<12} by {path}"
+                  + (f" (photo {alert.source_frame}, model {alert.model_version})" if thumb else ""), flush=True)
         client.publish(acks_topic(cfg.fleet, alert.drone_id), json.dumps([alert.id]), qos=1)
 
     cloud = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-cloud", protocol=mqtt.MQTTv5)
@@ -84,7 +86,8 @@ def main() -> int:
     cloud.loop_start()
     gclient = make_client("demo-ground", cfg)
     connect(gclient, cfg)
-    station = GroundStation({1: ("UAV-01", key)}, ReplayGuard(work / "replay.db"), gclient, beidou_acks=True)
+    station = GroundStation({device.key_id: (device.drone_id, key)}, ReplayGuard(work / "replay.db"), gclient,
+                            beidou_acks=True)
     stop = threading.Event()
     threading.Thread(target=station.run, args=(ground_bd, stop), daemon=True).start()
     link = MqttLink(box, cfg, resend_after_s=5)
@@ -95,8 +98,8 @@ def main() -> int:
     modem_sim = SimModem(lambda t: 22 if t < 2.5 or t > 8 else 2).start()
     modem = Modem(modem_sim.device)
     pace = 0.7  # seconds between alerts, as raised along the line
-    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=2.0)), modem, 1, key, "0179773",
-                    beidou_acks=True)
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=2.0)), modem, device.key_id, key,
+                    device.ground_address, beidou_acks=True)
     print(f"sending {total} alerts from {outbox_path} (broker on 127.0.0.1:{port}, BeiDou simulated)")
     try:
         while box.counts().get("acked", 0) < total and time.monotonic() - started < 60:
@@ -106,6 +109,7 @@ def main() -> int:
             fwd.tick()
             time.sleep(0.1)
     finally:
+        fwd.close()
         stop.set()
         link.stop()
         for d in (drone_bd, ground_bd):

@@ -1,8 +1,9 @@
 """The tests' stand-in for the cloud's alert store (the cloud service replaces it in its issue).
 
-It keeps the one rule every receiver follows (comms.replay.verdict): an id already held is a
-duplicate (acknowledged again), an epoch below the highest it knows for the drone is refused as
-superseded (answered with the highest), anything else is stored and acknowledged.
+It keeps the one rule every receiver follows (comms.replay.verdict): an id already held with the
+same content is a duplicate (acknowledged again); one held with other content, or of an epoch
+below the highest it knows for the drone, is refused as superseded (answered with the highest);
+anything else is stored and acknowledged.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 
 from comms import alert_json
 from comms.mqtt_link import MqttConfig, acks_topic, alerts_topic, connect, dump_answer, make_client
-from comms.replay import NEW, SUPERSEDED, verdict
+from comms.replay import NEW, SUPERSEDED, digest, verdict
 
 
 class Store:
@@ -39,12 +40,15 @@ class Store:
             self.ids.append(alert.id)
             self.messages.append((message.topic, alert.id))
             top = self.highest.get(alert.drone_id)
-            v = verdict(alert.id in self.stored, alert.epoch, top)
+            held = self.stored.get(alert.id)
+            same = held is None or digest(alert_json.from_json(held)[0]) == digest(alert)
+            v = verdict(held is not None, alert.epoch, top, same)
             if v == NEW:
                 self.stored[alert.id] = doc
                 self.highest[alert.drone_id] = max(alert.epoch, top or 0)
             elif v == SUPERSEDED:
                 self.refused.append((alert.id, v))
+                top = max(top or 0, alert.epoch)
         answer = dump_answer([], [{"id": alert.id, "reason": v, "highest_epoch": top}]) if v == SUPERSEDED \
             else dump_answer([alert.id])
         client.publish(acks_topic(self.fleet, alert.drone_id), answer, qos=1)

@@ -29,7 +29,7 @@ from comms.alert_pack import (
     unpack_answer,
 )
 from comms.classes import Severity, known_class_lists
-from comms.replay import NEW, REPLAY, WINDOW, ReplayGuard
+from comms.replay import NEW, REPLAY, WINDOW, ReplayGuard, digest
 
 KEY = b"k" * 32
 KEYS = {7: ("UAV-07", KEY)}
@@ -212,6 +212,16 @@ def test_replay_guard_epochs_new_epochs_replays_of_old_ones_and_superseded_numbe
     assert guard.check("UAV-07", 3, [2, 3]) == [REPLAY, SUPERSEDED]  # late copy of an old one; a new old one
     assert guard.check("UAV-07", 1, [1]) == [SUPERSEDED]  # a restored outbox's epoch
     assert guard.highest_epoch("UAV-07") == 4 and guard.highest_epoch("UAV-09") is None
+
+
+def test_a_reused_number_with_other_content_is_no_replay(tmp_path):
+    guard = ReplayGuard(tmp_path / "replay.db")
+    first, other = _defects(1, epoch=4)[0], replace(_defects(1, epoch=4)[0], lat=25.3)  # same id, another fault
+    assert guard.accept("UAV-07", 4, [first.seq], [digest(first)]) == [NEW]
+    assert guard.check("UAV-07", 4, [first.seq], [digest(first)]) == [REPLAY]  # a late copy: acknowledge again
+    # a wiped or restored outbox numbered another alert the same: acknowledging it would lose it
+    assert guard.check("UAV-07", 4, [other.seq], [digest(other)]) == [SUPERSEDED]
+    assert digest(replace(first, flight_id="F9", crop_path="x.jpg")) == digest(first)  # what BeiDou cannot carry
 
 
 @settings(max_examples=100, deadline=None)

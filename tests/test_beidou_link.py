@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from factories import new_alert
 
 from comms.alert import Alert
 from comms.alert_pack import pack, unpack
@@ -13,7 +14,7 @@ from comms.beidou.driver import Driver
 from comms.beidou.protocol import BINARY_40, TEXT_21, TEXT_BDS3
 from comms.beidou.sim import Network, SimTerminal, TerminalConfig, outage
 from comms.classes import Severity
-from comms.replay import ReplayGuard
+from comms.replay import NEW, REPLAY, ReplayGuard
 
 DRONE, GROUND = "0247718", "0179773"
 KEY = b"drone key from the environment"
@@ -84,7 +85,7 @@ def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
     _, ground = link(GROUND)
     t = datetime(2026, 11, 22, 10, tzinfo=UTC)
     alerts = [Alert("UAV-07", i, "F1", t + timedelta(seconds=i), 25.2, 102.5, 1650.0, "defect", 0.9,
-                    Severity.HIGH, tower_id="T03") for i in range(1, 4)]
+                    Severity.HIGH, tower_id="T03", epoch=2, class_list_version=1) for i in range(1, 4)]
     packed = pack(alerts, 7, KEY, drone.card.payload_bytes)
     assert len(packed.alerts) == (2 if drone.card.dialect == TEXT_BDS3 else 3)
     alerts = alerts[:len(packed.alerts)]
@@ -95,9 +96,9 @@ def test_signed_alert_batches_cross_and_replays_are_refused(link, tmp_path):
     for _ in range(2):
         sender, payload = ground.receive(timeout=3)
         got = unpack(payload, lambda key_id: ("UAV-07", KEY))
-        results.append(guard.accept("UAV-07", [a.seq for a in got]))
-        assert [a.id for a in got] == [a.id for a in alerts] and sender == DRONE
-    assert results == [[True] * len(alerts), [False] * len(alerts)]
+        results.append(guard.accept("UAV-07", got.epoch, got.seqs))
+        assert [a.id for a in got.alerts] == [a.id for a in alerts] and sender == DRONE
+    assert results == [[NEW] * len(alerts), [REPLAY] * len(alerts)]
 
 
 def test_a_terminal_that_goes_away_fails_sends_without_raising(link):
@@ -237,7 +238,7 @@ def test_a_terminal_unplugged_mid_flight_is_opened_again_and_sending_goes_on(tmp
 
     def raise_alerts(n: int) -> None:
         for _ in range(n):
-            box.put(Alert("UAV-07", box.next_seq(), "F1", t, 25.2, 102.5, 1650.0, "defect", 0.9, Severity.HIGH))
+            box.put(new_alert(box, time=t))
 
     replacement = None
     try:
@@ -253,7 +254,7 @@ def test_a_terminal_unplugged_mid_flight_is_opened_again_and_sending_goes_on(tmp
         assert replacement.sent >= 1
         got = []
         while (m := ground.receive(timeout=1)) is not None:
-            got += [a.seq for a in unpack(m[1], lambda k: ("UAV-07", KEY))]
+            got += unpack(m[1], lambda k: ("UAV-07", KEY)).seqs
         assert set(got) == {1, 2, 3, 4, 5, 6}  # at least once: the ground station's window drops repeats
     finally:
         stop.set()

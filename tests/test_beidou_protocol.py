@@ -77,9 +77,11 @@ def test_typed_errors():
         decode_binary(good[:-3])
     with pytest.raises(ChecksumError):
         decode_binary(good[:-1] + b"\x00")
-    body = b"BDXYZ,1"
-    with pytest.raises(UnknownSentence):
-        decode_text(b"$" + body + b"*%02X" % _xor(body))
+    body = b"BDXYZ,1"  # well-formed, of no known name: kept raw, not an error
+    frame = decode_text(b"$" + body + b"*%02X" % _xor(body))
+    assert (frame.dialect, frame.type, frame.fields) == ("unknown", "BDXYZ", {"fields": ["1"]})
+    with pytest.raises(UnknownSentence):  # a binary instruction of no known name cannot be framed
+        encode_binary("XXXX", 0, {})
 
 
 def _xor(data: bytes) -> int:

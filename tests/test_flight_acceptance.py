@@ -32,7 +32,8 @@ def test_one_alert_per_detected_fault_within_15_m(hd_flight, tmp_path):
     assert len(faults) >= 5, "the flight must hold at least 5 faults for this test to say anything"
     outbox = tmp_path / "outbox.db"
     out = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(hd_flight.out / "images"),
-                          "--model", str(MODEL), "--outbox", str(outbox)], capture_output=True, text=True)
+                          "--model", str(MODEL), "--outbox", str(outbox), "--drone-id", "UAV-01", "--config",
+                          str(tmp_path / "no-device.json")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     alerts = Outbox(outbox, "UAV-01").alerts()
 

@@ -25,9 +25,16 @@ def test_run_flight_writes_alerts_with_crops(exported_fp32, flight, tmp_path):
     alerts = outbox.alerts()
     assert sum(summary.alerts.values()) == len(alerts)
     assert [a["seq"] for a in alerts] == list(range(1, len(alerts) + 1))
+    frames = {p.name for p in (flight.out / "images").iterdir()}
     for a in alerts:
-        assert a["id"] == f"UAV-07-{a['seq']:010d}" and a["class"] in ("defect", "bird_nest")
-        assert a["position_source"] == "projected" and (tmp_path / "out" / "crops").exists()
+        assert a["id"] == f"UAV-07-00001-{a['seq']:010d}" and a["class"] in ("defect", "bird_nest")
+        # provenance: the photo, its time, the pixel box, the model and its class-list version
+        assert a["source_frame"] in frames and a["frame_time"] and a["time"] == a["frame_time"]
+        x1, y1, x2, y2 = a["box"]
+        assert 0 <= x1 < x2 and 0 <= y1 < y2 and a["class_list_version"] == 1 and a["flags"] == []
+        card = json.loads(exported_fp32.with_suffix(".json").read_text())
+        assert a["model_version"] == f"{exported_fp32.stem}/{card['version']}"
+        assert a["position_source"] == "laser" and (tmp_path / "out" / "crops").exists()
         assert a["crop"] and Path(a["crop"]).stat().st_size > 0
     thumbs = [q.thumb for q in outbox.due("mqtt")]
     assert thumbs and all(t is not None and t[:2] == b"\xff\xd8" for t in thumbs)  # JPEG thumbnails for 4G
@@ -39,8 +46,8 @@ def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(folder), "--model",
-                          str(exported_fp32), "--outbox", str(tmp_path / "o" / "outbox.db")],
-                         capture_output=True, text=True)
+                          str(exported_fp32), "--outbox", str(tmp_path / "o" / "outbox.db"), "--drone-id", "UAV-07",
+                          "--config", str(tmp_path / "none.json")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert f"frames: {flight.frames} in" in out.stdout and "alerts:" in out.stdout
     assert "zero.jpg" in out.stderr and "corrupt.jpg" in out.stderr and "Traceback" not in out.stderr
