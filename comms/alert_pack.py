@@ -11,6 +11,10 @@ key id after it; all are big-endian and end with a 4-byte tag, HMAC-SHA256(drone
                               confidence*255 (1)  altitude, m (2, signed)               = 19 bytes
                               [tower number (2), when the has-tower bit is set]         = 21 bytes
     ack (kind 10)     kind|count  key id (2)  epoch (2)  lowest seq (4)  then seq - lowest (2 each)
+    checked ack (12)  the same, then per alert seq - lowest (2) and its content check (2): the first
+                      bytes of comms.replay.digest, so an acknowledgement of an old alert never
+                      settles a new one whose number was reused (a wiped or restored outbox); 15
+                      alerts in 73 bytes, a false match once in 65,536 reused numbers
     refusal (kind 11) kind|count  key id (2)  epoch (2)  reason (1)  detail (2)  lowest seq (4)
                       then seq - lowest (2 each); detail: the highest epoch known (superseded),
                       the class-list version refused (unknown list), else 0
@@ -42,7 +46,8 @@ from comms.alert import MAX_EPOCH, POSITION_SOURCES, VALID_FROM, Alert
 from comms.classes import ClassList, known_class_lists
 from comms.replay import SUPERSEDED, TOO_OLD
 
-ALERTS, ACK, REFUSAL = 0x2, 0xA, 0xB  # kind nibble (kind 1 was the layout without epochs)
+ALERTS, ACK, REFUSAL, CHECKED_ACK = 0x2, 0xA, 0xB, 0xC  # kind nibble (kind 1 was the layout without epochs)
+CHECK_BYTES = 2  # per acknowledged alert in a checked acknowledgement: its content digest's first bytes
 EPOCH = VALID_FROM
 HEADER = struct.Struct(">BHHBI")
 RECORD = struct.Struct(">Iii3sBBh")
@@ -97,6 +102,7 @@ class Refusal:
 class Ack:
     epoch: int
     seqs: list[int]
+    checks: list[bytes] | None = None  # per seq, when the acknowledgement is checked
 
 
 @dataclass
@@ -283,28 +289,34 @@ def unpack(payload: bytes, key_for: Callable[[int], tuple[str, bytes] | None],
     return batch
 
 
-def _offsets(kind: int, head: bytes, seqs: Sequence[int], key: bytes, capacity: int) -> tuple[bytes, list[int]]:
+def _answer(kind: int, head: bytes, seqs: Sequence[int], key: bytes, capacity: int,
+            checks: Mapping[int, bytes] | None = None) -> tuple[bytes, list[int]]:
     todo = sorted(set(seqs))
     if not todo:
         raise ValueError("no sequence numbers to answer")
-    room = min(MAX_COUNT, (capacity - 1 - len(head) - 4 - TAG_BYTES) // OFFSET.size)
+    entry = OFFSET.size + (CHECK_BYTES if checks is not None else 0)
+    room = min(MAX_COUNT, (capacity - 1 - len(head) - 4 - TAG_BYTES) // entry)
     if room < 1:
         raise ValueError(f"{capacity} bytes cannot hold one answer")
     chosen = [s for s in todo if s - todo[0] <= 0xFFFF][:room]
     signed = bytes([kind << 4 | len(chosen)]) + head + todo[0].to_bytes(4, "big")
-    signed += b"".join(OFFSET.pack(s - todo[0]) for s in chosen)
+    for s in chosen:
+        signed += OFFSET.pack(s - todo[0]) + (bytes(checks[s][:CHECK_BYTES]) if checks is not None else b"")
     return signed + _tag(key, signed), chosen
 
 
-def pack_ack(seqs: Sequence[int], key_id: int, key: bytes, epoch: int, capacity: int = 77) -> tuple[bytes, list[int]]:
-    """An acknowledgement of as many of `seqs` (lowest first, all of `epoch`) as fit; returns it and those."""
-    return _offsets(ACK, struct.pack(">HH", key_id, epoch), seqs, key, capacity)
+def pack_ack(seqs: Sequence[int], key_id: int, key: bytes, epoch: int, capacity: int = 77,
+             checks: Mapping[int, bytes] | None = None) -> tuple[bytes, list[int]]:
+    """An acknowledgement of as many of `seqs` (lowest first, all of `epoch`) as fit; returns it and
+    those. With `checks` (seq -> content digest) it is a checked acknowledgement."""
+    kind = ACK if checks is None else CHECKED_ACK
+    return _answer(kind, struct.pack(">HH", key_id, epoch), seqs, key, capacity, checks)
 
 
 def pack_refusal(refusal: Refusal, key_id: int, key: bytes, capacity: int = 77) -> tuple[bytes, list[int]]:
     """A signed refusal of as many of `refusal.seqs` as fit; returns it and those sequence numbers."""
     head = struct.pack(">HHBH", key_id, refusal.epoch, _REASON_CODES[refusal.reason], refusal.detail)
-    return _offsets(REFUSAL, head, refusal.seqs, key, capacity)
+    return _answer(REFUSAL, head, refusal.seqs, key, capacity)
 
 
 def unpack_answer(payload: bytes, key_id: int, key: bytes) -> Ack | Refusal:
@@ -313,9 +325,11 @@ def unpack_answer(payload: bytes, key_id: int, key: bytes) -> Ack | Refusal:
         raise PackError(f"answer for key id {peek_key_id(payload)}, not {key_id}")
     signed = _verified(payload, key, "answer")
     kind, count = signed[0] >> 4, signed[0] & 0x0F
-    if kind == ACK:
+    entry = OFFSET.size
+    if kind in (ACK, CHECKED_ACK):
         _, _, epoch, base = ACK_HEADER.unpack_from(signed)
         at = ACK_HEADER.size
+        entry += CHECK_BYTES if kind == CHECKED_ACK else 0
     elif kind == REFUSAL and len(signed) >= REFUSAL_HEADER.size:
         _, _, epoch, code, detail, base = REFUSAL_HEADER.unpack_from(signed)
         at = REFUSAL_HEADER.size
@@ -323,9 +337,12 @@ def unpack_answer(payload: bytes, key_id: int, key: bytes) -> Ack | Refusal:
             raise PackError(f"refusal with unknown reason code {code}")
     else:
         raise PackError(f"not an acknowledgement or refusal (kind {kind})")
-    if len(signed) != at + count * OFFSET.size:
+    if len(signed) != at + count * entry:
         raise PackError(f"answer about {count} alerts has {len(signed)} bytes")
-    seqs = [base + OFFSET.unpack_from(signed, at + i * OFFSET.size)[0] for i in range(count)]
+    offsets = [at + i * entry for i in range(count)]
+    seqs = [base + OFFSET.unpack_from(signed, o)[0] for o in offsets]
+    if kind == CHECKED_ACK:
+        return Ack(epoch, seqs, [signed[o + OFFSET.size:o + entry] for o in offsets])
     return Ack(epoch, seqs) if kind == ACK else Refusal(_REASONS[code], epoch, seqs, detail)
 
 

@@ -141,7 +141,8 @@ class Forwarder:
                 continue
             ids = ids_of(drone, answer.epoch, answer.seqs)
             if isinstance(answer, Ack):
-                changed = self.outbox.ack(ids)
+                checks = dict(zip(ids, answer.checks, strict=True)) if answer.checks is not None else None
+                changed = self.outbox.ack(ids, checks)
                 self.outbox.note_epoch(answer.epoch)
                 self.stats.beidou_acks += changed
                 log.info("ground station %s acknowledged %d alerts over BeiDou (%d new)", sender, len(ids), changed)

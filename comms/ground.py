@@ -76,13 +76,14 @@ class GroundStation:
         self.publish_timeout_s = publish_timeout_s
         self.beidou_acks = beidou_acks
         self.class_lists = known_class_lists() if class_lists is None else class_lists
-        # (BeiDou address, key id) -> {(kind, epoch, detail): seqs}; kind "ack" or a refusal reason
-        self.to_answer: dict[tuple[str, int], dict[tuple[str, int, int], set[int]]] = {}
+        # (BeiDou address, key id) -> {(kind, epoch, detail): {seq: content digest}}; kind "ack" or a
+        # refusal reason (refusals carry no digest)
+        self.to_answer: dict[tuple[str, int], dict[tuple[str, int, int], dict[int, bytes]]] = {}
         self.stats = GroundStats()
 
-    def _answer(self, sender: str, key_id: int, kind: str, epoch: int, seqs: list[int], detail: int = 0) -> None:
+    def _answer(self, sender: str, key_id: int, kind: str, epoch: int, seqs: dict[int, bytes], detail: int = 0) -> None:
         if self.beidou_acks and seqs:
-            self.to_answer.setdefault((sender, key_id), {}).setdefault((kind, epoch, detail), set()).update(seqs)
+            self.to_answer.setdefault((sender, key_id), {}).setdefault((kind, epoch, detail), {}).update(seqs)
 
     def handle(self, sender: str, payload: bytes) -> list[str]:
         """One received message; returns the ids passed on (empty for a rejected or replayed one)."""
@@ -94,7 +95,7 @@ class GroundStation:
             self.stats.refused += len(exc.seqs)
             self.stats.reasons.append(str(exc))
             log.warning("message from BeiDou address %s refused: %s; the alerts wait for MQTT", sender, exc)
-            self._answer(sender, exc.key_id, UNKNOWN_CLASS_LIST, exc.epoch, exc.seqs, exc.version)
+            self._answer(sender, exc.key_id, UNKNOWN_CLASS_LIST, exc.epoch, dict.fromkeys(exc.seqs, b""), exc.version)
             return []
         except PackError as exc:
             self.stats.rejected += 1
@@ -124,14 +125,16 @@ class GroundStation:
         self.guard.accept(drone, epoch, [s for s, _ in news], [d for _, d in news])
         # Acknowledge what was passed on now or before (a replay: the drone missed the answer);
         # refuse, signed, what can never pass here, so the drone stops sending it by BeiDou.
-        self._answer(sender, batch.key_id, _ACK, epoch, [s for s, v in zip(seqs, verdicts, strict=True)
-                                                         if v in (NEW, REPLAY)])
+        # The acknowledgement carries each alert's content check: it settles that alert, not another
+        # that a wiped or restored outbox numbered the same.
+        self._answer(sender, batch.key_id, _ACK, epoch, {s: d for s, d, v in zip(seqs, digests, verdicts, strict=True)
+                                                         if v in (NEW, REPLAY)})
         for reason in (TOO_OLD, SUPERSEDED):
-            refused = [s for s, v in zip(seqs, verdicts, strict=True) if v == reason]
+            refused = {s: b"" for s, v in zip(seqs, verdicts, strict=True) if v == reason}
             if refused:
                 detail = (self.guard.highest_epoch(drone) or 0) if reason == SUPERSEDED else 0
                 self.stats.refused += len(refused)
-                log.warning("alerts %s of %s (epoch %d) refused: %s%s", refused, drone, epoch, reason,
+                log.warning("alerts %s of %s (epoch %d) refused: %s%s", sorted(refused), drone, epoch, reason,
                             f", highest epoch is {detail}" if detail else "")
                 self._answer(sender, batch.key_id, reason, epoch, refused, detail)
         if not passed and REPLAY in verdicts:
@@ -165,7 +168,7 @@ class GroundStation:
         seqs = pending[(kind, epoch, detail)]
         key = self.keys[key_id][1]
         if kind == _ACK:
-            payload, done = pack_ack(sorted(seqs), key_id, key, epoch, driver.card.payload_bytes)
+            payload, done = pack_ack(sorted(seqs), key_id, key, epoch, driver.card.payload_bytes, checks=seqs)
         else:
             payload, done = pack_refusal(Refusal(kind, epoch, sorted(seqs), detail), key_id, key,
                                          driver.card.payload_bytes)
@@ -173,7 +176,8 @@ class GroundStation:
         if not result.ok:
             log.warning("BeiDou answer to %s not sent: %s", address, result.reason)
             return
-        seqs.difference_update(done)
+        for s in done:
+            del seqs[s]
         if not seqs:
             del pending[(kind, epoch, detail)]
         if not pending:

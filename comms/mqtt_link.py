@@ -79,26 +79,40 @@ def _is_alert_id(text: str) -> bool:
     return True
 
 
-def parse_answer(payload: bytes | str) -> tuple[list[str], list[dict]]:
-    """The acknowledged ids and the refusals of a message on the acks topic; ValueError if malformed."""
+def parse_answer(payload: bytes | str) -> tuple[list[str], dict[str, bytes], list[dict]]:
+    """(acknowledged ids, their content digests where given, refusals) of a message on the acks
+    topic; ValueError if malformed. An acknowledgement is `"<id>"` or `{"id", "digest"}` (hex of
+    comms.replay.digest): with the digest, a drone whose numbers were reused (a wiped outbox that
+    reconnects to its old broker session) never takes an old alert's acknowledgement for a new one."""
     doc = json.loads(payload)
     if isinstance(doc, list):
         doc = {"acks": doc, "refused": []}
     if not isinstance(doc, dict):
         raise ValueError("expected a JSON list of alert ids or an object with acks and refused")
-    ids, refused = doc.get("acks", []), doc.get("refused", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ValueError("acks must be a list of alert ids")
+    acks, refused = doc.get("acks", []), doc.get("refused", [])
+    if not isinstance(acks, list):
+        raise ValueError("acks must be a list")
+    ids, digests = [], {}
+    for a in acks:
+        if isinstance(a, dict) and isinstance(a.get("id"), str):
+            ids.append(a["id"])
+            if a.get("digest") is not None:
+                digests[a["id"]] = bytes.fromhex(str(a["digest"]))
+        elif isinstance(a, str):
+            ids.append(a)
+        else:
+            raise ValueError("an acknowledgement is an alert id or {id, digest}")
     if not isinstance(refused, list) or not all(
             isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("reason"), str)
             and isinstance(r.get("highest_epoch", 0), int | None) for r in refused):
         raise ValueError("refused must be a list of {id, reason, highest_epoch}")
-    return ids, refused
+    return ids, digests, refused
 
 
-def dump_answer(acks: Sequence[str], refused: Sequence[dict] = ()) -> bytes:
-    """The cloud's answer in the form `parse_answer` reads (a plain list when nothing is refused)."""
-    doc: list | dict = list(acks) if not refused else {"acks": list(acks), "refused": list(refused)}
+def dump_answer(acks: Sequence[str | tuple[str, bytes]], refused: Sequence[dict] = ()) -> bytes:
+    """The cloud's answer in the form `parse_answer` reads; an ack given as (id, digest) carries it."""
+    items = [a if isinstance(a, str) else {"id": a[0], "digest": a[1].hex()} for a in acks]
+    doc: list | dict = items if not refused else {"acks": items, "refused": list(refused)}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -125,6 +139,7 @@ class MqttLink:
         self.connected = threading.Event()
         self._acked: list[str] = []  # applied to the outbox by pump() (sqlite on its own thread)
         self._refused: list[dict] = []
+        self._digests: dict[str, bytes] = {}
         self.pubacks = 0
 
     def start(self) -> None:
@@ -167,12 +182,13 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message) -> None:
         try:
-            ids, refused = parse_answer(message.payload)
+            ids, digests, refused = parse_answer(message.payload)
         except ValueError as exc:
             log.warning("ignored a malformed acknowledgement on %s: %s", message.topic, exc)
             return
         with self._lock:
             self._acked += ids
+            self._digests.update(digests)
             self._refused += refused
 
     def pump(self, limit: int = 50, exclude: Sequence[str] = ()) -> int:
@@ -184,8 +200,9 @@ class MqttLink:
         """
         with self._lock:
             (acked, self._acked), (refused, self._refused) = (self._acked, []), (self._refused, [])
+            digests, self._digests = self._digests, {}
         if acked:
-            self.outbox.ack(acked)
+            self.outbox.ack(acked, digests)
             epochs = [parse_alert_id(i)[1] for i in acked if _is_alert_id(i)]
             if epochs:
                 self.outbox.note_epoch(max(epochs))

@@ -36,7 +36,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +44,7 @@ from pathlib import Path
 from comms import alert_json, clock
 from comms.alert import MAX_EPOCH, MAX_SEQ, VALID_FROM, Alert, alert_id, restamp
 from comms.classes import Severity
-from comms.replay import SUPERSEDED
+from comms.replay import SUPERSEDED, digest
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +232,25 @@ class Outbox:
                 "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
                 "WHERE id = ?", [(state, boot, now, link, link == "mqtt", i) for i in ids])
 
-    def ack(self, ids: Sequence[str]) -> int:
-        """Mark alerts acknowledged; returns how many changed (repeated acks are harmless)."""
+    def ack(self, ids: Sequence[str], digests: Mapping[str, bytes] | None = None) -> int:
+        """Mark alerts acknowledged; returns how many changed (repeated acks are harmless).
+
+        Where `digests` gives the content the receiver holds under an id (comms.replay.digest, or its
+        first bytes), an alert of other content (its number reused after a wipe or restore) is not
+        settled by it."""
+        digests = digests or {}
+        changed = 0
         with self._tx():
-            cur = self.db.executemany("UPDATE alerts SET state = 'acked' WHERE id = ? AND state != 'acked'",
-                                      [(i,) for i in ids])
-        return cur.rowcount
+            for i in ids:
+                if i in digests:
+                    row = self.db.execute("SELECT doc FROM alerts WHERE id = ?", (i,)).fetchone()
+                    if row is not None and digest(alert_json.loads(row[0])[0])[:len(digests[i])] != digests[i]:
+                        log.warning("acknowledgement of %s is for another alert under that id (a reused number): "
+                                    "ignored", i)
+                        continue
+                changed += self.db.execute("UPDATE alerts SET state = 'acked' WHERE id = ? AND state != 'acked'",
+                                           (i,)).rowcount
+        return changed
 
     def refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None) -> dict[str, str]:
         """A receiver refused these alerts: `by` "beidou" (the ground station) or "mqtt" (the cloud).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 from comms.alert import Alert
@@ -9,12 +10,14 @@ from comms.classes import Severity
 from comms.outbox import Outbox
 
 WHEN = datetime(2026, 11, 22, 9, tzinfo=UTC)
+_PLACES = itertools.count()  # every alert a test makes is another fault, as in flight
 
 
-def new_alert(box: Outbox, severity: Severity = Severity.HIGH, cls: str = "defect", n: int = 0, **kw) -> Alert:
-    """The next alert of `box`'s drone, on class-list version 1 (so it can travel by BeiDou)."""
+def new_alert(box: Outbox, severity: Severity = Severity.HIGH, cls: str = "defect", **kw) -> Alert:
+    """The next alert of `box`'s drone, at a place of its own, on class-list version 1 (so it can
+    travel by BeiDou)."""
     epoch, seq = box.next_id()
-    fields = dict(flight_id="F1", time=WHEN, lat=25.0 + n / 1e5, lon=102.0, alt=1600.0, fault_class=cls,
+    fields = dict(flight_id="F1", time=WHEN, lat=25.0 + next(_PLACES) / 1e5, lon=102.0, alt=1600.0, fault_class=cls,
                   confidence=0.9, severity=severity, epoch=epoch, class_list_version=1) | kw
     return Alert(box.drone_id, seq, **fields)
 
@@ -23,7 +26,7 @@ def fill(box: Outbox, n: int) -> list[str]:
     """Put `n` alerts, two high (defect) in three, the rest medium (bird nest); their ids."""
     ids = []
     for i in range(n):
-        a = new_alert(box, Severity.HIGH if i % 3 else Severity.MEDIUM, "defect" if i % 3 else "bird_nest", n=i)
+        a = new_alert(box, Severity.HIGH if i % 3 else Severity.MEDIUM, "defect" if i % 3 else "bird_nest")
         box.put(a)
         ids.append(a.id)
     return ids

@@ -50,7 +50,7 @@ class Store:
                 self.refused.append((alert.id, v))
                 top = max(top or 0, alert.epoch)
         answer = dump_answer([], [{"id": alert.id, "reason": v, "highest_epoch": top}]) if v == SUPERSEDED \
-            else dump_answer([alert.id])
+            else dump_answer([(alert.id, digest(alert_json.from_json(self.stored[alert.id])[0]))])
         client.publish(acks_topic(self.fleet, alert.drone_id), answer, qos=1)
 
     def stop(self) -> None:

@@ -250,6 +250,19 @@ def test_ack_round_trip_acknowledges_exactly_what_it_says_in_its_epoch(seqs, epo
     assert len(payload) <= capacity and chosen and set(chosen) <= set(seqs)
     assert chosen == sorted(chosen) and chosen[0] == min(seqs)  # the oldest first
     assert unpack_ack(payload, 7, KEY) == Ack(epoch, chosen)
+    checks = {s: digest_of(s) for s in seqs}
+    checked, chosen2 = pack_ack(seqs, 7, KEY, epoch, capacity, checks)
+    assert len(checked) <= capacity and chosen2 == chosen[:len(chosen2)] and chosen2
+    assert unpack_ack(checked, 7, KEY) == Ack(epoch, chosen2, [checks[s][:2] for s in chosen2])
+
+
+def digest_of(seq: int) -> bytes:
+    return seq.to_bytes(4, "big")[::-1] + b"xyzw"
+
+
+def test_fifteen_checked_acknowledgements_fit_a_level3_message():
+    payload, chosen = pack_ack(range(1, 40), 7, KEY, 3, LEVEL3_MIXED, {s: digest_of(s) for s in range(1, 40)})
+    assert len(chosen) == 15 and len(payload) == 9 + 15 * 4 + 4 <= LEVEL3_MIXED
 
 
 @given(st.sampled_from([TOO_OLD, UNKNOWN_CLASS_LIST, SUPERSEDED]), st.integers(0, MAX_EPOCH),
