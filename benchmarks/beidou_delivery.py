@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from comms.alert import Alert
 from comms.alert_pack import pack, pack_ack, unpack, unpack_ack
 from comms.classes import Severity
+from comms.replay import digest
 
 KEY = b"benchmark key, not a secret....."
 PAYLOAD = 77  # level-3 card, mixed mode
@@ -103,7 +104,7 @@ def simulate(rate_per_min: float, hours: float, freq_s: float, loss: float, per_
                 arrived.setdefault(s, now - created[s])
             to_ack.update(data)
         elif kind == "ground_slot" and to_ack:
-            payload, done = pack_ack(sorted(to_ack), 7, KEY, 1, PAYLOAD)
+            payload, done = pack_ack(sorted(to_ack), 7, KEY, 1, PAYLOAD, {s: digest(by_seq[s]) for s in to_ack})
             to_ack.difference_update(done)
             ack_messages += 1
             if lose_ack() >= loss:

@@ -125,7 +125,11 @@ class Forwarder:
         if self.beidou is not None:
             self._read_beidou()
         if link == BEIDOU and self.beidou is not None and self._job is None and self.beidou.next_send_in() == 0:
-            self._send_beidou()
+            try:
+                self._send_beidou()
+            except ValueError as exc:  # a configuration the codec refuses (key id, capacity): said, loop goes on
+                self.stats.beidou_failures += 1
+                log.error("BeiDou send not possible: %s", exc)
         self.stats.by_link[link] = self.stats.by_link.get(link, 0) + 1
         return link
 

@@ -219,9 +219,15 @@ class Outbox:
             where += ")"
         rows = self.db.execute(f"SELECT id, doc, thumb, state, attempts, beidou_refused FROM alerts WHERE {where} "
                                "ORDER BY severity DESC, n LIMIT ?", (*args, limit + len(exclude))).fetchall()
-        skip = set(exclude)
-        return [Queued(alert_json.loads(doc)[0], thumb, state, attempts, refused)
-                for i, doc, thumb, state, attempts, refused in rows if i not in skip][:limit]
+        skip, out = set(exclude), []
+        for i, doc, thumb, state, attempts, refused in rows:
+            if i in skip:
+                continue
+            try:
+                out.append(Queued(alert_json.loads(doc)[0], thumb, state, attempts, refused))
+            except ValueError as exc:  # a row this version cannot read: kept, said, never blocks the rest
+                log.error("outbox row %s cannot be read (%s): left in place", i, exc)
+        return out[:limit]
 
     def mark_sent(self, ids: Sequence[str], link: str) -> None:
         state = SENT_BEIDOU if link == "beidou" else SENT_MQTT
