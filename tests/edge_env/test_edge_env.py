@@ -54,11 +54,19 @@ def test_edge_run_and_detect_work_with_only_the_edge_extra(tmp_path):
     flight = tmp_path / "flight"
     subprocess.run([full, "-m", "pli", "data", "synth", "--out", str(flight), "--frames", "6", "--size",
                     "1920x1080", "--seed", "21"], check=True, capture_output=True)
-    run = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--source", str(flight / "images"), "--model",
-                          str(MODELS / "pli-default-int8.onnx"), "--outbox", str(tmp_path / "o" / "outbox.db")],
-                         capture_output=True, text=True)
+    env = {**os.environ, "PLI_DEVICE_KEY": "ab" * 32}
+    init = subprocess.run([sys.executable, "-m", "pli", "device", "init", "--drone-id", "UAV-07", "--key-id", "7",
+                           "--ground-address", "0179773", "--out", str(tmp_path / "device.json")],
+                          capture_output=True, text=True, env=env)
+    assert init.returncode == 0, init.stderr
+    run = subprocess.run([sys.executable, "-m", "pli", "edge", "run", "--config", str(tmp_path / "device.json"),
+                          "--source", str(flight / "images"), "--model", str(MODELS / "pli-default-int8.onnx"),
+                          "--outbox", str(tmp_path / "o" / "outbox.db")], capture_output=True, text=True, env=env)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     assert "frames: 6 in" in run.stdout
+    status = subprocess.run([sys.executable, "-m", "pli", "link", "status", "--config", str(tmp_path / "device.json"),
+                             "--outbox", str(tmp_path / "o" / "outbox.db"), "--json"], capture_output=True, text=True)
+    assert status.returncode in (0, 1) and json.loads(status.stdout)["drone_id"] == "UAV-07", status.stderr
     image = sorted((flight / "images").glob("*.jpg"))[0]
     det = subprocess.run([sys.executable, "-m", "pli", "detect", str(MODELS / "pli-default.onnx"), str(image),
                           "--json"], capture_output=True, text=True)
@@ -94,6 +102,6 @@ def test_the_drones_links_work_with_only_the_edge_extra():
         for s in sims:
             s.stop()
         modem.stop()
-    for cmd in (["link", "run"], ["modem", "csq"], ["ground", "run"], ["beidou", "sim"]):
+    for cmd in (["link", "run"], ["link", "status"], ["modem", "csq"], ["ground", "run"], ["beidou", "sim"]):
         out = subprocess.run([sys.executable, "-m", "pli", *cmd, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage" in out.stdout, out.stderr
