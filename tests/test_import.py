@@ -152,6 +152,42 @@ def test_coco_import(tmp_path):
     assert r2.assignment["im0"] == r2.assignment["im1"] and r2.assignment["im2"] == r2.assignment["im3"]
 
 
+def test_coco_import_maps_a_published_sets_class_names(tmp_path):
+    """IDD names its classes its own way: --map puts them on the project's list (and `-` drops one)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "idd"
+    for i in range(4):
+        write_image(src / "images" / f"im{i}.jpg")
+    doc = {
+        "images": [{"id": i, "file_name": f"im{i}.jpg", "width": W, "height": H} for i in range(4)],
+        "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [5, 5, 10, 10], "iscrowd": 0},
+                        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [50, 40, 50, 50], "iscrowd": 0},
+                        {"id": 4, "image_id": 3, "category_id": 4, "bbox": [60, 40, 20, 20], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "insulator"}, {"id": 2, "name": "broken"},
+                       {"id": 3, "name": "pollution-flashover"}, {"id": 4, "name": "notbroken-notflashed"}],
+    }
+    (src / "annotations.json").write_text(json.dumps(doc))
+    out = subprocess.run([sys.executable, "-m", "pli", "data", "import", str(src), "--format", "coco", "--out",
+                          str(tmp_path / "out"), "--map", "broken=defect", "--map", "pollution-flashover=flashover",
+                          "--map", "notbroken-notflashed=-", "--split", "0.5,0.5"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ds = YoloDataset.open(tmp_path / "out")
+    assert ds.names == ["insulator", "defect", "bird_nest", "flashover"]  # the configured list, then flashover
+    assert "flashover" in out.stderr and "appended" in out.stderr  # not in the configured list (version 1): said
+    labels = {}
+    for split in ds.splits:
+        for img in ds.images(split):
+            _, _, ids = ds.read(img)
+            labels[img.stem] = [ds.names[i] for i in ids]
+    assert labels == {"im0": ["insulator"], "im1": ["defect"], "im2": ["flashover"], "im3": []}
+    bad = subprocess.run([sys.executable, "-m", "pli", "data", "import", str(src), "--format", "coco", "--out",
+                          str(tmp_path / "x"), "--map", "broken"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected SRC=DST" in bad.stderr
+
+
 def test_yolo_round_trip_through_import(cplid_like, tmp_path):
     first = import_dataset(cplid_like, "voc", tmp_path / "y1", progress=False)
     again = import_dataset(tmp_path / "y1", "yolo", tmp_path / "y2", progress=False)

@@ -25,7 +25,7 @@ def exported(tiny_model, tmp_path_factory):
     result, data = tiny_model
     out = tmp_path_factory.mktemp("export")
     fp32 = export_model(result.last, out / "tiny.onnx", imgsz=160, conf=0.2, version="t1")
-    calib = YoloDataset.open(data).splits["train"]
+    calib = YoloDataset.open(data).splits["train"][0]
     int8 = export_model(result.last, out / "tiny_int8.onnx", imgsz=160, int8=True, calib=calib, version="t1")
     return result, data, fp32, int8
 
@@ -161,13 +161,85 @@ def test_model_with_unexpected_outputs_fails_clearly(tmp_path, exported):
     assert "expected one" in _one_error_line(_cli("eval", str(path), "--data", str(data), "--split", "train"))
 
 
-def test_class_names_that_disagree_with_the_model_fail_clearly(exported, tmp_path):
+def _labelled_copy(data: Path, out: Path, names: list[str], keep: set[int], splits: dict) -> Path:
+    """A dataset over copies of `data`'s train images, with only the boxes of classes `keep` and
+    the class list `names`; `splits` as data.yaml gives them (folders, lists, .txt files)."""
+    import shutil
+
+    import yaml
+
+    src = YoloDataset.open(data)
+    (out / "images").mkdir(parents=True)
+    (out / "labels").mkdir()
+    for img in src.images("train"):
+        shutil.copyfile(img, out / "images" / img.name)
+        lines = (data.parent / "labels" / "train" / f"{img.stem}.txt").read_text().splitlines()
+        (out / "labels" / f"{img.stem}.txt").write_text(
+            "".join(f"{line}\n" for line in lines if line.strip() and int(line.split()[0]) in keep))
+    (out / "data.yaml").write_text(yaml.safe_dump({**splits, "names": dict(enumerate(names))}))
+    return out / "data.yaml"
+
+
+def test_a_two_class_set_against_the_three_class_model_is_scored_by_name(exported, tmp_path):
     _, data, fp32, _ = exported
-    other = tmp_path / "other.yaml"
-    other.write_text(data.read_text().replace("bird_nest", "damper").replace("train: images", f"path: {data.parent}"
-                                                                              "\ntrain: images"))
-    line = _one_error_line(_cli("eval", str(fp32.onnx), "--data", str(other), "--split", "train"))
-    assert "class names differ" in line and "damper" in line
+    three = _labelled_copy(data, tmp_path / "three", ["insulator", "defect", "bird_nest"], {0, 1}, {"val": "images"})
+    two = _labelled_copy(data, tmp_path / "two", ["insulator", "defect"], {0, 1}, {"val": "images"})
+    a, b = evaluate(fp32.onnx, three, "val", progress=False), evaluate(fp32.onnx, two, "val", progress=False)
+    assert a.per_class == b.per_class and a.pr_per_class == b.pr_per_class and a.map50 == b.map50
+    assert set(b.per_class) <= {"insulator", "defect"} and "bird_nest" in b.not_in_data and not b.not_in_model
+
+
+def test_a_data_class_the_model_lacks_is_reported_and_left_out_of_the_mean(exported, tmp_path):
+    _, data, fp32, _ = exported
+    other = _labelled_copy(data, tmp_path / "other", ["insulator", "defect", "damper"], {0, 1, 2},
+                           {"train": "images"})
+    out = _cli("eval", str(fp32.onnx), "--data", str(other), "--split", "train", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    damper_boxes = sum(1 for p in (tmp_path / "other" / "labels").glob("*.txt")
+                       for line in p.read_text().splitlines() if line.startswith("2 "))
+    assert damper_boxes and doc["not_in_model"] == {"damper": damper_boxes}
+    assert "damper" not in doc["per_class"] and doc["scored_classes"] == list(doc["per_class"])
+    assert doc["map50"] == pytest.approx(np.mean([v["map50"] for v in doc["per_class"].values()]), abs=1e-4)
+    assert "damper" in out.stdout and "not a class of the model" in out.stdout
+    mapped = _cli("eval", str(fp32.onnx), "--data", str(other), "--split", "train", "--json", "--map",
+                  "damper=bird_nest")
+    assert "bird_nest" in json.loads(mapped.stdout.strip().splitlines()[-1])["scored_classes"] + \
+        json.loads(mapped.stdout.strip().splitlines()[-1])["not_in_data"]
+    none = _labelled_copy(data, tmp_path / "none", ["a", "b", "c"], {0}, {"train": "images"})
+    assert "no class of the data" in _one_error_line(_cli("eval", str(fp32.onnx), "--data", str(none), "--split",
+                                                          "train"))
+
+
+def test_list_and_txt_splits_are_read_as_ultralytics_reads_them(exported, tmp_path):
+    _, data, fp32, _ = exported
+    folder = _labelled_copy(data, tmp_path / "f", ["insulator", "defect", "bird_nest"], {0, 1, 2},
+                            {"val": "images"})
+    images = sorted((tmp_path / "f" / "images").glob("*.jpg"))
+    half = len(images) // 2
+    (tmp_path / "f" / "a.txt").write_text("".join(f"./images/{p.name}\n" for p in images[:half]))
+    (tmp_path / "f" / "b.txt").write_text("# the rest, relative to the dataset root and absolute\n" + "".join(
+        f"images/{p.name}\n" if i % 2 else f"{p}\n" for i, p in enumerate(images[half:])))
+    text = folder.read_text()
+    (tmp_path / "f" / "lists.yaml").write_text(text.replace("val: images", "val: [a.txt, b.txt]"))
+    (tmp_path / "f" / "nested.yaml").write_text(text.replace("val: images", "val: [images]\ntrain: images"))
+    ref = evaluate(fp32.onnx, folder, "val", progress=False)
+    for variant in ("lists.yaml", "nested.yaml"):
+        ds = YoloDataset.open(tmp_path / "f" / variant)
+        assert sorted(ds.images("val")) == images
+        got = evaluate(fp32.onnx, tmp_path / "f" / variant, "val", progress=False)
+        assert got.per_class == ref.per_class and got.images == ref.images == len(images)
+    assert YoloDataset.open(tmp_path / "f" / "nested.yaml").distinct_splits() == ["train"]  # one folder, once
+
+
+def test_pli_eval_split_val_on_a_synthetic_flight_folder(exported, flight):
+    _, _, fp32, _ = exported
+    out = _cli("eval", str(fp32.onnx), "--data", str(flight.out / "data.yaml"), "--split", "val", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["images"] == flight.frames and doc["scored_classes"]
+    missing = _cli("eval", str(fp32.onnx), "--data", str(flight.out / "data.yaml"), "--split", "test")
+    assert "no 'test' split" in _one_error_line(missing)
 
 
 def test_an_interrupted_run_resumes_from_its_kept_checkpoint(tiny_model, tmp_path):

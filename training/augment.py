@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.dataset import SPLITS, YoloDataset, fresh_split_dirs, label_path_for, write_data_yaml, yolo_lines
+from training.dataset import YoloDataset, fresh_split_dirs, label_path_for, write_data_yaml, yolo_lines
 
 log = logging.getLogger(__name__)
 PRESETS = ("uav",)
@@ -81,7 +81,7 @@ def augment_dataset(src: Path, out: Path, preset: str = "uav", copies: int = 2, 
     ds = YoloDataset.open(src)
     pipeline = build_pipeline(uav_transforms(), min_visibility, seed)
     counts: dict[str, int] = {}
-    for split in [s for s in SPLITS if s in ds.splits]:
+    for split in ds.distinct_splits():
         img_dir, lab_dir = fresh_split_dirs(out, split)
         n = 0
         images = ds.images(split)

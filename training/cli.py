@@ -21,26 +21,38 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="mAP per class of a .pt or .onnx model",
                        description="mAP50 and mAP50-95 per class (pycocotools) at conf 0.001 / NMS IoU 0.7, and "
                        "precision/recall at the model's operating threshold. ONNX models run through the edge "
-                       "detector, exactly as on the drone.")
+                       "detector, exactly as on the drone. Classes are matched by name: model classes without "
+                       "ground truth here, and data classes the model lacks, are reported and left out of the "
+                       "mean, so a model is scored on a dataset whose class list differs (the same for .pt).")
     p.add_argument("model", type=Path, help="model file (.pt or .onnx)")
     p.add_argument("--data", required=True, type=Path, help="data.yaml of a YOLO dataset")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="split (default val)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"],
+                   help="split (default val): a folder, a .txt list of images or a list of those in data.yaml, as "
+                   "ultralytics reads them; one folder may serve several splits")
     p.add_argument("--imgsz", type=int, help="input size for .pt models (default: the model's)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--map", action="append", metavar="SRC=DST",
+                   help="rename a data class before matching it to the model's (repeatable; DST '-' drops it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line: per-class figures, "
+                   "scored_classes, not_in_model (data classes the model lacks, with their boxes) and not_in_data")
     p.set_defaults(func=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
     import json
 
+    from training.dataset import parse_class_map
     from training.evaluate import evaluate
 
-    r = evaluate(args.model, args.data, args.split, args.imgsz)
+    r = evaluate(args.model, args.data, args.split, args.imgsz, class_map=parse_class_map(args.map))
     print(f"{'class':<12} {'mAP50':>7} {'mAP50-95':>9} {'P':>6} {'R':>6}")
     for name, m in r.per_class.items():
         pr = r.pr_per_class.get(name, {})
         print(f"{name:<12} {m['map50']:>7.3f} {m['map50_95']:>9.3f} {pr.get('precision', 0):>6.3f} "
               f"{pr.get('recall', 0):>6.3f}")
+    for name, boxes in r.not_in_model.items():
+        print(f"{name:<12} not a class of the model: {boxes} boxes left out of the mean")
+    if r.not_in_data:
+        print(f"model classes without ground truth in this split (left out): {', '.join(r.not_in_data)}")
     print(f"{'all':<12} {r.map50:>7.3f} {r.map50_95:>9.3f} {r.precision:>6.3f} {r.recall:>6.3f}"
           f"   ({r.images} images, P/R at conf {r.conf})")
     if args.json:
@@ -106,6 +118,11 @@ def register_data(sub: argparse._SubParsersAction) -> None:
                    "field:video_id)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument("--split-file", type=Path, help="reuse a split file (split.json) instead of splitting")
+    p.add_argument("--map", action="append", metavar="SRC=DST",
+                   help="rename a source class (repeatable), e.g. --map broken=defect --map "
+                   "pollution-flashover=flashover; DST '-' drops the class's boxes. Applied before the names are "
+                   "checked against the configured class list (classes it lacks are appended after it, with a "
+                   "warning)")
     p.set_defaults(func=_import)
 
     p = dsub.add_parser("synth", help="render a synthetic inspection flight",
@@ -187,12 +204,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from training.data_import import import_dataset
+    from training.dataset import parse_class_map
     from training.split import parse_ratios
     from training.stats import render_table
 
     result = import_dataset(args.src, args.format, args.out,
                             ratios=parse_ratios(args.split) if args.split else None,
-                            group_by=args.group_by, seed=args.seed, split_file=args.split_file)
+                            group_by=args.group_by, seed=args.seed, split_file=args.split_file,
+                            class_map=parse_class_map(args.map))
     print(render_table(result.stats, result.class_names))
     total = result.stats["all"]
     print(f"{total.images} images, " + ", ".join(f"{total.boxes[c]} {c} boxes" for c in result.class_names))

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from comms.classes import load_class_list
-from training.dataset import Report, Sample, readable_size, sanitize_boxes, write_yolo_dataset
+from training.dataset import Report, Sample, apply_class_map, readable_size, sanitize_boxes, write_yolo_dataset
 from training.importers import get_importer
 from training.split import apply_split_file, group_keys, stratified_group_split, write_split_file
 from training.stats import SplitStats, compute_stats
@@ -47,7 +47,10 @@ def import_dataset(
     seed: int = 0,
     split_file: Path | None = None,
     progress: bool = True,
+    class_map: dict[str, str | None] | None = None,
 ) -> ImportResult:
+    """`class_map` renames the source's classes (None drops one) before they are checked against
+    the configured class list: a published set's own names (IDD's `broken`) become the project's."""
     src, out = Path(src), Path(out)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
@@ -65,6 +68,7 @@ def import_dataset(
         samples.append(sanitize_boxes(s, report))
     if not samples:
         raise ValueError(f"{src}: no usable {fmt} samples found")
+    apply_class_map(samples, class_map or {}, report)
     class_names = class_names_for(samples, report)
 
     if split_file is not None:

@@ -104,6 +104,39 @@ def sanitize_boxes(sample: Sample, report: Report) -> Sample:
     return sample
 
 
+def parse_class_map(items: Sequence[str] | None) -> dict[str, str | None]:
+    """`SRC=DST` pairs, as `--map` takes them, as {SRC: DST}; DST `-` (None) drops the class."""
+    mapping: dict[str, str | None] = {}
+    for item in items or []:
+        src, sep, dst = item.partition("=")
+        src, dst = src.strip(), dst.strip()
+        if not sep or not src or not dst:
+            raise ValueError(f"--map {item!r}: expected SRC=DST (DST '-' drops the class)")
+        if src in mapping:
+            raise ValueError(f"--map names class {src!r} twice")
+        mapping[src] = None if dst == "-" else dst
+    return mapping
+
+
+def apply_class_map(samples: Sequence[Sample], mapping: dict[str, str | None], report: Report) -> None:
+    """Rename the samples' classes in place; boxes of a class mapped to None go (counted, said)."""
+    if not mapping:
+        return
+    found: dict[str, int] = {}
+    for s in samples:
+        keep = [i for i, label in enumerate(s.labels) if mapping.get(label, label) is not None]
+        for label in s.labels:
+            if label in mapping:
+                found[label] = found.get(label, 0) + 1
+        s.xyxy = s.xyxy[keep]
+        s.labels = [mapping.get(s.labels[i], s.labels[i]) for i in keep]
+    for src, dst in mapping.items():
+        if src not in found:
+            report.warn(src, "--map names a class the dataset does not have")
+        else:
+            log.info("class %s -> %s (%d boxes)", src, dst if dst is not None else "dropped", found[src])
+
+
 def unique_names(paths: Sequence[Path], root: Path) -> list[str]:
     """Output stems: the file stem where unique, else its path below root joined by '__'."""
     stems = [p.stem for p in paths]
@@ -178,13 +211,17 @@ def write_yolo_dataset(
 
 @dataclass
 class YoloDataset:
+    """A YOLO dataset as ultralytics reads its data.yaml: each split is a folder, a `.txt` list of
+    image paths, or a list of those; one folder may serve several splits (a single flight whose
+    `val` is its `train`)."""
+
     root: Path
     names: list[str]
-    splits: dict[str, Path]  # split -> images folder
+    splits: dict[str, list[Path]]  # split -> its sources (image folders or .txt lists), as given
 
     @classmethod
     def open(cls, path: Path) -> YoloDataset:
-        """A dataset folder (or its data.yaml); image folders as ultralytics resolves them."""
+        """A dataset folder (or its data.yaml); sources resolved against `path:` as ultralytics does."""
         path = Path(path)
         yaml_path = path if path.suffix in (".yaml", ".yml") else path / "data.yaml"
         if not yaml_path.exists():
@@ -198,13 +235,27 @@ class YoloDataset:
         root = Path(data.get("path") or ".")
         if not root.is_absolute():
             root = (yaml_path.parent / root).resolve()
-        splits: dict[str, Path] = {}
+        splits: dict[str, list[Path]] = {}
         for split in SPLITS:
             value = data.get(split)
-            # A folder listed under two splits (a single flight: train = val) counts once.
-            if isinstance(value, str) and root / value not in splits.values():
-                splits[split] = root / value
+            if value is None:
+                continue
+            entries = value if isinstance(value, list) else [value]
+            if not entries or not all(isinstance(e, str) for e in entries):
+                raise ValueError(f"{yaml_path}: split {split!r} must be a folder, a .txt file or a list of those")
+            splits[split] = [root / e for e in entries]
         return cls(root, [str(n) for n in names], splits)
+
+    def distinct_splits(self) -> list[str]:
+        """Splits in train, val, test order, less those whose sources an earlier split already
+        named: what tools that copy images (import, augment, tile) write, each image once."""
+        seen: list[list[Path]] = []
+        out = []
+        for split in SPLITS:
+            if split in self.splits and self.splits[split] not in seen:
+                seen.append(self.splits[split])
+                out.append(split)
+        return out
 
     def read(self, image: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(BGR image, boxes in pixels, class ids) of one image; None (logged) when unreadable."""
@@ -219,8 +270,33 @@ class YoloDataset:
         return pixels, xyxy, np.array([self.names.index(n) for n in labels], dtype=np.int64)
 
     def images(self, split: str) -> list[Path]:
-        folder = self.splits[split]
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        """The split's images: every image below its folders and every line of its `.txt` lists
+        (absolute, `./` relative to the list's folder as ultralytics reads it, else relative to the
+        dataset root, else to the list's folder), each once, in order."""
+        if split not in self.splits:
+            raise ValueError(f"{self.root}: no {split!r} split (has {sorted(self.splits)})")
+        out: dict[Path, None] = {}
+        for source in self.splits[split]:
+            if source.suffix == ".txt" and source.is_file():
+                for line in source.read_text().splitlines():
+                    line = line.strip()
+                    if not line or line.startswith("#"):
+                        continue
+                    out[self._listed(source, line)] = None
+            elif source.is_dir():
+                out.update(dict.fromkeys(sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)))
+            else:
+                raise FileNotFoundError(f"{source}: split {split!r} names no such folder or .txt list")
+        return list(out)
+
+    def _listed(self, listing: Path, line: str) -> Path:
+        p = Path(line)
+        if p.is_absolute():
+            return p
+        if line.startswith("./"):
+            return (listing.parent / line[2:]).resolve()
+        under_root = (self.root / p).resolve()
+        return under_root if under_root.exists() else (listing.parent / p).resolve()
 
 
 def label_path_for(image: Path) -> Path:

@@ -2,8 +2,11 @@
 threshold, for `.pt` (ultralytics) and `.onnx` models (the edge detector, exactly as flown).
 
 Protocol, as ultralytics' val: confidence 0.001, NMS IoU 0.7, up to 300 detections per image,
-the model's own input size. Classes with no ground truth in the split are left out of
-`per_class` and of the mean.
+the model's own input size. Classes are matched by name, not by id, so a model and a dataset
+whose class lists differ (an older model on a newer campaign, a 2-class public set against the
+3-class model) are compared on what they share: model classes with no ground truth in the split
+are left out of `per_class` and of the mean; data classes the model lacks are reported, with
+their box counts, and left out too. `class_map` renames data classes first (`-` drops one).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,12 +39,19 @@ class EvalResult:
     conf: float
     images: int
     pr_per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    not_in_model: dict[str, int] = field(default_factory=dict)  # data class -> boxes the model cannot score
+    not_in_data: list[str] = field(default_factory=list)  # model classes with no ground truth here
+
+    @property
+    def scored(self) -> list[str]:
+        return list(self.per_class)
 
     def to_json(self) -> dict:
         return {"map50": round(self.map50, 4), "map50_95": round(self.map50_95, 4),
                 "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in self.per_class.items()},
                 "precision": round(self.precision, 4), "recall": round(self.recall, 4), "conf": self.conf,
-                "images": self.images}
+                "images": self.images, "scored_classes": self.scored, "not_in_model": self.not_in_model,
+                "not_in_data": self.not_in_data}
 
 
 class Predictor:
@@ -103,25 +114,34 @@ def _match_counts(dets: Detections, gt_xyxy: np.ndarray, gt_cls: np.ndarray, nc:
 
 
 def evaluate(model: Path, data: Path, split: str = "val", imgsz: int | None = None,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, class_map: Mapping[str, str | None] | None = None) -> EvalResult:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     predictor = Predictor(model, imgsz)  # a broken model is the first thing to report
     ds = YoloDataset.open(data)
-    if split not in ds.splits:
-        raise ValueError(f"{data}: no {split!r} split (has {sorted(ds.splits)})")
-    if list(predictor.names) != list(ds.names):
-        raise ValueError(f"class names differ: model {predictor.names} vs data {ds.names}")
-    nc = len(ds.names)
+    paths = ds.images(split)
+    names = list(predictor.names)  # scored in the model's own class ids
+    mapped = [(class_map or {}).get(n, n) for n in ds.names]
+    to_model = np.array([names.index(m) if m in names else -1 for m in mapped], dtype=np.int64)
+    if not (to_model >= 0).any():
+        raise ValueError(f"no class of the data {ds.names} is a class of the model {names}: nothing to score "
+                         "(rename data classes with --map SRC=DST)")
+    nc = len(names)
+    not_in_model: dict[str, int] = {}
     images, annotations, results = [], [], []
     counts = np.zeros((nc, 3), dtype=np.int64)
-    for img_id, path in enumerate(tqdm(ds.images(split), desc=f"evaluating {split}", unit="img",
+    for img_id, path in enumerate(tqdm(paths, desc=f"evaluating {split}", unit="img",
                                        disable=not progress), start=1):
         loaded = ds.read(path)
         if loaded is None:
             continue
-        image, gt_xyxy, gt_cls = loaded
+        image, gt_xyxy, data_cls = loaded
+        gt_cls = to_model[data_cls]
+        for c in data_cls[gt_cls < 0]:
+            if mapped[c] is not None:  # a class mapped to "-" is dropped on purpose, not reported
+                not_in_model[mapped[c]] = not_in_model.get(mapped[c], 0) + 1
+        gt_xyxy, gt_cls = gt_xyxy[gt_cls >= 0], gt_cls[gt_cls >= 0]
         h, w = image.shape[:2]
         images.append({"id": img_id, "width": w, "height": h, "file_name": path.name})
         for box, c in zip(gt_xyxy, gt_cls, strict=True):
@@ -139,7 +159,7 @@ def evaluate(model: Path, data: Path, split: str = "val", imgsz: int | None = No
 
     gt = COCO()
     gt.dataset = {"images": images, "annotations": annotations,
-                  "categories": [{"id": i, "name": n} for i, n in enumerate(ds.names)]}
+                  "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt = gt.loadRes(results) if results else None
@@ -156,18 +176,21 @@ def evaluate(model: Path, data: Path, split: str = "val", imgsz: int | None = No
                 continue  # no ground truth: left out
             p = prec[:, :, k, 0, -1]
             ap = [float(np.mean(p[t][p[t] > -1])) if (p[t] > -1).any() else 0.0 for t in range(p.shape[0])]
-            per_class[ds.names[cat]] = {"map50": ap[0], "map50_95": float(np.mean(ap))}
+            per_class[names[cat]] = {"map50": ap[0], "map50_95": float(np.mean(ap))}
     else:
-        per_class = {ds.names[c]: {"map50": 0.0, "map50_95": 0.0} for c in range(nc) if counts[c, 2]}
+        per_class = {names[c]: {"map50": 0.0, "map50_95": 0.0} for c in range(nc) if counts[c, 2]}
     tp, npred, ngt = counts[:, 0], counts[:, 1], counts[:, 2]
     present = ngt > 0
-    pr = {ds.names[c]: {"precision": float(tp[c] / max(npred[c], 1)), "recall": float(tp[c] / ngt[c])}
+    pr = {names[c]: {"precision": float(tp[c] / max(npred[c], 1)), "recall": float(tp[c] / ngt[c])}
           for c in range(nc) if present[c]}
+    if not_in_model:
+        log.warning("data classes the model lacks, left out of the mean: %s", not_in_model)
     return EvalResult(
         map50=float(np.mean([v["map50"] for v in per_class.values()])) if per_class else 0.0,
         map50_95=float(np.mean([v["map50_95"] for v in per_class.values()])) if per_class else 0.0,
         per_class=per_class,
         precision=float(np.mean([v["precision"] for v in pr.values()])) if pr else 0.0,
         recall=float(np.mean([v["recall"] for v in pr.values()])) if pr else 0.0,
-        conf=predictor.conf, images=len(images), pr_per_class=pr,
+        conf=predictor.conf, images=len(images), pr_per_class=pr, not_in_model=not_in_model,
+        not_in_data=[names[c] for c in range(nc) if not present[c]],
     )

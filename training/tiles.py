@@ -17,7 +17,6 @@ from comms.classes import load_class_list
 from edge.tiling import tile_windows
 from training.boxes import box_area, xyxy_to_yolo
 from training.dataset import (
-    SPLITS,
     YoloDataset,
     fresh_split_dirs,
     write_data_yaml,
@@ -50,7 +49,7 @@ def tile_dataset(src: Path, out: Path, size: int = 640, overlap: float = 0.2, mi
     faults = {ds.names.index(n) for n in load_class_list().fault_names if n in ds.names}
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
-    for split in [s for s in SPLITS if s in ds.splits]:
+    for split in ds.distinct_splits():
         img_dir, lab_dir = fresh_split_dirs(out, split)
         n = 0
         for path in tqdm(ds.images(split), desc=f"tiling {split}", unit="img", disable=not progress):

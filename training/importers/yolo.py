@@ -24,7 +24,7 @@ from training.importers import register
 def _sources(src: Path) -> tuple[list[str], list[tuple[Path, str | None]]]:
     if (src / "data.yaml").exists() or src.suffix in (".yaml", ".yml"):
         ds = YoloDataset.open(src)
-        items = [(img, split) for split in ds.splits if ds.splits[split].exists() for img in ds.images(split)]
+        items = [(img, split) for split in ds.distinct_splits() for img in ds.images(split)]
         return ds.names, items
     classes = src / "classes.txt"
     if not classes.exists():
