@@ -187,6 +187,9 @@ def test_a_two_class_set_against_the_three_class_model_is_scored_by_name(exporte
     a, b = evaluate(fp32.onnx, three, "val", progress=False), evaluate(fp32.onnx, two, "val", progress=False)
     assert a.per_class == b.per_class and a.pr_per_class == b.pr_per_class and a.map50 == b.map50
     assert set(b.per_class) <= {"insulator", "defect"} and "bird_nest" in b.not_in_data and not b.not_in_model
+    result, *_ = exported
+    pt = evaluate(result.last, two, "val", imgsz=160, progress=False)  # the same matching for .pt weights
+    assert set(pt.per_class) == set(b.per_class) and pt.not_in_data == b.not_in_data
 
 
 def test_a_data_class_the_model_lacks_is_reported_and_left_out_of_the_mean(exported, tmp_path):
