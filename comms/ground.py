@@ -113,8 +113,9 @@ class GroundStation:
         passed, sent = [], []
         for alert, v in zip(batch.alerts, verdicts, strict=True):
             if v == NEW:
-                sent.append(self.client.publish(alerts_topic(self.fleet, alert.drone_id), alert_json.dumps(alert),
-                                                qos=1))
+                doc = alert_json.to_json(alert) | {"via": "beidou"}  # the cloud merges it with the 4G copy
+                sent.append(self.client.publish(alerts_topic(self.fleet, alert.drone_id),
+                                                json.dumps(doc, separators=(",", ":")).encode(), qos=1))
                 passed.append(alert.id)
         if not all(self._confirmed(info) for info in sent):
             self.stats.unconfirmed += 1

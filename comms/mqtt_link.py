@@ -53,8 +53,10 @@ def acks_topic(fleet: str, drone: str) -> str:
     return f"pli/{fleet}/{drone}/acks"
 
 
-def make_client(client_id: str, cfg: MqttConfig) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def make_client(client_id: str, cfg: MqttConfig, manual_ack: bool = False) -> mqtt.Client:
+    """`manual_ack`: the caller sends each PUBACK itself (`client.ack`), after it made the message durable."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                         manual_ack=manual_ack)
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls_ca or cfg.tls_cert:

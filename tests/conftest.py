@@ -70,3 +70,37 @@ def broker(tmp_path):
         pytest.fail(str(exc))
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's packages), started once per test session on loopback."""
+    from cloud.local_postgres import LocalPostgres
+
+    try:
+        pg = LocalPostgres().start()
+    except FileNotFoundError as exc:  # a missing service fails the test: scripts/setup.sh installs it
+        pytest.fail(str(exc))
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, migrated database on each backend: a SQLite file, or a new database on the server."""
+    import uuid
+
+    from cloud.db import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    else:
+        import psycopg
+
+        pg = request.getfixturevalue("postgres")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(f"host=127.0.0.1 port={pg.port} user={pg.user} dbname=postgres", autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        url = pg.url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    return url

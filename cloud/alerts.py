@@ -1,0 +1,168 @@
+"""Alerts into the database: idempotent by id, copies merged, conflicts kept, every receiver's rule.
+
+`record` takes one alert document as it came off the broker (the drone's over 4G, or the ground
+station's republished BeiDou copy, marked `"via": "beidou"`) and returns what to answer the
+drone. It follows the rule all receivers share (comms/replay.py): an id held with the same
+content is a duplicate (merged: a BeiDou copy has no flight, thumbnail or provenance and quantized
+numbers; the MQTT copy brings them, in either order), one held with other content is kept apart
+in `alert_copies`, flagged, and refused as superseded, and an epoch below the drone's highest is
+refused as superseded. The caller commits, then acknowledges.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud import faults, towers
+from cloud.models import Alert, AlertCopy, Drone, Flight
+from comms import alert_json
+from comms.alert import Alert as AlertRecord
+from comms.replay import NEW, REPLAY, SUPERSEDED, digest, verdict
+
+
+class IngestError(ValueError):
+    """A message that cannot be an alert of the drone that sent it (one line, logged, dropped)."""
+
+
+@dataclass
+class Outcome:
+    alert_id: str
+    drone_id: str
+    verdict: str  # new, duplicate, conflict, superseded_epoch
+    ack: tuple[str, bytes] | None = None  # (id, content digest) to acknowledge
+    refusal: dict | None = None  # {"id", "reason", "highest_epoch"}
+    new_high_severity: bool = False
+    changed: list[str] = field(default_factory=list)  # fields a merge filled in
+
+
+def as_record(row: Alert) -> AlertRecord:
+    """The comms record of a stored alert (for digests and the JSON form)."""
+    return AlertRecord(row.drone_id, row.seq, row.flight_id or "", row.time, row.lat, row.lon, row.alt,
+                       row.fault_class, row.confidence, _severity(row.severity), tower_id=row.tower_id,
+                       position_source=row.position_source, epoch=row.epoch,
+                       class_list_version=row.class_list_version, model_version=row.model_version,
+                       source_frame=row.source_frame, frame_time=row.frame_time,
+                       box=tuple(row.box) if row.box else None, time_restamped="time_restamped" in (row.flags or []))
+
+
+def _severity(name: str):
+    from comms.classes import Severity
+
+    return Severity.parse(name)
+
+
+def parse_topic(topic: str) -> tuple[str, str]:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "pli" or parts[3] != "alerts":
+        raise IngestError(f"topic {topic!r} is not pli/<fleet>/<drone>/alerts")
+    return parts[1], parts[2]
+
+
+def record(session: Session, topic: str, payload: bytes) -> Outcome:
+    fleet, topic_drone = parse_topic(topic)
+    try:
+        doc = json.loads(payload)
+        alert, thumb = alert_json.from_json(doc)
+    except (ValueError, TypeError) as exc:
+        raise IngestError(f"malformed alert on {topic}: {exc}") from None
+    if alert.drone_id != topic_drone:  # the broker's ACL vouches for the topic, not for the payload
+        raise IngestError(f"alert {alert.id} on {topic}: the payload's drone {alert.drone_id} is not the topic's "
+                          f"{topic_drone}: refused")
+    via = "beidou" if doc.get("via") == "beidou" else "mqtt"
+    drone = session.get(Drone, alert.drone_id, with_for_update=True)
+    if drone is None:
+        drone = Drone(id=alert.drone_id, fleet=fleet, highest_epoch=0)
+        session.add(drone)
+        session.flush()
+    now = datetime.now(UTC)
+    drone.last_seen_at = now
+    row = session.get(Alert, alert.id)
+    if row is None:
+        v = verdict(False, alert.epoch, drone.highest_epoch or None)
+        if v == SUPERSEDED:
+            return Outcome(alert.id, alert.drone_id, v, refusal={"id": alert.id, "reason": v,
+                                                                  "highest_epoch": drone.highest_epoch})
+        row = _insert(session, alert, thumb, via, doc)
+        drone.highest_epoch = max(drone.highest_epoch, alert.epoch)
+        if alert.model_version:
+            drone.model_version = alert.model_version
+        return Outcome(alert.id, alert.drone_id, NEW, ack=(alert.id, digest(alert)),
+                       new_high_severity=row.severity == "high")
+    held = as_record(row)
+    if verdict(True, alert.epoch, drone.highest_epoch or None, digest(held) == digest(alert)) == REPLAY:
+        changed = _merge(row, alert, thumb, via)
+        return Outcome(alert.id, alert.drone_id, "duplicate", ack=(alert.id, digest(held)), changed=changed)
+    # Same id, other content: a wiped or restored outbox reused the number. Both kept, never merged.
+    session.add(AlertCopy(alert_id=row.id, doc={k: v for k, v in doc.items() if k != "thumbnail_jpeg_b64"}, via=via))
+    row.conflict = True
+    highest = max(drone.highest_epoch, alert.epoch)
+    return Outcome(alert.id, alert.drone_id, "conflict",
+                   refusal={"id": alert.id, "reason": SUPERSEDED, "highest_epoch": highest})
+
+
+def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> Alert:
+    if a.flight_id and session.get(Flight, a.flight_id) is None:
+        session.add(Flight(id=a.flight_id, drone_id=a.drone_id, started_at=a.time))
+        session.flush()
+    row = Alert(id=a.id, drone_id=a.drone_id, epoch=a.epoch, seq=a.seq, flight_id=a.flight_id or None, time=a.time,
+                lat=a.lat, lon=a.lon, alt=a.alt, fault_class=a.fault_class, confidence=a.confidence,
+                severity=a.severity.name.lower(), tower_id=a.tower_id, position_source=a.position_source,
+                class_list_version=a.class_list_version, model_version=a.model_version, source_frame=a.source_frame,
+                frame_time=a.frame_time, box=list(a.box) if a.box else None,
+                flags=["time_restamped"] if a.time_restamped else [], thumbnail=thumb, via=via,
+                precise=via == "mqtt", status="new", conflict=False)
+    found = towers.nearest(session, a.lat, a.lon)
+    if found is not None:
+        tower, span = found
+        row.line_id, row.span = tower.line_id, span
+        row.tower_id = row.tower_id or tower.tower_id
+    session.add(row)
+    session.flush()
+    faults.attach(session, row)
+    if a.flight_id:
+        flight = session.get(Flight, a.flight_id)
+        flight.started_at = min(flight.started_at or a.time, a.time)
+        flight.ended_at = max(flight.ended_at or a.time, a.time)
+    return row
+
+
+def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str) -> list[str]:
+    """Fill what the stored copy lacks from this one (never overwrite richer with poorer)."""
+    changed = []
+    if via != row.via and row.via != "both":
+        row.via = "both"
+    if via == "mqtt" and not row.precise:  # the 4G copy carries the unquantized numbers
+        row.lat, row.lon, row.alt, row.confidence, row.time = a.lat, a.lon, a.alt, a.confidence, a.time
+        row.precise = True
+        changed.append("precise")
+    for name, value in (("flight_id", a.flight_id or None), ("model_version", a.model_version),
+                        ("source_frame", a.source_frame), ("frame_time", a.frame_time),
+                        ("box", list(a.box) if a.box else None)):
+        if getattr(row, name) is None and value is not None:
+            setattr(row, name, value)
+            changed.append(name)
+    if row.thumbnail is None and thumb:
+        row.thumbnail = thumb
+        changed.append("thumbnail")
+    return changed
+
+
+def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
+    """The API's form of a stored alert: the wire JSON plus what the cloud adds."""
+    doc = alert_json.to_json(as_record(row))
+    doc.pop("schema")
+    doc.update({"status": row.status, "line_id": row.line_id, "span": row.span, "via": row.via,
+                "conflict": row.conflict, "fault_id": row.fault_id, "received_at": row.received_at.isoformat()})
+    if with_thumbnail and row.thumbnail:
+        doc["thumbnail_jpeg_b64"] = base64.b64encode(row.thumbnail).decode()
+    return doc
+
+
+def known_ids(session: Session, ids: list[str]) -> set[str]:
+    return set(session.scalars(select(Alert.id).where(Alert.id.in_(ids))))

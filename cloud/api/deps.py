@@ -1,0 +1,60 @@
+"""What every endpoint shares: a database session, and who is calling (token and role).
+
+A token comes as `Authorization: Bearer <token>`; for what Label Studio can send, also as the
+password of HTTP basic auth (an ML backend) or an `X-PLI-Token` header (webhooks).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from cloud.tokens import ALLOWED, lookup
+
+
+def db(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str
+    source: str  # client address and agent, for the audit trail
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            return base64.b64decode(value, validate=True).decode().partition(":")[2] or None
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return request.headers.get("x-pli-token")
+
+
+def require(role: str):
+    """A dependency: the caller, when its token allows `role` (see cloud/tokens.py)."""
+
+    def check(request: Request, session: Session = Depends(db)) -> Caller:
+        token = _token(request)
+        if not token:
+            raise HTTPException(401, "no token: send Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        row = lookup(session, token)
+        if row is None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if row.role not in ALLOWED[role]:
+            raise HTTPException(403, f"a {row.role} token cannot do this (needs {role})")
+        host = request.client.host if request.client else "?"
+        return Caller(row.name, row.role, f"{host} {request.headers.get('user-agent', '')}"[:255])
+
+    return check

@@ -1,0 +1,69 @@
+"""Flights: their alerts' span and, once a track is sent, the clean passes over known faults."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.api.deps import Caller, db, require
+from cloud.faults import record_passes
+from cloud.models import Alert, Drone, Flight
+
+router = APIRouter(prefix="/flights", tags=["flights"])
+
+
+def flight_json(f: Flight, alerts: int) -> dict:
+    return {"id": f.id, "drone_id": f.drone_id, "started_at": f.started_at.isoformat() if f.started_at else None,
+            "ended_at": f.ended_at.isoformat() if f.ended_at else None, "alerts": alerts,
+            "track_points": len(f.track or []), "passes_recorded": f.passes_recorded}
+
+
+@router.get("", summary="flights, newest first")
+def list_flights(drone: str | None = Query(None, max_length=32), offset: int = Query(0, ge=0, le=10_000_000),
+                 limit: int = Query(100, ge=1, le=1000), session: Session = Depends(db),
+                 _: Caller = Depends(require("any"))) -> dict:
+    q = select(Flight)
+    if drone is not None:
+        q = q.where(Flight.drone_id == drone)
+    total = session.scalar(select(func.count()).select_from(q.subquery()))
+    rows = list(session.scalars(q.order_by(Flight.started_at.desc(), Flight.id).offset(offset).limit(limit)))
+    counts = dict(session.execute(select(Alert.flight_id, func.count()).where(
+        Alert.flight_id.in_([f.id for f in rows])).group_by(Alert.flight_id)).all())
+    return {"total": total or 0, "offset": offset, "limit": limit,
+            "items": [flight_json(f, counts.get(f.id, 0)) for f in rows]}
+
+
+@router.get("/{flight_id}", summary="one flight")
+def get_flight(flight_id: str, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> dict:
+    f = session.get(Flight, flight_id)
+    if f is None:
+        raise HTTPException(404, f"no flight {flight_id}")
+    return flight_json(f, session.scalar(select(func.count()).where(Alert.flight_id == flight_id)) or 0)
+
+
+class Track(BaseModel):
+    drone_id: str = Field(max_length=32)
+    points: list[tuple[float, float]] = Field(max_length=200_000, description="[lat, lon] where the drone flew")
+
+
+@router.put("/{flight_id}/track", summary="the flight's track: records clean passes over known faults")
+def put_track(flight_id: str, track: Track, session: Session = Depends(db),
+              _: Caller = Depends(require("fleet"))) -> dict:
+    if session.get(Drone, track.drone_id) is None:
+        raise HTTPException(404, f"unknown drone {track.drone_id}")
+    if any(not (-90 <= lat <= 90 and -180 <= lon <= 180) for lat, lon in track.points):
+        raise HTTPException(422, "a track point is off the globe (points are [lat, lon])")
+    f = session.get(Flight, flight_id)
+    if f is None:
+        f = Flight(id=flight_id, drone_id=track.drone_id)
+        session.add(f)
+    elif f.drone_id != track.drone_id:
+        raise HTTPException(409, f"flight {flight_id} belongs to drone {f.drone_id}")
+    f.track = [list(p) for p in track.points]
+    session.flush()
+    passed = record_passes(session, flight_id, f.track)
+    f.passes_recorded = True
+    session.commit()
+    return {"flight_id": flight_id, "clean_passes": sorted(x.id for x in passed)}

@@ -1,0 +1,54 @@
+"""Health (no token: for load balancers) and Prometheus metrics (any token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from cloud.api.deps import Caller, db, require
+from cloud.models import Alert, Fault, Job
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="is the service up, and its database")
+def health(session: Session = Depends(db)) -> Response:
+    try:
+        session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return JSONResponse({"status": "degraded", "database": str(exc).splitlines()[0][:200]}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/metrics", summary="Prometheus metrics: requests, latency, alerts, faults, jobs")
+def metrics(request: Request, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> Response:
+    alerts = GaugeMetricFamily("pli_alerts", "alerts stored, by severity and status", labels=["severity", "status"])
+    for sev, status, n in session.execute(select(Alert.severity, Alert.status, func.count()).group_by(
+            Alert.severity, Alert.status)):
+        alerts.add_metric([sev, status], n)
+    faults = GaugeMetricFamily("pli_faults", "faults, by status", labels=["status"])
+    for status, n in session.execute(select(Fault.status, func.count()).group_by(Fault.status)):
+        faults.add_metric([status], n)
+    jobs = GaugeMetricFamily("pli_jobs", "jobs, by status", labels=["status"])
+    for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status)):
+        jobs.add_metric([status], n)
+    body = generate_latest(request.app.state.registry)
+    body += b"".join(_expose(m) for m in (alerts, faults, jobs))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _expose(family) -> bytes:
+    from prometheus_client import CollectorRegistry
+
+    class One:
+        def collect(self):
+            yield family
+
+    reg = CollectorRegistry()
+    reg.register(One())
+    return generate_latest(reg)

@@ -1,0 +1,200 @@
+"""`pli cloud ...`: the cloud service's commands. Only argparse at module level (see pli/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("cloud", help="the cloud service: database, ingest, API, jobs",
+                       description="Cloud service commands. The database is PLI_DATABASE_URL (PostgreSQL: "
+                       "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
+                       "(PLI_CLOUD_DIR moves it).")
+    csub = c.add_subparsers(dest="cloud_command", required=True,
+                            metavar="{db,ingest,serve,worker,token,towers,flights,openapi}")
+
+    d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
+    dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
+    p = dsub.add_parser("upgrade", help="bring the schema to the newest revision",
+                        description="Run the Alembic migrations up to `head` (or --revision).")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=_db_upgrade)
+
+    p = csub.add_parser("ingest", help="MQTT alerts into the database (shared subscription)",
+                        description="Subscribe to $share/<group>/pli/<fleet>/+/alerts and store every alert: "
+                        "one transaction per batch; the broker's PUBACK and the drone's acknowledgement go out only "
+                        "after the commit. Several workers with the same --group split the fleet. The password comes "
+                        "from $PLI_MQTT_PASSWORD. Runs until interrupted.")
+    p.add_argument("--mqtt-host", default="127.0.0.1")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--mqtt-user", help="user name (the broker's ACL gives `cloud` the alerts)")
+    p.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS")
+    p.add_argument("--group", default="ingest", help="shared-subscription group (default ingest)")
+    p.add_argument("--fleet", default="+", help="fleet to ingest (default: every fleet)")
+    p.add_argument("--name", help="this worker's MQTT client id (stable: its queued messages survive a restart)")
+    p.add_argument("--batch", type=int, default=500, help="alerts per transaction at most (default 500)")
+    p.set_defaults(func=_ingest)
+
+    p = csub.add_parser("serve", help="the HTTP API (FastAPI, uvicorn)",
+                        description="Serve the API on 127.0.0.1 (default). Every endpoint but /health needs a token: "
+                        "make one with `pli cloud token create`.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_serve)
+
+    p = csub.add_parser("worker", help="run queued jobs (huey consumer)",
+                        description="Run the job queue's consumer (SQLite storage in pli-cloud/huey.db, or Redis "
+                        "with PLI_REDIS_URL) until interrupted.")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_worker)
+
+    t = csub.add_parser("token", help="API tokens", description="API tokens (stored hashed).")
+    tsub = t.add_subparsers(dest="token_command", required=True, metavar="{create}")
+    p = tsub.add_parser("create", help="make a token and print it (the only time it is shown)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True, choices=["operator", "fleet", "admin"])
+    p.set_defaults(func=_token_create)
+
+    t = csub.add_parser("towers", help="the asset register", description="Lines and towers.")
+    tsub = t.add_subparsers(dest="towers_command", required=True, metavar="{import}")
+    p = tsub.add_parser("import", help="import towers from CSV (line,tower,lat,lon[,order]) or KML",
+                        description="Insert or move towers; alerts stored afterwards get the nearest tower and span.")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_towers_import)
+
+    f = csub.add_parser("flights", help="flights", description="Flight tools.")
+    fsub = f.add_subparsers(dest="flights_command", required=True, metavar="{track}")
+    p = fsub.add_parser("track", help="a flight's track (telemetry): records clean passes over known faults",
+                        description="Read a telemetry file (DJI .SRT or CSV) and record, for every known fault the "
+                        "flight passed without alerting it, a clean pass (which confirms a repair).")
+    p.add_argument("flight_id")
+    p.add_argument("file", type=Path, help="telemetry (.srt or .csv)")
+    p.add_argument("--drone", required=True, help="the drone that flew it")
+    p.set_defaults(func=_flight_track)
+
+    p = csub.add_parser("openapi", help="write the API's OpenAPI spec (committed as docs/openapi.json)")
+    p.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
+    p.set_defaults(func=_openapi)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from cloud.db import database_url, upgrade
+
+    upgrade(revision=args.revision)
+    print(f"database {database_url().split('@')[-1]} at revision {args.revision}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from cloud.db import upgrade
+    from cloud.ingest import IngestWorker
+    from comms.mqtt_link import MqttConfig
+
+    upgrade()
+    cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
+                     password=os.environ.get("PLI_MQTT_PASSWORD"), tls_ca=args.mqtt_tls_ca)
+    worker = IngestWorker(cfg, group=args.group, fleet=args.fleet, name=args.name, batch=args.batch).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        worker.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    s = worker.stats
+    print(json.dumps({"messages": s.messages, "stored": s.stored, "duplicates": s.duplicates, "refused": s.refused,
+                      "conflicts": s.conflicts, "rejected": s.rejected, "db_retries": s.db_retries}))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.db import upgrade
+
+    upgrade()
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import cloud.notify  # noqa: F401 - registers its jobs
+    from cloud.db import upgrade
+    from cloud.jobs import Worker
+
+    upgrade()
+    worker = Worker(args.workers).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.tokens import create_token
+
+    upgrade()
+    with session_scope() as s:
+        token = create_token(s, args.name, args.role)
+    print(token)
+    return 0
+
+
+def _towers_import(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.towers import import_towers, read_register
+
+    upgrade()
+    rows = read_register(args.file)
+    with session_scope() as s:
+        n = import_towers(s, rows)
+    print(f"{n} towers on {len({r.line for r in rows})} lines imported from {args.file}")
+    return 0
+
+
+def _flight_track(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.faults import record_passes
+    from cloud.models import Drone, Flight
+    from edge.telemetry import load_track
+
+    upgrade()
+    points = [[fix.lat, fix.lon] for fix in load_track(args.file) if fix.lat is not None and fix.lon is not None]
+    with session_scope() as s:
+        if s.get(Drone, args.drone) is None:
+            raise ValueError(f"unknown drone {args.drone}")
+        flight = s.get(Flight, args.flight_id) or Flight(id=args.flight_id, drone_id=args.drone)
+        s.add(flight)
+        flight.track = points
+        s.flush()
+        passed = record_passes(s, args.flight_id, points)
+        flight.passes_recorded = True
+    print(f"flight {args.flight_id}: {len(points)} track points, clean passes over faults "
+          f"{sorted(f.id for f in passed) or 'none'}")
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from cloud.api.app import create_app
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(create_app("sqlite://").openapi(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,75 @@
+"""The one way to the cloud's database: engine and sessions, SQLite (WAL) or PostgreSQL.
+
+`PLI_DATABASE_URL` names the database (`postgresql+psycopg://user@host:port/db` at scale); the
+default is a SQLite file, `pli-cloud/pli.db` below the working folder (`PLI_CLOUD_DIR` moves it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+URL_ENV, DIR_ENV = "PLI_DATABASE_URL", "PLI_CLOUD_DIR"
+
+
+def cloud_dir() -> Path:
+    return Path(os.environ.get(DIR_ENV, "pli-cloud"))
+
+
+def database_url(url: str | None = None) -> str:
+    if url:
+        return url
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    cloud_dir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(cloud_dir() / 'pli.db').resolve()}"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers never wait on the ingest's writes
+            cur.execute("PRAGMA synchronous=FULL")  # what is acknowledged survives a power cut
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+@lru_cache(maxsize=8)
+def _factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(make_engine(url), expire_on_commit=False)
+
+
+def sessions(url: str | None = None) -> sessionmaker[Session]:
+    return _factory(database_url(url))
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A transaction: committed when the block ends, rolled back when it raises."""
+    with sessions(url)() as session, session.begin():
+        yield session
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Bring the schema to `revision` with Alembic (`pli cloud db upgrade`)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.set_main_option("sqlalchemy.url", database_url(url).replace("%", "%%"))
+    command.upgrade(cfg, revision)

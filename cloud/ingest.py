@@ -1,0 +1,161 @@
+"""`pli cloud ingest`: alerts from the broker into the database, acknowledged only once committed.
+
+Several workers split a fleet through a shared subscription (`$share/<group>/pli/+/+/alerts`).
+Messages are taken in batches, one transaction each; only after the commit does the worker send
+the broker its PUBACKs (paho's `manual_ack`) and the drones their answers (acknowledgements with
+the content digest, refusals), so a worker killed mid-batch loses nothing: the broker hands the
+unacknowledged messages out again, and the database drops the duplicates by id. While the
+database is down nothing is acknowledged: the batch is retried until it commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from cloud.alerts import IngestError, Outcome, parse_topic, record
+from cloud.db import sessions
+from cloud.models import Alert
+from cloud.notify import notify, send_webhooks
+from comms.mqtt_link import MqttConfig, acks_topic, connect, dump_answer, make_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    db_retries: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class IngestWorker:
+    def __init__(self, cfg: MqttConfig, url: str | None = None, group: str = "ingest", fleet: str = "+",
+                 name: str | None = None, batch: int = 500, linger_s: float = 0.05, shared: bool = True):
+        """`name`: the MQTT client id; give each worker a stable one so its session (and the
+        messages queued for it) survives a restart."""
+        self.cfg, self.url, self.batch, self.linger_s = cfg, url, batch, linger_s
+        self.filter = (f"$share/{group}/" if shared else "") + f"pli/{fleet}/+/alerts"
+        self.client = make_client(name or f"pli-ingest-{uuid.uuid4().hex[:8]}", cfg, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, m: self._inbox.put(m)
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.stats = IngestStats()
+        self._sessions = sessions(url)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("ingest: the broker refused the connection: %s", reason_code)
+            return
+        client.subscribe(self.filter, qos=1)
+        log.info("ingest subscribed to %s", self.filter)
+
+    def start(self) -> IngestWorker:
+        connect(self.client, self.cfg)
+        return self
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.drain_once(timeout=0.2, stop=stop)
+
+    def drain_once(self, timeout: float = 0.2, stop: threading.Event | None = None) -> int:
+        """Take one batch (waiting up to `timeout` for its first message), store, acknowledge."""
+        try:
+            first = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        batch = [first]
+        deadline = time.monotonic() + self.linger_s
+        while len(batch) < self.batch:
+            try:
+                batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        outcomes = self._store(batch, stop)
+        if outcomes is None:
+            return 0  # stopping with the database down: unacknowledged, the broker keeps them
+        for m in batch:
+            self.client.ack(m.mid, m.qos)  # after the commit: the broker may forget them now
+        self._answer(outcomes)
+        return len(batch)
+
+    def _store(self, batch: list[mqtt.MQTTMessage], stop: threading.Event | None) -> list[tuple[str, Outcome]] | None:
+        delay = 0.5
+        while True:
+            try:
+                return self._transaction(batch)
+            except (OperationalError, SQLAlchemyError) as exc:
+                if isinstance(exc, OperationalError) or "connect" in str(exc).lower():
+                    self.stats.db_retries += 1
+                    log.error("database unavailable (%s): %d alerts wait, nothing acknowledged; retrying in %.1f s",
+                              str(exc).splitlines()[0][:160], len(batch), delay)
+                    if stop is not None and stop.wait(delay):
+                        return None
+                    if stop is None:
+                        time.sleep(delay)
+                    delay = min(10.0, delay * 2)
+                    continue
+                raise
+
+    def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, Outcome]]:
+        out: list[tuple[str, Outcome]] = []
+        webhooks: list[int] = []
+        stats = IngestStats()
+        with self._sessions() as session, session.begin():
+            for m in batch:
+                stats.messages += 1
+                try:
+                    with session.begin_nested():  # one bad alert never takes its batch down
+                        outcome = record(session, m.topic, m.payload)
+                        if outcome.new_high_severity:
+                            fleet, _ = parse_topic(m.topic)
+                            webhooks += notify(session, session.get(Alert, outcome.alert_id), fleet, self._publish)
+                except IngestError as exc:
+                    stats.rejected += 1
+                    stats.reasons.append(str(exc))
+                    log.warning("ingest: %s", exc)
+                    continue
+                fleet, _ = parse_topic(m.topic)
+                out.append((fleet, outcome))
+                stats.stored += outcome.verdict == "new"
+                stats.duplicates += outcome.verdict == "duplicate"
+                stats.conflicts += outcome.verdict == "conflict"
+                stats.refused += outcome.refusal is not None
+        for k in ("messages", "stored", "duplicates", "refused", "conflicts", "rejected"):
+            setattr(self.stats, k, getattr(self.stats, k) + getattr(stats, k))
+        self.stats.reasons += stats.reasons
+        send_webhooks(webhooks)  # committed: the jobs may run now
+        return out
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _answer(self, outcomes: list[tuple[str, Outcome]]) -> None:
+        per_drone: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
+        for fleet, o in outcomes:
+            acks, refused = per_drone[(fleet, o.drone_id)]
+            if o.ack is not None:
+                acks.append(o.ack)
+            if o.refusal is not None:
+                refused.append(o.refusal)
+        for (fleet, drone), (acks, refused) in per_drone.items():
+            self.client.publish(acks_topic(fleet, drone), dump_answer(acks, refused), qos=1)

@@ -1,0 +1,133 @@
+"""The job queue: huey, SQLite storage on one machine, Redis when workers spread over machines.
+
+Every job (selection, pseudo-labels, training, export, release, notifications) is a huey task
+declared with `@job(kind)`: enqueuing records it in the database's `jobs` table, and running it
+records its start, end, result or error, so the API can show it. `PLI_REDIS_URL` switches the
+storage to Redis; the default keeps huey's queue in `pli-cloud/huey.db`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from huey import RedisHuey, SqliteHuey
+from huey.api import Huey
+
+from cloud.db import cloud_dir, session_scope
+from cloud.models import Job
+
+log = logging.getLogger(__name__)
+REDIS_ENV = "PLI_REDIS_URL"
+
+_huey: Huey | None = None
+_lock = threading.Lock()
+
+
+def queue() -> Huey:
+    """The process's huey instance (made on first use, from the environment)."""
+    global _huey
+    with _lock:
+        if _huey is None:
+            if os.environ.get(REDIS_ENV):
+                _huey = RedisHuey("pli", url=os.environ[REDIS_ENV])
+            else:
+                cloud_dir().mkdir(parents=True, exist_ok=True)
+                _huey = SqliteHuey("pli", filename=str(cloud_dir() / "huey.db"))
+        return _huey
+
+
+def reset_queue() -> None:
+    """Forget the instance (a test or a CLI that changed PLI_CLOUD_DIR or PLI_REDIS_URL)."""
+    global _huey
+    with _lock:
+        _huey = None
+        _TASKS.clear()
+
+
+_TASKS: dict[str, Any] = {}
+_FUNCS: dict[str, Callable] = {}
+
+
+_SETTINGS: dict[str, dict] = {}
+
+
+def job(kind: str, **settings) -> Callable[[Callable], Callable]:
+    """Declare a job: `enqueue(kind, **args)` runs `fn(**args)` on a huey worker, recorded.
+    `settings` go to huey (retries, retry_delay, retry_backoff: a failed run is tried again)."""
+
+    def register(fn: Callable) -> Callable:
+        _FUNCS[kind], _SETTINGS[kind] = fn, settings
+        return fn
+
+    return register
+
+
+def _task(kind: str):
+    if kind not in _TASKS:
+        fn = _FUNCS[kind]
+
+        @functools.wraps(fn)
+        def run(job_id: str, args: dict) -> Any:
+            _mark(job_id, status="running", started_at=datetime.now(UTC))
+            try:
+                result = fn(**args)
+            except Exception as exc:
+                _mark(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=datetime.now(UTC))
+                raise
+            _mark(job_id, status="done", result=result if isinstance(result, dict) else {"value": result},
+                  finished_at=datetime.now(UTC))
+            return result
+
+        _TASKS[kind] = queue().task(name=f"pli.{kind}", **_SETTINGS[kind])(run)
+    return _TASKS[kind]
+
+
+def _mark(job_id: str, **fields) -> None:
+    with session_scope() as s:
+        row = s.get(Job, job_id)
+        if row is not None:
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+
+def enqueue(kind: str, delay_s: float = 0, **args) -> str:
+    """Queue a job; returns its id (the same in huey and in the `jobs` table)."""
+    import uuid
+
+    if kind not in _FUNCS:
+        raise ValueError(f"unknown job {kind!r}: one of {sorted(_FUNCS)}")
+    job_id = uuid.uuid4().hex
+    with session_scope() as s:
+        s.add(Job(id=job_id, kind=kind, status="queued", args=args))
+    task = _task(kind)
+    if delay_s:
+        task.schedule(args=(job_id, args), delay=delay_s, id=job_id)
+    else:
+        t = task.s(job_id, args)
+        t.id = job_id
+        queue().enqueue(t)
+    return job_id
+
+
+class Worker:
+    """huey's consumer in this process (`pli cloud worker`, and the tests): threads, no signals."""
+
+    def __init__(self, workers: int = 2):
+        for kind in _FUNCS:
+            _task(kind)
+        self.consumer = queue().create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                                initial_delay=0.05, max_delay=0.5, check_worker_health=False,
+                                                scheduler_interval=1)
+
+    def start(self) -> Worker:
+        self.consumer.start()
+        return self
+
+    def stop(self) -> None:
+        self.consumer.stop(graceful=True)

@@ -1,0 +1,301 @@
+"""The cloud's database tables (SQLAlchemy 2). Schema changes go through Alembic beside them
+(`cloud/migrations`, `pli cloud db upgrade`); the same models run on SQLite and PostgreSQL.
+
+Alerts keep the drone's id (`<drone>-<epoch>-<seq>`) as their key, so every copy of one alert
+(BeiDou through the ground station, MQTT) lands on one row; a copy that disagrees beyond the BeiDou
+form's quantization is kept apart in `alert_copies` and the alert is flagged, never merged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ALERT_STATUSES = ("new", "confirmed", "false_alarm", "reclassified", "repaired")
+FAULT_STATUSES = ("open", "repaired", "repair_confirmed", "false_alarm")
+JOB_STATUSES = ("queued", "running", "done", "failed")
+ROLES = ("operator", "fleet", "admin")
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone: stored as UTC, read back as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} stored: give it a time zone")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict: JSON, list: JSON}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Drone(Base):
+    __tablename__ = "drones"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fleet: Mapped[str] = mapped_column(String(64), default="fleet1")
+    highest_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    model_version: Mapped[str | None] = mapped_column(String(128))  # of its latest alert
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Line(Base):
+    __tablename__ = "lines"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+
+
+class Tower(Base):
+    __tablename__ = "towers"
+    __table_args__ = (UniqueConstraint("line_id", "tower_id"), Index("towers_position", "lat", "lon"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_id: Mapped[str] = mapped_column(ForeignKey("lines.id"))
+    tower_id: Mapped[str] = mapped_column(String(32))
+    order: Mapped[int] = mapped_column(Integer)  # position along the line
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+
+
+class Flight(Base):
+    __tablename__ = "flights"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    drone_id: Mapped[str] = mapped_column(ForeignKey("drones.id"))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    track: Mapped[list | None] = mapped_column(JSON)  # [[lat, lon], ...] where the camera looked
+    passes_recorded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("flight_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flight_id: Mapped[str | None] = mapped_column(ForeignKey("flights.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    key: Mapped[str | None] = mapped_column(String(512))  # in the object store
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Fault(Base):
+    """One physical fault, seen (or passed clean) across flights."""
+
+    __tablename__ = "faults"
+    __table_args__ = (Index("faults_place", "fault_class", "lat", "lon"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fault_class: Mapped[str] = mapped_column(String(64))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    line_id: Mapped[str | None] = mapped_column(String(64))
+    tower_id: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24), default="open")
+    severity: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sightings: Mapped[int] = mapped_column(Integer, default=0)
+    clean_passes: Mapped[int] = mapped_column(Integer, default=0)
+    observations: Mapped[list[FaultObservation]] = relationship(back_populates="fault", order_by="FaultObservation.id")
+
+
+class FaultObservation(Base):
+    """A flight over a fault: it saw it (an alert) or passed clean."""
+
+    __tablename__ = "fault_observations"
+    __table_args__ = (UniqueConstraint("fault_id", "flight_id", "alert_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fault_id: Mapped[int] = mapped_column(ForeignKey("faults.id"))
+    flight_id: Mapped[str | None] = mapped_column(String(64))
+    alert_id: Mapped[str | None] = mapped_column(ForeignKey("alerts.id"))
+    seen: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fault: Mapped[Fault] = relationship(back_populates="observations")
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (Index("alerts_time_place", "time", "lat", "lon"), Index("alerts_place", "lat", "lon"),
+                      Index("alerts_flight", "flight_id"), Index("alerts_fault", "fault_id"))
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    drone_id: Mapped[str] = mapped_column(ForeignKey("drones.id"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    flight_id: Mapped[str | None] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    alt: Mapped[float] = mapped_column(Float)
+    fault_class: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(16))
+    line_id: Mapped[str | None] = mapped_column(String(64))
+    tower_id: Mapped[str | None] = mapped_column(String(32))  # the drone's, else the nearest in the register
+    span: Mapped[str | None] = mapped_column(String(80))  # "T03-T04" along its line
+    position_source: Mapped[str] = mapped_column(String(16))
+    class_list_version: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    source_frame: Mapped[str | None] = mapped_column(String(255))
+    frame_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    box: Mapped[list | None] = mapped_column(JSON)
+    flags: Mapped[list] = mapped_column(JSON, default=list)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    via: Mapped[str] = mapped_column(String(16))  # mqtt, beidou, or both
+    precise: Mapped[bool] = mapped_column(Boolean)  # full-precision fields (an MQTT copy arrived)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    conflict: Mapped[bool] = mapped_column(Boolean, default=False)  # a copy disagreed: see alert_copies
+    fault_id: Mapped[int | None] = mapped_column(ForeignKey("faults.id"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class AlertCopy(Base):
+    """A copy of an alert that disagreed with the stored one beyond quantization: kept, flagged."""
+
+    __tablename__ = "alert_copies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"))
+    doc: Mapped[dict] = mapped_column(JSON)
+    via: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class AlertEvent(Base):
+    """The audit trail: who changed an alert's status, when and from where."""
+
+    __tablename__ = "alert_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    field: Mapped[str] = mapped_column(String(32))
+    old: Mapped[str | None] = mapped_column(String(64))
+    new: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(255))  # client address and agent
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Detection(Base):
+    __tablename__ = "detections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    fault_class: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    box: Mapped[list] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+
+
+class Annotation(Base):
+    __tablename__ = "annotations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    task_id: Mapped[int | None] = mapped_column(Integer)  # Label Studio's
+    result: Mapped[dict] = mapped_column(JSON)
+    annotator: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Campaign(Base):
+    """A body of data with its own frozen test set (CPLID, the IDD photos, a fleet's flights)."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    class_list_version: Mapped[int | None] = mapped_column(Integer)
+    test_set: Mapped[list] = mapped_column(JSON, default=list)  # image names, frozen
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ModelRelease(Base):
+    __tablename__ = "model_releases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    class_list_version: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("model_releases.id"))
+    target: Mapped[str] = mapped_column(String(64))  # a drone id or a group (canary, fleet)
+    status: Mapped[str] = mapped_column(String(24), default="pending")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Job(Base):
+    """A queued job (huey runs it): recorded here so the API can show it."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # huey's task id
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    args: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the token, never the token
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Notification(Base):
+    """A high-severity alert pushed to one on-call channel; every attempt recorded."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # mqtt or webhook
+    target: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, failed
+    attempts: Mapped[list[NotificationAttempt]] = relationship(order_by="NotificationAttempt.id")
+
+
+class NotificationAttempt(Base):
+    __tablename__ = "notification_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
