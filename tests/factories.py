@@ -13,7 +13,7 @@ WHEN = datetime(2026, 11, 22, 9, tzinfo=UTC)
 _PLACES = itertools.count()  # every alert a test makes is another fault, as in flight
 
 
-def new_alert(box: Outbox, severity: Severity = Severity.HIGH, cls: str = "defect", **kw) -> Alert:
+def new_alert(box: Outbox, /, severity: Severity = Severity.HIGH, cls: str = "defect", **kw) -> Alert:
     """The next alert of `box`'s drone, at a place of its own, on class-list version 1 (so it can
     travel by BeiDou)."""
     epoch, seq = box.next_id()

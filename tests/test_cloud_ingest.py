@@ -1,0 +1,196 @@
+"""`pli cloud ingest` against a real Mosquitto and a real database: drones' alerts stored once and
+acknowledged after the commit, BeiDou and MQTT copies merged, a database outage acknowledged
+nothing, workers sharing a subscription and killed mid-drain losing nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from factories import fill, new_alert
+from sqlalchemy import func, select
+from waiting import until
+
+from cloud.db import session_scope
+from cloud.ingest import IngestWorker
+from cloud.models import Alert, Notification
+from comms import alert_json
+from comms.alert_pack import pack
+from comms.mqtt_link import MqttConfig, MqttLink, alerts_topic, connect, make_client
+from comms.outbox import ACKED, Outbox
+
+pytestmark = pytest.mark.slow
+KEY = bytes(range(32))
+
+
+@pytest.fixture
+def ingest(broker, db_url):
+    """An ingest worker on its own thread; yields (worker, url)."""
+    worker = IngestWorker(MqttConfig(port=broker.port), db_url, name="ingest-test", linger_s=0.02).start()
+    assert worker.subscribed.wait(5)
+    stop = threading.Event()
+    t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    t.start()
+    yield worker, db_url
+    stop.set()
+    t.join(5)
+    worker.stop()
+
+
+def _count(url) -> int:
+    with session_scope(url) as s:
+        return s.scalar(select(func.count()).select_from(Alert))
+
+
+def test_drones_alerts_are_stored_once_and_acknowledged_after_the_commit(broker, ingest, tmp_path):
+    worker, url = ingest
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    ids = fill(box, 30)
+    link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=1)
+    link.start()
+    try:
+        assert until(lambda: box.counts() == {ACKED: 30}, 20, link.pump), box.counts()
+    finally:
+        link.stop()
+    with session_scope(url) as s:
+        assert set(s.scalars(select(Alert.id))) == set(ids)
+        assert s.scalar(select(func.count()).select_from(Notification)) == 20  # 20 high ones on the on-call topic
+    assert worker.stats.rejected == 0 and worker.stats.stored == 30
+
+
+def test_the_ground_stations_beidou_copy_then_the_drones_4g_copy_is_one_row(broker, ingest, tmp_path):
+    from comms.ground import GroundStation
+    from comms.replay import ReplayGuard
+
+    _, url = ingest
+    box = Outbox(tmp_path / "o.db", "UAV-07")
+    a = new_alert(box, flight_id="F7", source_frame="DJI_0007.JPG", box=(10.0, 20.0, 30.0, 40.0))
+    box.put(a, thumb=b"\xff\xd8\xff small jpeg")
+    client = make_client("ground-ingest-test", MqttConfig(port=broker.port))
+    connect(client, MqttConfig(port=broker.port))
+    station = GroundStation({7: ("UAV-07", KEY)}, ReplayGuard(tmp_path / "r.db"), client)
+    try:
+        assert until(client.is_connected, 5)
+        assert station.handle("0247718", pack([a], 7, KEY, 77).payload) == [a.id]  # by BeiDou first
+        assert until(lambda: _count(url) == 1, 10)
+        with session_scope(url) as s:
+            row = s.get(Alert, a.id)
+            assert row.via == "beidou" and row.thumbnail is None and row.flight_id is None and not row.precise
+        link = MqttLink(box, MqttConfig(port=broker.port))
+        link.start()
+        try:
+            assert until(lambda: box.state(a.id) == ACKED, 10, link.pump)
+        finally:
+            link.stop()
+    finally:
+        client.loop_stop()
+    with session_scope(url) as s:
+        row = s.get(Alert, a.id)
+        assert (row.via, row.flight_id, row.source_frame, row.thumbnail) == ("both", "F7", "DJI_0007.JPG",
+                                                                               b"\xff\xd8\xff small jpeg")
+        assert row.precise and row.lat == a.lat and _count(url) == 1
+
+
+def test_a_payload_for_another_drone_than_the_topic_is_refused_and_dropped(broker, ingest):
+    worker, url = ingest
+    forged = new_alert(Outbox(":memory:", "UAV-08"))
+    c = make_client("uav07-forger", MqttConfig(port=broker.port))
+    connect(c, MqttConfig(port=broker.port))
+    try:
+        assert until(c.is_connected, 5)
+        c.publish(alerts_topic("fleet1", "UAV-07"), alert_json.dumps(forged), qos=1).wait_for_publish(5)
+        assert until(lambda: worker.stats.rejected == 1, 10)
+    finally:
+        c.loop_stop()
+    assert "is not the topic's UAV-07" in worker.stats.reasons[0] and _count(url) == 0
+
+
+def test_nothing_is_acknowledged_while_the_database_is_down(broker, tmp_path):
+    """PostgreSQL stopped under a running ingest: the drone's alerts stay unacknowledged (the
+    outbox keeps them due) until the server is back; then every one is stored once."""
+    from cloud.db import upgrade
+    from cloud.local_postgres import LocalPostgres
+
+    pg = LocalPostgres().start()
+    try:
+        upgrade(pg.url)
+        worker = IngestWorker(MqttConfig(port=broker.port), pg.url, name="ingest-outage", linger_s=0.02).start()
+        assert worker.subscribed.wait(5)
+        stop = threading.Event()
+        t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        t.start()
+        box = Outbox(tmp_path / "o.db", "UAV-07")
+        link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=60)
+        link.start()
+        assert link.connected.wait(5)
+        pg.stop()
+        ids = fill(box, 10)
+        link.pump()
+        assert until(lambda: worker.stats.db_retries >= 2, 15)
+        for _ in range(10):
+            link.pump()
+            time.sleep(0.1)
+        assert box.counts() == {"sent_mqtt": 10}  # published, never acknowledged
+        pg.start()
+        assert until(lambda: box.counts() == {ACKED: 10}, 30, link.pump), box.counts()
+        with session_scope(pg.url) as s:
+            assert sorted(s.scalars(select(Alert.id))) == sorted(ids)
+        link.stop()
+        stop.set()
+        t.join(15)
+        worker.stop()
+    finally:
+        pg.remove()
+
+
+def _publish_queue(port: int, n: int, drone: str = "UAV-07") -> list[str]:
+    """`n` alerts published QoS 1 to the broker, as drones would, before any worker runs."""
+    box = Outbox(f"/tmp/pli-ingest-queue-{os.getpid()}-{time.monotonic_ns()}.db", drone)
+    alerts = [new_alert(box) for _ in range(n)]
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{drone}", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(alerts_topic("fleet1", drone), alert_json.dumps(a), qos=1) for a in alerts]
+    for i in infos:
+        i.wait_for_publish(10)
+    c.loop_stop()
+    c.disconnect()
+    return [a.id for a in alerts]
+
+
+def test_workers_sharing_the_subscription_and_killed_mid_drain_lose_nothing(broker, tmp_path):
+    """Two `pli cloud ingest` processes in one group (stable names: their sessions outlive them)
+    drain a queue while one of them is SIGKILLed five times: every alert stored, once."""
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(tmp_path / "cloud")}
+    cmd = [sys.executable, "-m", "pli", "cloud", "ingest", "--mqtt-port", str(broker.port), "--batch", "20"]
+    workers = {name: subprocess.Popen([*cmd, "--name", name], env=env, stderr=subprocess.DEVNULL)
+               for name in ("ingest-a", "ingest-b")}
+    try:
+        from cloud.db import upgrade
+
+        upgrade(url)
+        time.sleep(2.0)  # both subscribed: their sessions now hold the group's share
+        ids = _publish_queue(broker.port, 400)
+        for _ in range(5):
+            time.sleep(0.6)
+            workers["ingest-a"].send_signal(signal.SIGKILL)
+            workers["ingest-a"].wait()
+            workers["ingest-a"] = subprocess.Popen([*cmd, "--name", "ingest-a"], env=env, stderr=subprocess.DEVNULL)
+        assert until(lambda: _count(url) == 400, 60), _count(url)
+    finally:
+        for p in workers.values():
+            p.send_signal(signal.SIGTERM)
+        for p in workers.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    with session_scope(url) as s:
+        assert sorted(s.scalars(select(Alert.id))) == sorted(ids)  # all, and the primary key allows no twin
