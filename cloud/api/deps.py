@@ -11,9 +11,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from cloud.tokens import ALLOWED, lookup
+
+
+class Message(BaseModel):
+    detail: str
+
+
+# What every endpoint may answer besides its own result (one line in `detail`).
+ERRORS = {400: {"model": Message, "description": "a request that cannot be served as asked"},
+          401: {"model": Message, "description": "no token, or an unknown or revoked one"},
+          403: {"model": Message, "description": "the token's role may not do this"},
+          404: {"model": Message, "description": "no such item"},
+          409: {"model": Message, "description": "in conflict with what is stored"}}
 
 
 def db(request: Request) -> Iterator[Session]:
@@ -53,7 +66,8 @@ def require(role: str):
         if row is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         if row.role not in ALLOWED[role]:
-            raise HTTPException(403, f"a {row.role} token cannot do this (needs {role})")
+            article = "an" if row.role[0] in "aeiou" else "a"
+            raise HTTPException(403, f"{article} {row.role} token cannot do this (needs {role})")
         host = request.client.host if request.client else "?"
         return Caller(row.name, row.role, f"{host} {request.headers.get('user-agent', '')}"[:255])
 

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from cloud import exports
 from cloud.alerts import alert_json_of
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import ALERT_STATUSES, Alert, AlertEvent, Fault
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Severity = Literal["low", "medium", "high"]
 Status = Literal["new", "confirmed", "false_alarm", "reclassified", "repaired"]
 BBOX = r"^-?\d{1,3}(\.\d+)?,-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?,-?\d{1,2}(\.\d+)?$"
@@ -33,7 +33,7 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         return None
     w, s, e, n = (float(v) for v in text.split(","))
     if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
-        raise HTTPException(422, "bbox is min_lon,min_lat,max_lon,max_lat within the globe, min <= max")
+        raise HTTPException(400, "bbox is min_lon,min_lat,max_lon,max_lat within the globe, min <= max")
     return w, s, e, n
 
 
@@ -116,7 +116,7 @@ def change_status(alert_id: str, change: StatusChange, session: Session = Depend
     if row is None:
         raise HTTPException(404, f"no alert {alert_id}")
     if change.status == "reclassified" and not change.fault_class:
-        raise HTTPException(422, "reclassified needs the right fault_class")
+        raise HTTPException(400, "reclassified needs the right fault_class")
     events = [("status", row.status, change.status)]
     if change.status == "reclassified" and change.fault_class != row.fault_class:
         events.append(("fault_class", row.fault_class, change.fault_class))

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud import exports
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.api.routes.alerts import BBOX, parse_bbox
 from cloud.models import Fault
 
-router = APIRouter(prefix="/faults", tags=["faults"])
+router = APIRouter(prefix="/faults", tags=["faults"], responses=ERRORS)
 FaultStatus = Literal["open", "repaired", "repair_confirmed", "false_alarm"]
 
 

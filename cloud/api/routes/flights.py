@@ -7,11 +7,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.faults import record_passes
 from cloud.models import Alert, Drone, Flight
 
-router = APIRouter(prefix="/flights", tags=["flights"])
+router = APIRouter(prefix="/flights", tags=["flights"], responses=ERRORS)
 
 
 def flight_json(f: Flight, alerts: int) -> dict:
@@ -54,7 +54,7 @@ def put_track(flight_id: str, track: Track, session: Session = Depends(db),
     if session.get(Drone, track.drone_id) is None:
         raise HTTPException(404, f"unknown drone {track.drone_id}")
     if any(not (-90 <= lat <= 90 and -180 <= lon <= 180) for lat, lon in track.points):
-        raise HTTPException(422, "a track point is off the globe (points are [lat, lon])")
+        raise HTTPException(400, "a track point is off the globe (points are [lat, lon])")
     f = session.get(Flight, flight_id)
     if f is None:
         f = Flight(id=flight_id, drone_id=track.drone_id)

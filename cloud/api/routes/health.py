@@ -10,13 +10,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, Message, db, require
 from cloud.models import Alert, Fault, Job
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERRORS)
 
 
-@router.get("/health", summary="is the service up, and its database")
+@router.get("/health", summary="is the service up, and its database",
+            responses={503: {"model": Message, "description": "the database does not answer"}})
 def health(session: Session = Depends(db)) -> Response:
     try:
         session.execute(text("SELECT 1"))

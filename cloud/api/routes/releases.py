@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import Deployment, ModelRelease
 
-router = APIRouter(tags=["releases"])
+router = APIRouter(tags=["releases"], responses=ERRORS)
 
 
 @router.get("/releases", summary="model releases")

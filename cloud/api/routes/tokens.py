@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import ApiToken
 from cloud.tokens import create_token
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)
 
 
 class NewToken(BaseModel):

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import Caller, db, require
+from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import Tower
 
-router = APIRouter(prefix="/towers", tags=["towers"])
+router = APIRouter(prefix="/towers", tags=["towers"], responses=ERRORS)
 
 
 @router.get("", summary="towers, by line and order")
