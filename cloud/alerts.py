@@ -96,7 +96,7 @@ def record(session: Session, topic: str, payload: bytes) -> Outcome:
                        new_high_severity=row.severity == "high")
     held = as_record(row)
     if verdict(True, alert.epoch, drone.highest_epoch or None, digest(held) == digest(alert)) == REPLAY:
-        changed = _merge(row, alert, thumb, via)
+        changed = _merge(row, alert, thumb, via, doc)
         return Outcome(alert.id, alert.drone_id, "duplicate", ack=(alert.id, digest(held)), changed=changed)
     # Same id, other content: a wiped or restored outbox reused the number. Both kept, never merged.
     session.add(AlertCopy(alert_id=row.id, doc={k: v for k, v in doc.items() if k != "thumbnail_jpeg_b64"}, via=via))
@@ -116,6 +116,7 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
                 class_list_version=a.class_list_version, model_version=a.model_version, source_frame=a.source_frame,
                 frame_time=a.frame_time, box=list(a.box) if a.box else None,
                 flags=["time_restamped"] if a.time_restamped else [], thumbnail=thumb, via=via,
+                beidou_refused=doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
                 precise=via == "mqtt", status="new", conflict=False)
     found = towers.nearest(session, a.lat, a.lon)
     if found is not None:
@@ -132,7 +133,7 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
     return row
 
 
-def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str) -> list[str]:
+def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> list[str]:
     """Fill what the stored copy lacks from this one (never overwrite richer with poorer)."""
     changed = []
     if via != row.via and row.via != "both":
@@ -150,6 +151,9 @@ def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str) -> list[st
     if row.thumbnail is None and thumb:
         row.thumbnail = thumb
         changed.append("thumbnail")
+    if row.beidou_refused is None and isinstance(doc.get("beidou_refused"), str):
+        row.beidou_refused = doc["beidou_refused"]
+        changed.append("beidou_refused")
     return changed
 
 
@@ -157,6 +161,8 @@ def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
     """The API's form of a stored alert: the wire JSON plus what the cloud adds."""
     doc = alert_json.to_json(as_record(row))
     doc.pop("schema")
+    if row.beidou_refused:
+        doc["beidou_refused"] = row.beidou_refused
     doc.update({"status": row.status, "line_id": row.line_id, "span": row.span, "via": row.via,
                 "conflict": row.conflict, "fault_id": row.fault_id, "received_at": row.received_at.isoformat()})
     if with_thumbnail and row.thumbnail:

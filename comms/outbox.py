@@ -3,7 +3,9 @@
 States: `pending` (never sent) -> `sent_beidou` (sent by short message, not yet confirmed) or
 `sent_mqtt` (published, PUBACK awaited) -> `acked` (the cloud or ground station confirmed it).
 An alert is done only when acknowledged. One sent over BeiDou stays due for MQTT, so it is
-re-sent when 4G returns; the receiver drops duplicates by id. A crash between sending and
+re-sent when 4G returns; the receiver drops duplicates by id. One acknowledged through BeiDou
+alone still goes once by MQTT when 4G is there and nothing else waits, so the cloud gets what
+the short message could not carry (flight, thumbnail, provenance). A crash between sending and
 marking re-sends (at least once, never lost); ids make the second copy harmless.
 
 Identity: the outbox records its owner (drone id and fleet from the device file) and refuses to
@@ -208,8 +210,10 @@ class Outbox:
         boot, now = self._boot_id(), self._monotonic()
         stale = "(sent_boot IS NOT ? OR sent_mono < ?)"
         if link == "mqtt":
-            where, args = f"(state IN (?, ?) OR (state = ? AND {stale}))", (
-                PENDING, SENT_BEIDOU, SENT_MQTT, boot, now - resend_after_s)
+            # Last: alerts home by BeiDou only go once by 4G too, so the cloud gets their flight,
+            # thumbnail and provenance (it merges the copy into the row the BeiDou copy made).
+            where, args = f"(state IN (?, ?) OR (state = ? AND {stale}) OR (state = ? AND mqtt_sent = 0))", (
+                PENDING, SENT_BEIDOU, SENT_MQTT, boot, now - resend_after_s, ACKED)
         else:
             where, args = f"beidou_refused IS NULL AND (state = ? OR (state = ? AND {stale})", (
                 PENDING, SENT_MQTT, boot, now - resend_after_s)
@@ -218,7 +222,8 @@ class Outbox:
                     *args, SENT_BEIDOU, boot, now - beidou_resend_after_s)
             where += ")"
         rows = self.db.execute(f"SELECT id, doc, thumb, state, attempts, beidou_refused FROM alerts WHERE {where} "
-                               "ORDER BY severity DESC, n LIMIT ?", (*args, limit + len(exclude))).fetchall()
+                               "ORDER BY state = 'acked', severity DESC, n LIMIT ?",
+                               (*args, limit + len(exclude))).fetchall()
         skip, out = set(exclude), []
         for i, doc, thumb, state, attempts, refused in rows:
             if i in skip:

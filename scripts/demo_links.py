@@ -5,18 +5,21 @@
 Starts a Mosquitto broker on a free loopback port, two simulated BeiDou terminals on
 pseudo-terminals (the drone's speaks BDS-3, the ground's the 2.1 dialect: each driver detects
 its own), a simulated 4G modem answering AT+CSQ on a third, the ground station (answering by
-BeiDou too) and a stand-in for the cloud (it prints each alert as it arrives, with the path it
-took, and acknowledges it). The drone's forwarder then empties the outbox that `pli edge run`
-filled: the modem's signal is good, drops to nothing for a while (BeiDou carries the alerts,
-several to a message), and comes back (MQTT again, after the hysteresis window). The alerts
+BeiDou too) and the cloud: `pli cloud ingest`'s worker stores every alert in a database and
+acknowledges it after the commit, while a tap prints each copy as it arrives, with the path it
+took. The drone's forwarder then empties the outbox that `pli edge run` filled: the modem's
+signal is good, drops to nothing for a while (BeiDou carries the alerts, several to a message),
+and comes back (MQTT again, after the hysteresis window). The alerts
 are handed to the forwarder's outbox at the pace they were raised in flight (compressed).
-Ends when every alert is acknowledged.
+Ends when every alert is acknowledged, and lists the database's rows: an alert that came by
+BeiDou first and by 4G later is one row (`via both`) with its flight and thumbnail.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -27,7 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import paho.mqtt.client as mqtt  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
+from cloud.db import session_scope, upgrade  # noqa: E402
+from cloud.ingest import IngestWorker  # noqa: E402
+from cloud.models import Alert  # noqa: E402
 from comms import alert_json  # noqa: E402
 from comms.beidou.driver import Driver  # noqa: E402
 from comms.beidou.sim import Network, SimTerminal, TerminalConfig  # noqa: E402
@@ -37,7 +44,7 @@ from comms.ground import GroundStation  # noqa: E402
 from comms.local_broker import LocalBroker  # noqa: E402
 from comms.modem import Modem  # noqa: E402
 from comms.modem_sim import SimModem  # noqa: E402
-from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client  # noqa: E402
+from comms.mqtt_link import MqttConfig, MqttLink, alerts_topic, connect, make_client  # noqa: E402
 from comms.outbox import Outbox  # noqa: E402
 from comms.replay import ReplayGuard  # noqa: E402
 from comms.selector import LinkSelector, SelectorConfig  # noqa: E402
@@ -68,18 +75,24 @@ def main() -> int:
           f"{ground_bd.card.dialect} (both detected by their drivers)")
     cfg = MqttConfig(port=port)
     arrived: dict[str, str] = {}
+    # The cloud: `pli cloud ingest`'s worker storing every alert in the database (SQLite here,
+    # PLI_DATABASE_URL for PostgreSQL), and a tap that shows each copy as it arrives.
+    db_url = os.environ.get("PLI_DATABASE_URL") or f"sqlite:///{work / 'cloud.db'}"
+    upgrade(db_url)
+    ingest = IngestWorker(cfg, db_url, name="demo-ingest").start()
+    ingest_stop = threading.Event()
+    threading.Thread(target=ingest.run, args=(ingest_stop,), daemon=True).start()
 
     def on_alert(client, userdata, message) -> None:
         alert, thumb = alert_json.loads(message.payload)
-        path = "4G" if thumb else "BeiDou via ground station"
+        path = "4G" if json.loads(message.payload).get("via") != "beidou" else "BeiDou via ground station"
         if alert.id not in arrived:
             arrived[alert.id] = path
             print(f"  cloud <- {alert.id} {alert.fault_class:<9} {alert.severity.name.lower():<6} "
                   f"{alert.lat:.6f},{alert.lon:.6f} {alert.position_source:<12} by {path}"
                   + (f" (photo {alert.source_frame}, model {alert.model_version})" if thumb else ""), flush=True)
-        client.publish(acks_topic(cfg.fleet, alert.drone_id), json.dumps([alert.id]), qos=1)
 
-    cloud = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-cloud", protocol=mqtt.MQTTv5)
+    cloud = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-tap", protocol=mqtt.MQTTv5)
     cloud.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(cfg.fleet, "+"), qos=1)
     cloud.on_message = on_alert
     cloud.connect("127.0.0.1", port)
@@ -102,7 +115,8 @@ def main() -> int:
                     device.ground_address, beidou_acks=True)
     print(f"sending {total} alerts from {outbox_path} (broker on 127.0.0.1:{port}, BeiDou simulated)")
     try:
-        while box.counts().get("acked", 0) < total and time.monotonic() - started < 60:
+        while (box.counts().get("acked", 0) < total or box.due("mqtt", resend_after_s=5)) \
+                and time.monotonic() - started < 60:
             due = min(total, int((time.monotonic() - started) / pace) + 1)
             for alert in flight[sum(box.counts().values()):due]:
                 box.put(alert, alert_json.thumbnail(alert.crop_path) if alert.crop_path else None)
@@ -120,13 +134,23 @@ def main() -> int:
         modem_sim.stop()
         cloud.loop_stop()
         gclient.loop_stop()
+        ingest_stop.set()
+        time.sleep(0.3)
+        ingest.stop()
         broker.stop()
     acked = box.counts().get("acked", 0)
     by_path = {p: list(arrived.values()).count(p) for p in set(arrived.values())}
     print(f"{acked}/{total} alerts acknowledged by the cloud; first arrivals by path: {by_path}; "
           f"BeiDou messages {fwd.stats.beidou_messages} ({fwd.stats.beidou_alerts} alerts, "
           f"{station.stats.ack_messages} acknowledgements back)")
-    return 0 if acked == total else 1
+    with session_scope(db_url) as s:
+        rows = list(s.scalars(select(Alert).order_by(Alert.time)))
+        print(f"in the database ({db_url.split('///')[-1]}): {len(rows)} alerts, "
+              f"{len({r.fault_id for r in rows})} faults")
+        for r in rows:
+            print(f"  {r.id} {r.fault_class:<9} via {r.via:<6} flight {r.flight_id or '-':<18} "
+                  f"thumbnail {len(r.thumbnail or b''):>5} B  fault {r.fault_id}  status {r.status}")
+    return 0 if acked == total and len(rows) == total else 1
 
 
 if __name__ == "__main__":

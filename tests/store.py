@@ -1,58 +1,59 @@
-"""The tests' stand-in for the cloud's alert store (the cloud service replaces it in its issue).
+"""The cloud for the links tests: the real ingest worker (`cloud/ingest.py`) on a SQLite database
+of its own, and a plain subscriber that counts every copy on the wire.
 
-It keeps the one rule every receiver follows (comms.replay.verdict): an id already held with the
-same content is a duplicate (acknowledged again); one held with other content, or of an epoch
-below the highest it knows for the drone, is refused as superseded (answered with the highest);
-anything else is stored and acknowledged.
+`stored` is what the database holds (id -> the API's JSON form), so a test of the drone's links
+checks what truly landed: one row per alert, merged copies, refusals of superseded epochs.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import uuid
 
+from sqlalchemy import select
+
+from cloud.alerts import alert_json_of
+from cloud.db import session_scope, upgrade
+from cloud.ingest import IngestWorker
+from cloud.models import Alert
 from comms import alert_json
-from comms.mqtt_link import MqttConfig, acks_topic, alerts_topic, connect, dump_answer, make_client
-from comms.replay import NEW, SUPERSEDED, digest, verdict
+from comms.mqtt_link import MqttConfig, alerts_topic, connect, make_client
 
 
 class Store:
-    def __init__(self, cfg: MqttConfig | int, fleet: str = "fleet1", highest_epochs: dict[str, int] | None = None):
+    def __init__(self, cfg: MqttConfig | int, fleet: str = "fleet1"):
         cfg = MqttConfig(port=cfg) if isinstance(cfg, int) else cfg
-        self.fleet = fleet
-        self.ids: list[str] = []  # every copy received, duplicates included
+        self.url = f"sqlite:///{tempfile.mkdtemp(prefix='pli-store-')}/cloud.db"
+        upgrade(self.url)
+        self.ids: list[str] = []  # every copy on the wire, duplicates included
         self.messages: list[tuple[str, str]] = []  # (topic, id) of every copy
-        self.stored: dict[str, dict] = {}  # id -> the JSON document first stored
-        self.highest: dict[str, int] = dict(highest_epochs or {})  # drone -> highest epoch known
-        self.refused: list[tuple[str, str]] = []  # (id, reason)
         self.lock = threading.Lock()
-        self.client = make_client(f"store-{uuid.uuid4().hex[:8]}", cfg)  # no session carried between tests
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(fleet, "+"), qos=1)
-        self.client.on_message = self._on_message
-        connect(self.client, cfg)
+        self.worker = IngestWorker(cfg, self.url, group=f"store-{uuid.uuid4().hex[:6]}", fleet=fleet,
+                                   name=f"store-{uuid.uuid4().hex[:8]}", linger_s=0.01).start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+        self.tap = make_client(f"tap-{uuid.uuid4().hex[:8]}", cfg)
+        self.tap.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(fleet, "+"), qos=1)
+        self.tap.on_message = self._on_message
+        connect(self.tap, cfg)
+        self.worker.subscribed.wait(5)
 
     def _on_message(self, client, userdata, message) -> None:
-        import json
-
-        doc = json.loads(message.payload)
-        alert, _ = alert_json.from_json(doc)
+        alert, _ = alert_json.loads(message.payload)
         with self.lock:
             self.ids.append(alert.id)
             self.messages.append((message.topic, alert.id))
-            top = self.highest.get(alert.drone_id)
-            held = self.stored.get(alert.id)
-            same = held is None or digest(alert_json.from_json(held)[0]) == digest(alert)
-            v = verdict(held is not None, alert.epoch, top, same)
-            if v == NEW:
-                self.stored[alert.id] = doc
-                self.highest[alert.drone_id] = max(alert.epoch, top or 0)
-            elif v == SUPERSEDED:
-                self.refused.append((alert.id, v))
-                top = max(top or 0, alert.epoch)
-        answer = dump_answer([], [{"id": alert.id, "reason": v, "highest_epoch": top}]) if v == SUPERSEDED \
-            else dump_answer([(alert.id, digest(alert_json.from_json(self.stored[alert.id])[0]))])
-        client.publish(acks_topic(self.fleet, alert.drone_id), answer, qos=1)
+
+    @property
+    def stored(self) -> dict[str, dict]:
+        with session_scope(self.url) as s:
+            return {r.id: alert_json_of(r) for r in s.scalars(select(Alert))}
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        self._stop.set()
+        self._thread.join(5)
+        self.worker.stop()
+        self.tap.loop_stop()
+        self.tap.disconnect()

@@ -194,3 +194,31 @@ def test_workers_sharing_the_subscription_and_killed_mid_drain_lose_nothing(brok
                 p.kill()
     with session_scope(url) as s:
         assert sorted(s.scalars(select(Alert.id))) == sorted(ids)  # all, and the primary key allows no twin
+
+
+def test_the_demos_alerts_land_in_the_database_by_4g_and_by_beidou(tmp_path):
+    """scripts/demo_links.py (the demo's second half) on an outbox of 6 alerts: the cloud is the
+    real ingest; what went by BeiDou first ends as one row with its flight and thumbnail."""
+    from comms.device import DeviceConfig
+
+    key = tmp_path / "device.key"
+    key.write_text(os.urandom(32).hex())
+    DeviceConfig("UAV-01", "fleet1", 1, "0179773", key_file=str(key)).save(tmp_path / "device.json")
+    import cv2
+    import numpy as np
+
+    crop = tmp_path / "crop.jpg"  # the demo makes the 4G thumbnail from the crop on the drone
+    cv2.imwrite(str(crop), np.full((60, 80, 3), 128, np.uint8))
+    box = Outbox(tmp_path / "outbox.db", "UAV-01", "fleet1")
+    for _ in range(6):
+        box.put(new_alert(box, flight_id="F-demo", crop_path=str(crop)))
+    box.close()
+    out = subprocess.run([sys.executable, "scripts/demo_links.py", str(tmp_path / "outbox.db"),
+                          str(tmp_path / "device.json")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PLI_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "by 4G" in out.stdout and "by BeiDou via ground station" in out.stdout
+    with session_scope(f"sqlite:///{tmp_path / 'demo.db'}") as s:
+        rows = list(s.scalars(select(Alert)))
+        assert len(rows) == 6 and {r.via for r in rows} == {"mqtt", "both"}
+        assert all(r.flight_id == "F-demo" and r.thumbnail for r in rows)

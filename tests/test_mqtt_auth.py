@@ -112,8 +112,8 @@ def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
         intruder.publish(alerts_topic("fleet1", "UAV-07"), alert_json.dumps(own), qos=1).wait_for_publish(5)
         assert until(lambda: bool(heard), 10)
         # and UAV-08's acknowledgements stay unreadable to UAV-07
-        cloud.client.publish(acks_topic("fleet1", "UAV-08"), json.dumps(["UAV-08:2"]), qos=1).wait_for_publish(5)
-        cloud.client.publish(acks_topic("fleet1", "UAV-07"), json.dumps(["UAV-07:2"]), qos=1).wait_for_publish(5)
+        cloud.worker.client.publish(acks_topic("fleet1", "UAV-08"), json.dumps(["UAV-08:2"]), qos=1).wait_for_publish(5)
+        cloud.worker.client.publish(acks_topic("fleet1", "UAV-07"), json.dumps(["UAV-07:2"]), qos=1).wait_for_publish(5)
         assert until(lambda: len(heard) >= 2, 10)
         time.sleep(0.5)
     finally:

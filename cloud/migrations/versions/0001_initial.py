@@ -1,8 +1,8 @@
-"""initial schema: drones, flights, alerts, faults, towers, images, detections, annotations, campaigns, releases, deployments, jobs, tokens, notifications
+"""initial schema: drones, lines, towers, flights, images, faults and their observations, alerts with their copies and audit trail, detections, annotations, campaigns, model releases, deployments, jobs, API tokens, notifications
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:15:24.004781
+Create Date: 2026-12-01 12:20:40.418705
 """
 from __future__ import annotations
 
@@ -161,6 +161,7 @@ def upgrade() -> None:
     sa.Column('frame_time', cloud.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('box', sa.JSON(), nullable=True),
     sa.Column('flags', sa.JSON(), nullable=False),
+    sa.Column('beidou_refused', sa.String(length=255), nullable=True),
     sa.Column('thumbnail', sa.LargeBinary(), nullable=True),
     sa.Column('via', sa.String(length=16), nullable=False),
     sa.Column('precise', sa.Boolean(), nullable=False),
