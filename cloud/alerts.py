@@ -75,11 +75,13 @@ def record(session: Session, topic: str, payload: bytes) -> Outcome:
         raise IngestError(f"alert {alert.id} on {topic}: the payload's drone {alert.drone_id} is not the topic's "
                           f"{topic_drone}: refused")
     via = "beidou" if doc.get("via") == "beidou" else "mqtt"
-    drone = session.get(Drone, alert.drone_id, with_for_update=True)
+    drones = session.info.setdefault("drones_locked", {})  # one lock per drone per transaction
+    drone = drones.get(alert.drone_id) or session.get(Drone, alert.drone_id, with_for_update=True)
     if drone is None:
         drone = Drone(id=alert.drone_id, fleet=fleet, highest_epoch=0)
         session.add(drone)
         session.flush()
+    drones[alert.drone_id] = drone
     now = datetime.now(UTC)
     drone.last_seen_at = now
     row = session.get(Alert, alert.id)
@@ -118,7 +120,7 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
                 flags=["time_restamped"] if a.time_restamped else [], thumbnail=thumb, via=via,
                 beidou_refused=doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
                 precise=via == "mqtt", status="new", conflict=False)
-    found = towers.nearest(session, a.lat, a.lon)
+    found = towers.nearest(session, a.lat, a.lon) if towers.any_towers(session) else None
     if found is not None:
         tower, span = found
         row.line_id, row.span = tower.line_id, span
@@ -170,5 +172,7 @@ def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
     return doc
 
 
-def known_ids(session: Session, ids: list[str]) -> set[str]:
-    return set(session.scalars(select(Alert.id).where(Alert.id.in_(ids))))
+def prefetch(session: Session, ids: list[str]) -> None:
+    """Load a batch's stored alerts in one query, so `record` finds them without one query each."""
+    for i in range(0, len(ids), 500):
+        session.scalars(select(Alert).where(Alert.id.in_(ids[i:i + 500]))).all()

@@ -10,6 +10,7 @@ database is down nothing is acknowledged: the batch is retried until it commits.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from cloud.alerts import IngestError, Outcome, parse_topic, record
+from cloud.alerts import IngestError, Outcome, parse_topic, prefetch, record
 from cloud.db import sessions
 from cloud.models import Alert
 from cloud.notify import notify, send_webhooks
@@ -40,6 +41,14 @@ class IngestStats:
     rejected: int = 0
     db_retries: int = 0
     reasons: list[str] = field(default_factory=list)
+
+
+def _alert_id(payload: bytes) -> str | None:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    return doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
 
 
 class IngestWorker:
@@ -121,6 +130,7 @@ class IngestWorker:
         webhooks: list[int] = []
         stats = IngestStats()
         with self._sessions() as session, session.begin():
+            prefetch(session, [i for i in (_alert_id(m.payload) for m in batch) if i])
             for m in batch:
                 stats.messages += 1
                 try:

@@ -92,6 +92,7 @@ def read_register(path: Path) -> list[TowerRow]:
 def import_towers(session: Session, rows: list[TowerRow]) -> int:
     """Insert or move towers (idempotent by line and tower id); returns how many were written."""
     per_line: dict[str, int] = {}
+    session.info.pop("any_towers", None)
     for row in rows:
         if session.get(Line, row.line) is None:
             session.add(Line(id=row.line, name=row.line))
@@ -104,6 +105,13 @@ def import_towers(session: Session, rows: list[TowerRow]) -> int:
         else:
             tower.order, tower.lat, tower.lon = order, row.lat, row.lon
     return len(rows)
+
+
+def any_towers(session: Session) -> bool:
+    """Whether the register holds any tower (asked once per transaction: most alerts then skip the lookup)."""
+    if "any_towers" not in session.info:
+        session.info["any_towers"] = session.scalar(select(Tower.id).limit(1)) is not None
+    return session.info["any_towers"]
 
 
 def nearest(session: Session, lat: float, lon: float) -> tuple[Tower, str | None] | None:

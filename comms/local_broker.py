@@ -25,7 +25,8 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 
 
 class LocalBroker:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra: str = ""):
+        """`extra`: more mosquitto.conf lines (e.g. `max_queued_messages 0` for a benchmark's deep queue)."""
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             raise FileNotFoundError("mosquitto is not installed (scripts/setup.sh installs it)")
@@ -36,7 +37,7 @@ class LocalBroker:
         # Persistence keeps sessions and queued QoS 1 messages over a broker restart. As root,
         # mosquitto would drop to the `mosquitto` user, who cannot write here: stay this user.
         self._write_conf(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                         f"persistence_location {folder}/\nautosave_interval 1\n")
+                         f"persistence_location {folder}/\nautosave_interval 1\n{extra}")
         self.proc: subprocess.Popen | None = None
 
     def _write_conf(self, body: str) -> None:

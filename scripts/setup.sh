@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto openssl postgresql)
+APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 want=("${@:-full edge}")
 want=" ${want[*]} "
