@@ -65,7 +65,9 @@ def publish(port: int, msgs: list[tuple[str, bytes, str]]) -> float:
     c.connect("127.0.0.1", port)
     c.loop_start()
     t0 = time.perf_counter()
-    for topic, payload, _ in msgs:
+    for k, (topic, payload, _) in enumerate(msgs):
+        while k - done["n"] > 20_000:  # packet ids are 16 bits: never more than that outstanding
+            time.sleep(0.005)
         c.publish(topic, payload, qos=1)
     while done["n"] < len(msgs):
         time.sleep(0.05)
@@ -151,7 +153,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pli-bench-ingest-"))
     broker = LocalBroker(work / "broker", extra="max_queued_messages 0\nmax_queued_bytes 0\nautosave_interval 0\n"
-                         "max_inflight_messages 100\n").start()
+                         "max_inflight_messages 1000\n").start()
     pg = None
     try:
         if args.backend == "postgresql":

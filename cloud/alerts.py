@@ -76,21 +76,24 @@ def record(session: Session, topic: str, payload: bytes) -> Outcome:
                           f"{topic_drone}: refused")
     via = "beidou" if doc.get("via") == "beidou" else "mqtt"
     drones = session.info.setdefault("drones_locked", {})  # one lock per drone per transaction
-    drone = drones.get(alert.drone_id) or session.get(Drone, alert.drone_id, with_for_update=True)
+    drone = drones.get(alert.drone_id)
     if drone is None:
-        drone = Drone(id=alert.drone_id, fleet=fleet, highest_epoch=0)
-        session.add(drone)
-        session.flush()
-    drones[alert.drone_id] = drone
-    now = datetime.now(UTC)
-    drone.last_seen_at = now
-    row = session.get(Alert, alert.id)
+        drone = session.get(Drone, alert.drone_id, with_for_update=True)
+        if drone is None:
+            drone = Drone(id=alert.drone_id, fleet=fleet, highest_epoch=0)
+            session.add(drone)
+            session.flush()
+        drone.last_seen_at = datetime.now(UTC)
+        drones[alert.drone_id] = drone
+    absent = session.info.setdefault("absent_alerts", set())  # known absent (prefetch): no query
+    row = None if alert.id in absent else session.get(Alert, alert.id)
     if row is None:
         v = verdict(False, alert.epoch, drone.highest_epoch or None)
         if v == SUPERSEDED:
             return Outcome(alert.id, alert.drone_id, v, refusal={"id": alert.id, "reason": v,
                                                                   "highest_epoch": drone.highest_epoch})
         row = _insert(session, alert, thumb, via, doc)
+        absent.discard(alert.id)
         drone.highest_epoch = max(drone.highest_epoch, alert.epoch)
         if alert.model_version:
             drone.model_version = alert.model_version
@@ -109,8 +112,10 @@ def record(session: Session, topic: str, payload: bytes) -> Outcome:
 
 
 def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> Alert:
-    if a.flight_id and session.get(Flight, a.flight_id) is None:
-        session.add(Flight(id=a.flight_id, drone_id=a.drone_id, started_at=a.time))
+    flight = session.get(Flight, a.flight_id) if a.flight_id else None
+    if a.flight_id and flight is None:
+        flight = Flight(id=a.flight_id, drone_id=a.drone_id, started_at=a.time, ended_at=a.time)
+        session.add(flight)
         session.flush()
     row = Alert(id=a.id, drone_id=a.drone_id, epoch=a.epoch, seq=a.seq, flight_id=a.flight_id or None, time=a.time,
                 lat=a.lat, lon=a.lon, alt=a.alt, fault_class=a.fault_class, confidence=a.confidence,
@@ -128,10 +133,11 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
     session.add(row)
     session.flush()
     faults.attach(session, row)
-    if a.flight_id:
-        flight = session.get(Flight, a.flight_id)
-        flight.started_at = min(flight.started_at or a.time, a.time)
-        flight.ended_at = max(flight.ended_at or a.time, a.time)
+    if flight is not None:
+        if flight.started_at is None or a.time < flight.started_at:
+            flight.started_at = a.time
+        if flight.ended_at is None or a.time > flight.ended_at:
+            flight.ended_at = a.time
     return row
 
 
@@ -173,6 +179,9 @@ def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
 
 
 def prefetch(session: Session, ids: list[str]) -> None:
-    """Load a batch's stored alerts in one query, so `record` finds them without one query each."""
+    """Load a batch's stored alerts in one query, so `record` finds them, or knows them absent,
+    without one query each."""
+    found: set[str] = set()
     for i in range(0, len(ids), 500):
-        session.scalars(select(Alert).where(Alert.id.in_(ids[i:i + 500]))).all()
+        found |= {a.id for a in session.scalars(select(Alert).where(Alert.id.in_(ids[i:i + 500])))}
+    session.info["absent_alerts"] = set(ids) - found
