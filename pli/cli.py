@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         top = (exc.name or "").split(".")[0]
         if top in OWN_PACKAGES:
             raise
+        extra = "cloud" if args.command == "cloud" else "training"
         print(f"pli: error: `pli {args.command}` needs {top!r}, which is not installed here "
-              f"(install the project with the matching extra, e.g. pip install '.[training]')", file=sys.stderr)
+              f"(install the project with its extra: pip install '.[{extra}]')", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:  # ModelError is a ValueError
         print(f"pli: error: {exc}", file=sys.stderr)
