@@ -105,3 +105,9 @@ def test_the_drones_links_work_with_only_the_edge_extra():
     for cmd in (["link", "run"], ["link", "status"], ["modem", "csq"], ["ground", "run"], ["beidou", "sim"]):
         out = subprocess.run([sys.executable, "-m", "pli", *cmd, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage" in out.stdout, out.stderr
+
+
+@in_edge_env
+def test_cloud_commands_on_the_drone_say_which_extra_they_need():
+    out = subprocess.run([sys.executable, "-m", "pli", "cloud", "serve"], capture_output=True, text=True)
+    assert out.returncode == 2 and "pip install '.[cloud]'" in out.stderr and "Traceback" not in out.stderr
