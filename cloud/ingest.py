@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from cloud.alerts import IngestError, Outcome, parse_topic, prefetch, record
 from cloud.db import sessions
@@ -115,7 +115,7 @@ class IngestWorker:
             except (OperationalError, SQLAlchemyError) as exc:
                 if isinstance(exc, OperationalError) or "connect" in str(exc).lower():
                     self.stats.db_retries += 1
-                    log.error("database unavailable (%s): %d alerts wait, nothing acknowledged; retrying in %.1f s",
+                    log.error("database error (%s): %d alerts wait, nothing acknowledged; retrying in %.1f s",
                               str(exc).splitlines()[0][:160], len(batch), delay)
                     if stop is not None and stop.wait(delay):
                         return None
@@ -134,16 +134,15 @@ class IngestWorker:
             for m in batch:
                 stats.messages += 1
                 try:
-                    with session.begin_nested():  # one bad alert never takes its batch down
-                        outcome = record(session, m.topic, m.payload)
-                        if outcome.new_high_severity:
-                            fleet, _ = parse_topic(m.topic)
-                            webhooks += notify(session, session.get(Alert, outcome.alert_id), fleet, self._publish)
+                    outcome = self._record(session, m)
                 except IngestError as exc:
                     stats.rejected += 1
                     stats.reasons.append(str(exc))
                     log.warning("ingest: %s", exc)
                     continue
+                if outcome.new_high_severity:
+                    fleet, _ = parse_topic(m.topic)
+                    webhooks += notify(session, session.get(Alert, outcome.alert_id), fleet, self._publish)
                 fleet, _ = parse_topic(m.topic)
                 out.append((fleet, outcome))
                 stats.stored += outcome.verdict == "new"
@@ -155,6 +154,27 @@ class IngestWorker:
         self.stats.reasons += stats.reasons
         send_webhooks(webhooks)  # committed: the jobs may run now
         return out
+
+    def _record(self, session, m: mqtt.MQTTMessage) -> Outcome:
+        """One message in its own savepoint, so one bad alert never takes its batch down. Two
+        workers may create the same drone, flight or alert row at once (the BeiDou and the 4G
+        copy on two workers): the loser's insert fails on the key, and it tries again, finding
+        the row the other committed."""
+        for attempt in range(3):
+            try:
+                with session.begin_nested():
+                    return record(session, m.topic, m.payload)
+            except IntegrityError as exc:
+                session.info.pop("drones_locked", None)  # rolled back with the savepoint
+                session.info.pop("absent_alerts", None)
+                if attempt == 2:
+                    raise IngestError(f"message on {m.topic} keeps conflicting with stored rows: "
+                                      f"{str(exc.orig).splitlines()[0][:160]}") from None
+            except (OperationalError, IngestError):
+                raise
+            except Exception as exc:  # a bug must not wedge the queue: refuse this message, say why
+                raise IngestError(f"message on {m.topic} could not be stored ({type(exc).__name__}: {exc})") from None
+        raise AssertionError("unreachable")
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
