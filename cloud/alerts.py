@@ -178,9 +178,17 @@ def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
     return doc
 
 
-def prefetch(session: Session, ids: list[str]) -> None:
-    """Load a batch's stored alerts in one query, so `record` finds them, or knows them absent,
-    without one query each."""
+def prefetch(session: Session, ids: list[str], drone_ids: list[str] = ()) -> None:
+    """Lock the batch's drones in one statement, in id order (two workers then never wait on each
+    other crosswise: no deadlock), and load its stored alerts in one query, so `record` finds them,
+    or knows them absent, without one query each."""
+    if drone_ids:
+        locked = session.scalars(select(Drone).where(Drone.id.in_(sorted(set(drone_ids)))).order_by(Drone.id)
+                                 .with_for_update()).all()
+        now = datetime.now(UTC)
+        for d in locked:
+            d.last_seen_at = now
+        session.info["drones_locked"] = {d.id: d for d in locked}
     found: set[str] = set()
     for i in range(0, len(ids), 500):
         found |= {a.id for a in session.scalars(select(Alert).where(Alert.id.in_(ids[i:i + 500])))}

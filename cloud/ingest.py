@@ -43,12 +43,15 @@ class IngestStats:
     reasons: list[str] = field(default_factory=list)
 
 
-def _alert_id(payload: bytes) -> str | None:
+def _keys(payload: bytes) -> tuple[str, str] | None:
+    """(alert id, drone id) of a message, when it has them (the rest is checked by `record`)."""
     try:
         doc = json.loads(payload)
     except ValueError:
         return None
-    return doc.get("id") if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("drone_id"), str):
+        return None
+    return doc["id"], doc["drone_id"]
 
 
 class IngestWorker:
@@ -130,7 +133,8 @@ class IngestWorker:
         webhooks: list[int] = []
         stats = IngestStats()
         with self._sessions() as session, session.begin():
-            prefetch(session, [i for i in (_alert_id(m.payload) for m in batch) if i])
+            keys = [k for k in (_keys(m.payload) for m in batch) if k]
+            prefetch(session, [k[0] for k in keys], [k[1] for k in keys])
             for m in batch:
                 stats.messages += 1
                 try:

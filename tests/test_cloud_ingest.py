@@ -164,18 +164,16 @@ def _publish_queue(port: int, n: int, drone: str = "UAV-07") -> list[str]:
     return [a.id for a in alerts]
 
 
-def test_workers_sharing_the_subscription_and_killed_mid_drain_lose_nothing(broker, tmp_path):
+def test_workers_sharing_the_subscription_and_killed_mid_drain_lose_nothing(broker, db_url, tmp_path):
     """Two `pli cloud ingest` processes in one group (stable names: their sessions outlive them)
-    drain a queue while one of them is SIGKILLed five times: every alert stored, once."""
-    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    drain a queue while one of them is SIGKILLed five times: every alert stored, once. On
+    PostgreSQL the two really write at once (and race to create the same drone and flight rows)."""
+    url = db_url
     env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(tmp_path / "cloud")}
     cmd = [sys.executable, "-m", "pli", "cloud", "ingest", "--mqtt-port", str(broker.port), "--batch", "20"]
     workers = {name: subprocess.Popen([*cmd, "--name", name], env=env, stderr=subprocess.DEVNULL)
                for name in ("ingest-a", "ingest-b")}
     try:
-        from cloud.db import upgrade
-
-        upgrade(url)
         time.sleep(2.0)  # both subscribed: their sessions now hold the group's share
         ids = _publish_queue(broker.port, 400)
         for _ in range(5):
