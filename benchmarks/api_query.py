@@ -82,6 +82,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--queries", type=int, default=50, help="queries per client")
+    ap.add_argument("--server-workers", type=int, default=1, help="pli cloud serve --workers")
     args = ap.parse_args()
     pg = LocalPostgres(Path(tempfile.mkdtemp(prefix="pli-bench-api-"))).start()
     server = None
@@ -91,7 +92,8 @@ def main() -> int:
         with session_scope(pg.url) as s:
             token = create_token(s, "bench", "operator")
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port),
+                                   "--workers", str(args.server_workers)],
                                   env={**os.environ, "PLI_DATABASE_URL": pg.url}, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
@@ -143,12 +145,14 @@ def main() -> int:
         pg.remove()
     lat_ms = sorted(x * 1000 for x in latencies)
     p95 = lat_ms[int(0.95 * (len(lat_ms) - 1))]
-    print(f"{args.rows} alerts on PostgreSQL (loaded in {load_s:.0f} s); {args.clients} clients x {args.queries} "
+    print(f"{args.rows} alerts on PostgreSQL (loaded in {load_s:.0f} s); server workers {args.server_workers}; "
+          f"{args.clients} clients x {args.queries} "
           f"queries (box 0.02 deg, 30 days, 100 a page; mean {statistics.mean(rows_seen):.1f} rows returned)")
     print(f"CPU flags: {cpu_flags()}, {os.cpu_count()} cores")
     print(f"latency ms: p50 {statistics.median(lat_ms):.1f}  p95 {p95:.1f}  max {lat_ms[-1]:.1f}")
     print("plan:\n  " + "\n  ".join(plan))
-    print(json.dumps({"benchmark": "api_query", "rows": args.rows, "clients": args.clients, "queries": len(lat_ms),
+    print(json.dumps({"benchmark": "api_query", "rows": args.rows, "server_workers": args.server_workers,
+                      "clients": args.clients, "queries": len(lat_ms),
                       "p50_ms": round(statistics.median(lat_ms), 1), "p95_ms": round(p95, 1),
                       "max_ms": round(lat_ms[-1], 1), "index": next((ln for ln in plan if "Index" in ln), None),
                       "cpu_flags": cpu_flags()}))

@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "make one with `pli cloud token create`.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1; one per core under load)")
     p.set_defaults(func=_serve)
 
     p = csub.add_parser("worker", help="run queued jobs (huey consumer)",
@@ -121,7 +122,11 @@ def _serve(args: argparse.Namespace) -> int:
     from cloud.db import upgrade
 
     upgrade()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    if args.workers > 1:  # uvicorn's worker processes import the app themselves
+        uvicorn.run("cloud.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                    log_level="warning")
+    else:
+        uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -168,7 +168,7 @@ class Alert(Base):
     box: Mapped[list | None] = mapped_column(JSON)
     flags: Mapped[list] = mapped_column(JSON, default=list)
     beidou_refused: Mapped[str | None] = mapped_column(String(255))  # why the drone kept it for 4G
-    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)  # loaded when asked for
     via: Mapped[str] = mapped_column(String(16))  # mqtt, beidou, or both
     precise: Mapped[bool] = mapped_column(Boolean)  # full-precision fields (an MQTT copy arrived)
     status: Mapped[str] = mapped_column(String(16), default="new")

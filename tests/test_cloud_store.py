@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
 from cloud.alerts import IngestError, record
 from cloud.db import session_scope
@@ -44,8 +45,8 @@ def _beidou(a: Record) -> bytes:
 
 
 def _rows(url):
-    with session_scope(url) as s:
-        return {r.id: r for r in s.scalars(select(Alert))}
+    with session_scope(url) as s:  # thumbnails are deferred: loaded here, while the session is open
+        return {r.id: r for r in s.scalars(select(Alert).options(undefer(Alert.thumbnail)))}
 
 
 @pytest.mark.parametrize("order", ["beidou_first", "mqtt_first"])
@@ -156,3 +157,18 @@ def test_the_fault_history_links_flights_records_clean_passes_and_opens_new_faul
         clean = s.scalars(select(FaultObservation).where(FaultObservation.seen.is_(False))).all()
         assert {o.flight_id for o in clean} == {"F3"}
         assert s.scalar(select(func.count()).select_from(Fault)) == 4
+
+
+def test_the_apis_form_of_an_alert_is_the_wire_form_plus_the_clouds_fields(db_url):
+    from cloud.alerts import api_doc, as_record
+
+    a = _alert(3, time_restamped=True)
+    with session_scope(db_url) as s:
+        record(s, TOPIC, _mqtt(a))
+    with session_scope(db_url) as s:
+        row = s.get(Alert, a.id)
+        wire = alert_json.to_json(as_record(row))
+        wire.pop("schema")
+        doc = api_doc(row)
+        assert {k: doc[k] for k in wire} == wire and doc["flags"] == ["time_restamped"]
+        assert {"status", "line_id", "span", "via", "conflict", "fault_id", "received_at"} <= doc.keys()
