@@ -55,3 +55,14 @@ def csv_text(items: Iterable[dict[str, Any]]) -> str:
         w.writerow({k: json.dumps(v) if isinstance(v, list | dict) else ("" if v is None else v)
                     for k, v in r.items()})
     return buf.getvalue()
+
+
+def response(items: Iterable[dict[str, Any]], fmt: str, name: str):
+    """An HTTP response of `items` as GeoJSON, KML or CSV (what the export endpoints return)."""
+    from fastapi.responses import PlainTextResponse, Response
+
+    if fmt == "geojson":
+        return Response(geojson(items), media_type="application/geo+json")
+    if fmt == "kml":
+        return Response(kml(items, name), media_type="application/vnd.google-earth.kml+xml")
+    return PlainTextResponse(csv_text(items), media_type="text/csv")

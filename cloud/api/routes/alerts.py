@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -90,11 +90,7 @@ def list_alerts(f: AlertFilter = Depends(), offset: int = Query(0, ge=0, le=10_0
 def export_alerts(fmt: Literal["geojson", "kml", "csv"], f: AlertFilter = Depends(),
                   session: Session = Depends(db), _: Caller = Depends(require("any"))) -> Response:
     items = [alert_json_of(r) for r in session.scalars(f.apply(select(Alert)).order_by(Alert.time, Alert.id))]
-    if fmt == "geojson":
-        return Response(exports.geojson(items), media_type="application/geo+json")
-    if fmt == "kml":
-        return Response(exports.kml(items, "pli alerts"), media_type="application/vnd.google-earth.kml+xml")
-    return PlainTextResponse(exports.csv_text(items), media_type="text/csv")
+    return exports.response(items, fmt, "pli alerts")
 
 
 @router.get("/{alert_id}", summary="one alert, with its thumbnail")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -59,11 +59,7 @@ def export_faults(fmt: Literal["geojson", "kml", "csv"], fault_class: str | None
                   session: Session = Depends(db), _: Caller = Depends(require("any"))) -> Response:
     q = _query(fault_class, status, line, tower, bbox).order_by(Fault.id)
     items = [fault_json(f) for f in session.scalars(q)]
-    if fmt == "geojson":
-        return Response(exports.geojson(items), media_type="application/geo+json")
-    if fmt == "kml":
-        return Response(exports.kml(items, "pli faults"), media_type="application/vnd.google-earth.kml+xml")
-    return PlainTextResponse(exports.csv_text(items), media_type="text/csv")
+    return exports.response(items, fmt, "pli faults")
 
 
 @router.get("/{fault_id}", summary="one fault and every flight that saw it or passed it clean")
