@@ -167,7 +167,6 @@ def test_wiped_and_restored_outboxes_heal_through_superseded_epochs(home, tmp_pa
     restored.put(late)
     stale, _ = pack_ack([late.seq], 7, KEYS[7][1], epoch=1)
     for payload in (stale, pack_ack([late.seq], 7, KEYS[7][1], epoch=late.epoch)[0]):
-        fwd._job = None
         home.ground_driver.send(ADDRESS[7], payload, retries=3)
         time.sleep(0.3)
         fwd._read_beidou()
