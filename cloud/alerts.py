@@ -64,10 +64,11 @@ def parse_topic(topic: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def record(session: Session, topic: str, payload: bytes) -> Outcome:
+def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
+    """`payload`: the message's bytes, or its JSON document when the caller already parsed it."""
     fleet, topic_drone = parse_topic(topic)
     try:
-        doc = json.loads(payload)
+        doc = json.loads(payload) if isinstance(payload, bytes | str) else payload
         alert, thumb = alert_json.from_json(doc)
     except (ValueError, TypeError) as exc:
         raise IngestError(f"malformed alert on {topic}: {exc}") from None

@@ -43,15 +43,14 @@ class IngestStats:
     reasons: list[str] = field(default_factory=list)
 
 
-def _keys(payload: bytes) -> tuple[str, str] | None:
-    """(alert id, drone id) of a message, when it has them (the rest is checked by `record`)."""
+def _parse(payload: bytes) -> dict | bytes:
+    """The message's JSON document, parsed once for the batch; the raw bytes when it is not one
+    (then `record` says what is wrong)."""
     try:
         doc = json.loads(payload)
     except ValueError:
-        return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not isinstance(doc.get("drone_id"), str):
-        return None
-    return doc["id"], doc["drone_id"]
+        return payload
+    return doc if isinstance(doc, dict) else payload
 
 
 class IngestWorker:
@@ -133,21 +132,22 @@ class IngestWorker:
         webhooks: list[int] = []
         stats = IngestStats()
         with self._sessions() as session, session.begin():
-            keys = [k for k in (_keys(m.payload) for m in batch) if k]
+            docs = [_parse(m.payload) for m in batch]
+            keys = [(d["id"], d["drone_id"]) for d in docs if isinstance(d, dict)
+                    and isinstance(d.get("id"), str) and isinstance(d.get("drone_id"), str)]
             prefetch(session, [k[0] for k in keys], [k[1] for k in keys])
-            for m in batch:
+            for m, doc in zip(batch, docs, strict=True):
                 stats.messages += 1
                 try:
-                    outcome = self._record(session, m)
+                    fleet, _ = parse_topic(m.topic)
+                    outcome = self._record(session, m.topic, doc)
                 except IngestError as exc:
                     stats.rejected += 1
                     stats.reasons.append(str(exc))
                     log.warning("ingest: %s", exc)
                     continue
                 if outcome.new_high_severity:
-                    fleet, _ = parse_topic(m.topic)
                     webhooks += notify(session, session.get(Alert, outcome.alert_id), fleet, self._publish)
-                fleet, _ = parse_topic(m.topic)
                 out.append((fleet, outcome))
                 stats.stored += outcome.verdict == "new"
                 stats.duplicates += outcome.verdict == "duplicate"
@@ -159,7 +159,7 @@ class IngestWorker:
         send_webhooks(webhooks)  # committed: the jobs may run now
         return out
 
-    def _record(self, session, m: mqtt.MQTTMessage) -> Outcome:
+    def _record(self, session, topic: str, doc: dict | bytes) -> Outcome:
         """One message in its own savepoint, so one bad alert never takes its batch down. Two
         workers may create the same drone, flight or alert row at once (the BeiDou and the 4G
         copy on two workers): the loser's insert fails on the key, and it tries again, finding
@@ -167,17 +167,17 @@ class IngestWorker:
         for attempt in range(3):
             try:
                 with session.begin_nested():
-                    return record(session, m.topic, m.payload)
+                    return record(session, topic, doc)
             except IntegrityError as exc:
                 session.info.pop("drones_locked", None)  # rolled back with the savepoint
                 session.info.pop("absent_alerts", None)
                 if attempt == 2:
-                    raise IngestError(f"message on {m.topic} keeps conflicting with stored rows: "
+                    raise IngestError(f"message on {topic} keeps conflicting with stored rows: "
                                       f"{str(exc.orig).splitlines()[0][:160]}") from None
             except (OperationalError, IngestError):
                 raise
             except Exception as exc:  # a bug must not wedge the queue: refuse this message, say why
-                raise IngestError(f"message on {m.topic} could not be stored ({type(exc).__name__}: {exc})") from None
+                raise IngestError(f"message on {topic} could not be stored ({type(exc).__name__}: {exc})") from None
         raise AssertionError("unreachable")
 
     def _publish(self, topic: str, payload: bytes) -> bool:

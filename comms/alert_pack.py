@@ -226,10 +226,6 @@ def peek_key_id(payload: bytes) -> int:
     return int.from_bytes(payload[1:3], "big")
 
 
-def kind_of(payload: bytes) -> int:
-    return payload[0] >> 4 if payload else -1
-
-
 def unpack(payload: bytes, key_for: Callable[[int], tuple[str, bytes] | None],
            lists: Mapping[int, ClassList] | None = None, flight_id: str = "") -> Batch:
     """Verify and decode an alert message. `key_for(key_id)` gives (drone id, key), or None.

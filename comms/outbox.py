@@ -129,10 +129,6 @@ class Outbox:
         """The epoch new alerts get now (another process may have moved it since this one opened)."""
         return int(self._meta()["epoch"])
 
-    @property
-    def fleet(self) -> str | None:
-        return self._meta().get("fleet")
-
     def _counter(self, name: str) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return row[0] if row else 0

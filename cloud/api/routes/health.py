@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,18 +38,15 @@ def metrics(request: Request, session: Session = Depends(db), _: Caller = Depend
     jobs = GaugeMetricFamily("pli_jobs", "jobs, by status", labels=["status"])
     for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status)):
         jobs.add_metric([status], n)
-    body = generate_latest(request.app.state.registry)
-    body += b"".join(_expose(m) for m in (alerts, faults, jobs))
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    counts = CollectorRegistry(auto_describe=False)  # this request's database counts, beside the app's own
+    counts.register(_Families((alerts, faults, jobs)))
+    return Response(generate_latest(request.app.state.registry) + generate_latest(counts),
+                    media_type=CONTENT_TYPE_LATEST)
 
 
-def _expose(family) -> bytes:
-    from prometheus_client import CollectorRegistry
+class _Families:
+    def __init__(self, families: tuple) -> None:
+        self.families = families
 
-    class One:
-        def collect(self):
-            yield family
-
-    reg = CollectorRegistry()
-    reg.register(One())
-    return generate_latest(reg)
+    def collect(self):
+        yield from self.families
