@@ -46,12 +46,15 @@ def cpu_flags() -> str:
     return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni") if f" {f}" in flags)
 
 
+SEVERITY = Severity.HIGH  # every alert pages the on-call channel unless --severity says otherwise
+
+
 def payloads(n: int, drones: int = 20) -> list[tuple[str, bytes, str]]:
     out = []
     for i in range(n):
         d = f"UAV-{i % drones:02d}"
         a = Record(d, i + 1, "F1", T0 + timedelta(seconds=i), 25.0 + (i % 1000) / 1e4, 103.0 + (i // 1000) / 1e4,
-                   1600.0, "defect", 0.9, Severity.HIGH, epoch=1, class_list_version=1, position_source="laser")
+                   1600.0, "defect", 0.9, SEVERITY, epoch=1, class_list_version=1, position_source="laser")
         out.append((f"pli/fleet1/{d}/alerts", alert_json.dumps(a), a.id))
     return out
 
@@ -105,6 +108,34 @@ def drain_mosquitto_sub(port: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def drain_paho(port: int, n: int) -> float:
+    """The Python MQTT client alone (paho, as the ingest uses it: manual PUBACKs, a receiving
+    thread), storing nothing: the ceiling of any ingest written on it."""
+    from comms.mqtt_link import MqttConfig, connect, make_client
+
+    register(port, "bench-paho", "paho")
+    publish(port, payloads(n))
+    got = {"n": 0}
+    done = __import__("threading").Event()
+    client = make_client("bench-paho", MqttConfig(port=port), manual_ack=True)
+
+    def on_message(c, u, m) -> None:
+        c.ack(m.mid, m.qos)
+        got["n"] += 1
+        if got["n"] >= n:
+            done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(f"$share/paho/{GROUP_FILTER}", qos=1)
+    t0 = time.perf_counter()
+    connect(client, MqttConfig(port=port))
+    done.wait(600)
+    seconds = time.perf_counter() - t0
+    client.loop_stop()
+    client.disconnect()
+    return seconds
+
+
 def count(url: str) -> int:
     with session_scope(url) as s:
         return s.scalar(select(func.count()).select_from(Alert))
@@ -150,7 +181,11 @@ def main() -> int:
     ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--kills", type=int, default=0)
+    ap.add_argument("--severity", choices=["high", "medium"], default="high",
+                    help="high: each alert also goes out on the on-call topic (notify.py); medium: not")
     args = ap.parse_args()
+    global SEVERITY
+    SEVERITY = Severity.parse(args.severity)
     work = Path(tempfile.mkdtemp(prefix="pli-bench-ingest-"))
     broker = LocalBroker(work / "broker", extra="max_queued_messages 0\nmax_queued_bytes 0\nautosave_interval 0\n"
                          "max_inflight_messages 1000\n").start()
@@ -165,20 +200,26 @@ def main() -> int:
             url = f"sqlite:///{work / 'cloud.db'}"
         upgrade(url)
         ref = drain_mosquitto_sub(broker.port, args.n)
+        paho = drain_paho(broker.port, args.n)
         got = drain_ingest(broker.port, args.n, url, args.workers, args.kills, work)
     finally:
         broker.stop()
         if pg is not None:
             pg.remove()
     ratio = got["rate"] / (args.n / ref)
-    print(f"{args.n} QoS 1 alerts queued, drained ({args.backend}, {args.workers} ingest worker(s), "
+    print(f"{args.n} QoS 1 {args.severity}-severity alerts queued, drained ({args.backend}, "
+          f"{args.workers} ingest worker(s), "
           f"{got['kills']} SIGKILLs); CPU flags: {cpu_flags()}, {os.cpu_count()} cores")
     print(f"{'mosquitto_sub':<16} {ref:8.2f} s  {args.n / ref:9.0f} msg/s")
+    print(f"{'paho alone':<16} {paho:8.2f} s  {args.n / paho:9.0f} msg/s  ({ref / paho:.0%} of mosquitto_sub)")
     print(f"{'pli cloud ingest':<16} {got['seconds']:8.2f} s  {got['rate']:9.0f} msg/s  ({ratio:.0%} of mosquitto_sub)"
           f"  lost {got['lost']}, extra {got['extra']}")
     print(json.dumps({"benchmark": "ingest_drain", "n": args.n, "backend": args.backend, "workers": args.workers,
-                      "mosquitto_sub_s": round(ref, 2), "mosquitto_sub_rate": round(args.n / ref, 1), **got,
-                      "ratio": round(ratio, 3), "cpu_flags": cpu_flags()}))
+                      "severity": args.severity,
+                      "mosquitto_sub_s": round(ref, 2), "mosquitto_sub_rate": round(args.n / ref, 1),
+                      "paho_s": round(paho, 2), "paho_rate": round(args.n / paho, 1), **got,
+                      "ratio": round(ratio, 3), "ratio_of_paho": round(got["rate"] / (args.n / paho), 3),
+                      "cpu_flags": cpu_flags()}))
     return 0 if got["lost"] == 0 and got["extra"] == 0 else 1
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud import faults, towers
-from cloud.models import Alert, AlertCopy, Drone, Flight
+from cloud.models import Alert, AlertCopy, Drone, Flight, UTCDateTime
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
 from comms.replay import NEW, REPLAY, SUPERSEDED, digest, verdict
@@ -64,8 +65,8 @@ def parse_topic(topic: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
-    """`payload`: the message's bytes, or its JSON document when the caller already parsed it."""
+def _read(topic: str, payload: bytes | dict) -> tuple[str, AlertRecord, bytes | None, str, dict]:
+    """(fleet, alert, thumbnail, link it came by, document) of one message, or IngestError saying why not."""
     fleet, topic_drone = parse_topic(topic)
     try:
         doc = json.loads(payload) if isinstance(payload, bytes | str) else payload
@@ -75,7 +76,12 @@ def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
     if alert.drone_id != topic_drone:  # the broker's ACL vouches for the topic, not for the payload
         raise IngestError(f"alert {alert.id} on {topic}: the payload's drone {alert.drone_id} is not the topic's "
                           f"{topic_drone}: refused")
-    via = "beidou" if doc.get("via") == "beidou" else "mqtt"
+    return fleet, alert, thumb, "beidou" if doc.get("via") == "beidou" else "mqtt", doc
+
+
+def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
+    """`payload`: the message's bytes, or its JSON document when the caller already parsed it."""
+    fleet, alert, thumb, via, doc = _read(topic, payload)
     drones = session.info.setdefault("drones_locked", {})  # one lock per drone per transaction
     drone = drones.get(alert.drone_id)
     if drone is None:
@@ -112,25 +118,38 @@ def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
                    refusal={"id": alert.id, "reason": SUPERSEDED, "highest_epoch": highest})
 
 
+def _values(a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> dict:
+    """The alert's row, as a dict of Alert's columns (the ORM path and the bulk path build the same)."""
+    return {"id": a.id, "drone_id": a.drone_id, "epoch": a.epoch, "seq": a.seq, "flight_id": a.flight_id or None,
+            "time": a.time, "lat": a.lat, "lon": a.lon, "alt": a.alt, "fault_class": a.fault_class,
+            "confidence": a.confidence, "severity": a.severity.name.lower(), "line_id": None,
+            "tower_id": a.tower_id, "span": None, "position_source": a.position_source,
+            "class_list_version": a.class_list_version, "model_version": a.model_version,
+            "source_frame": a.source_frame, "frame_time": a.frame_time, "box": list(a.box) if a.box else None,
+            "flags": ["time_restamped"] if a.time_restamped else [], "thumbnail": thumb, "via": via,
+            "beidou_refused": doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
+            "precise": via == "mqtt", "status": "new", "conflict": False, "fault_id": None, "image_id": None,
+            "received_at": datetime.now(UTC)}
+
+
+def _place(session: Session, values: dict) -> None:
+    """Nearest tower and span from the asset register, when it holds any."""
+    found = towers.nearest(session, values["lat"], values["lon"]) if towers.any_towers(session) else None
+    if found is not None:
+        tower, span = found
+        values["line_id"], values["span"] = tower.line_id, span
+        values["tower_id"] = values["tower_id"] or tower.tower_id
+
+
 def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> Alert:
     flight = session.get(Flight, a.flight_id) if a.flight_id else None
     if a.flight_id and flight is None:
         flight = Flight(id=a.flight_id, drone_id=a.drone_id, started_at=a.time, ended_at=a.time)
         session.add(flight)
         session.flush()
-    row = Alert(id=a.id, drone_id=a.drone_id, epoch=a.epoch, seq=a.seq, flight_id=a.flight_id or None, time=a.time,
-                lat=a.lat, lon=a.lon, alt=a.alt, fault_class=a.fault_class, confidence=a.confidence,
-                severity=a.severity.name.lower(), tower_id=a.tower_id, position_source=a.position_source,
-                class_list_version=a.class_list_version, model_version=a.model_version, source_frame=a.source_frame,
-                frame_time=a.frame_time, box=list(a.box) if a.box else None,
-                flags=["time_restamped"] if a.time_restamped else [], thumbnail=thumb, via=via,
-                beidou_refused=doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
-                precise=via == "mqtt", status="new", conflict=False)
-    found = towers.nearest(session, a.lat, a.lon) if towers.any_towers(session) else None
-    if found is not None:
-        tower, span = found
-        row.line_id, row.span = tower.line_id, span
-        row.tower_id = row.tower_id or tower.tower_id
+    values = _values(a, thumb, via, doc)
+    _place(session, values)
+    row = Alert(**values)
     session.add(row)
     session.flush()
     faults.attach(session, row)
@@ -199,12 +218,25 @@ def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
     return doc
 
 
-def prefetch(session: Session, ids: list[str], drone_ids: list[str] = ()) -> None:
-    """Lock the batch's drones in one statement, in id order (two workers then never wait on each
-    other crosswise: no deadlock), and load its stored alerts in one query, so `record` finds them,
-    or knows them absent, without one query each."""
-    if drone_ids:
-        locked = session.scalars(select(Drone).where(Drone.id.in_(sorted(set(drone_ids)))).order_by(Drone.id)
+def _insert_ignoring_held(session: Session, table):
+    """INSERT ... ON CONFLICT DO NOTHING, in the dialect at hand: rows another worker created stay."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def prefetch(session: Session, ids: list[str], drones: dict[str, str] | None = None) -> None:
+    """Create the batch's new drones (`{drone: fleet}`), lock them all in one statement, in id order
+    (two workers then never wait on each other crosswise: no deadlock), and load its stored alerts
+    in one query, so `record` finds them, or knows them absent, without one query each."""
+    if drones:
+        order = sorted(drones)
+        held = set(session.scalars(select(Drone.id).where(Drone.id.in_(order))))
+        if missing := [d for d in order if d not in held]:
+            session.execute(_insert_ignoring_held(session, Drone.__table__),
+                            [{"id": d, "fleet": drones[d], "highest_epoch": 0} for d in missing])
+        locked = session.scalars(select(Drone).where(Drone.id.in_(order)).order_by(Drone.id)
                                  .with_for_update()).all()
         now = datetime.now(UTC)
         for d in locked:
@@ -212,5 +244,80 @@ def prefetch(session: Session, ids: list[str], drone_ids: list[str] = ()) -> Non
         session.info["drones_locked"] = {d.id: d for d in locked}
     found: set[str] = set()
     for i in range(0, len(ids), 500):
-        found |= {a.id for a in session.scalars(select(Alert).where(Alert.id.in_(ids[i:i + 500])))}
+        found |= set(session.scalars(select(Alert.id).where(Alert.id.in_(ids[i:i + 500]))))
     session.info["absent_alerts"] = set(ids) - found
+
+
+Result = Outcome | IngestError | None
+
+
+def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
+                 publish: Callable[[str, bytes], bool] | None = None) -> tuple[list[Result], list[int]]:
+    """`record` for a batch, its new alerts (nearly all of a queue) in a few bulk statements: one
+    insert each for the alerts, their new faults, flights, observations and notifications. What is
+    not plainly new (a copy of a held id, an id twice in the batch) comes back as None, for
+    `record`, one at a time. Returns the outcomes, in the messages' order, and the webhook
+    notifications to enqueue after the commit (notify.py)."""
+    from cloud.notify import notify_many
+
+    out: list[Result] = [None] * len(messages)
+    read: list[tuple[int, str, AlertRecord, bytes | None, str, dict] | None] = []
+    for i, (topic, payload) in enumerate(messages):
+        try:
+            read.append((i, *_read(topic, payload)))
+        except IngestError as exc:
+            out[i] = exc
+            read.append(None)
+    valid = [r for r in read if r is not None]
+    prefetch(session, [r[2].id for r in valid], {r[2].drone_id: r[1] for r in valid})
+    drones, absent = session.info.get("drones_locked", {}), session.info["absent_alerts"]
+    rows, fleets, taken = [], [], set()
+    for i, fleet, alert, thumb, via, doc in valid:
+        if alert.id not in absent or alert.id in taken:
+            continue  # held, or twice here: `record` compares the copies
+        drone = drones[alert.drone_id]
+        if verdict(False, alert.epoch, drone.highest_epoch or None) == SUPERSEDED:
+            out[i] = Outcome(alert.id, alert.drone_id, SUPERSEDED, refusal={
+                "id": alert.id, "reason": SUPERSEDED, "highest_epoch": drone.highest_epoch})
+            continue
+        taken.add(alert.id)
+        drone.highest_epoch = max(drone.highest_epoch, alert.epoch)
+        if alert.model_version:
+            drone.model_version = alert.model_version
+        values = _values(alert, thumb, via, doc)
+        _place(session, values)
+        rows.append(values)
+        fleets.append(fleet)
+        out[i] = Outcome(alert.id, alert.drone_id, NEW, ack=(alert.id, digest(alert)),
+                         new_high_severity=values["severity"] == "high")
+    if not rows:
+        return out, []
+    session.flush()  # the drones' new epochs before the statements below
+    _upsert_flights(session, rows)
+    observations = faults.attach_many(session, rows)
+    session.execute(insert(Alert.__table__), rows)
+    faults.insert_observations(session, observations)
+    absent -= taken
+    high = [(r, f) for r, f in zip(rows, fleets, strict=True) if r["severity"] == "high"]
+    return out, notify_many(session, high, publish) if high else []
+
+
+def _upsert_flights(session: Session, rows: list[dict]) -> None:
+    """Create the batch's flights and widen their time span, in id order."""
+    span: dict[str, list] = {}
+    for r in rows:
+        if r["flight_id"]:
+            s = span.setdefault(r["flight_id"], [r["drone_id"], r["time"], r["time"]])
+            s[1], s[2] = min(s[1], r["time"]), max(s[2], r["time"])
+    if not span:
+        return
+    t = Flight.__table__
+    order = sorted(span)
+    session.execute(_insert_ignoring_held(session, t),
+                    [{"id": f, "drone_id": span[f][0], "started_at": span[f][1], "ended_at": span[f][2],
+                      "passes_recorded": False} for f in order])
+    first, last = bindparam("b_first", type_=UTCDateTime()), bindparam("b_last", type_=UTCDateTime())
+    session.execute(update(t).where(t.c.id == bindparam("b_id")).values(
+        started_at=case((t.c.started_at.is_(None) | (t.c.started_at > first), first), else_=t.c.started_at),
+        ended_at=case((t.c.ended_at.is_(None) | (t.c.ended_at < last), last), else_=t.c.ended_at)),
+        [{"b_id": f, "b_first": span[f][1], "b_last": span[f][2]} for f in order])

@@ -20,9 +20,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from cloud.alerts import IngestError, Outcome, parse_topic, prefetch, record
+from cloud.alerts import IngestError, Outcome, parse_topic, record, record_batch
 from cloud.db import sessions
 from cloud.models import Alert
 from cloud.notify import notify, send_webhooks
@@ -129,30 +129,43 @@ class IngestWorker:
 
     def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, Outcome]]:
         out: list[tuple[str, Outcome]] = []
-        webhooks: list[int] = []
         stats = IngestStats()
+        messages = [(m.topic, _parse(m.payload)) for m in batch]
         with self._sessions() as session, session.begin():
-            docs = [_parse(m.payload) for m in batch]
-            keys = [(d["id"], d["drone_id"]) for d in docs if isinstance(d, dict)
-                    and isinstance(d.get("id"), str) and isinstance(d.get("drone_id"), str)]
-            prefetch(session, [k[0] for k in keys], [k[1] for k in keys])
-            for m, doc in zip(batch, docs, strict=True):
+            try:
+                with session.begin_nested():
+                    results, webhooks = record_batch(session, messages, self._publish)
+            except OperationalError:
+                raise  # the database is away: the whole batch waits (`_store`)
+            except Exception as exc:  # another worker stored some of these rows first, or a bug: one at a time
+                if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                    raise
+                if not isinstance(exc, IntegrityError):
+                    log.exception("ingest: the batch path failed; storing these %d one at a time", len(messages))
+                session.info.pop("drones_locked", None)
+                session.info.pop("absent_alerts", None)
+                results, webhooks = [None] * len(messages), []
+            for (topic, doc), result in zip(messages, results, strict=True):
                 stats.messages += 1
-                try:
-                    fleet, _ = parse_topic(m.topic)
-                    outcome = self._record(session, m.topic, doc)
-                except IngestError as exc:
+                if result is None:
+                    try:
+                        result = self._record(session, topic, doc)
+                    except IngestError as exc:
+                        result = exc
+                    else:
+                        if result.new_high_severity:
+                            webhooks += notify(session, session.get(Alert, result.alert_id), parse_topic(topic)[0],
+                                               self._publish)
+                if isinstance(result, IngestError):
                     stats.rejected += 1
-                    stats.reasons.append(str(exc))
-                    log.warning("ingest: %s", exc)
+                    stats.reasons.append(str(result))
+                    log.warning("ingest: %s", result)
                     continue
-                if outcome.new_high_severity:
-                    webhooks += notify(session, session.get(Alert, outcome.alert_id), fleet, self._publish)
-                out.append((fleet, outcome))
-                stats.stored += outcome.verdict == "new"
-                stats.duplicates += outcome.verdict == "duplicate"
-                stats.conflicts += outcome.verdict == "conflict"
-                stats.refused += outcome.refusal is not None
+                out.append((parse_topic(topic)[0], result))
+                stats.stored += result.verdict == "new"
+                stats.duplicates += result.verdict == "duplicate"
+                stats.conflicts += result.verdict == "conflict"
+                stats.refused += result.refusal is not None
         for k in ("messages", "stored", "duplicates", "refused", "conflicts", "rejected"):
             setattr(self.stats, k, getattr(self.stats, k) + getattr(stats, k))
         self.stats.reasons += stats.reasons

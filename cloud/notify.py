@@ -15,7 +15,9 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from cloud.db import session_scope
@@ -35,34 +37,45 @@ def webhooks() -> list[str]:
     return [u.strip() for u in os.environ.get(WEBHOOKS_ENV, "").split(",") if u.strip()]
 
 
-def _body(alert: Alert) -> bytes:
-    from cloud.alerts import alert_json_of
+def _body(alert: Alert | dict) -> bytes:
+    """`alert`: a stored row, or the dict of its columns (the bulk path's)."""
+    from cloud.alerts import api_doc
 
-    return json.dumps({"event": "high_severity_alert", "alert": alert_json_of(alert)}, separators=(",", ":")).encode()
+    return json.dumps({"event": "high_severity_alert", "alert": api_doc(alert)}, separators=(",", ":")).encode()
 
 
 def notify(session: Session, alert: Alert, fleet: str, publish: Callable[[str, bytes], bool]) -> list[int]:
     """Push `alert` on MQTT now (recorded) and queue its webhooks; returns the webhook notification ids,
     to be enqueued once the caller's transaction is committed (`send_webhooks`)."""
-    body = _body(alert)
-    topic = oncall_topic(fleet)
-    note = Notification(alert_id=alert.id, channel="mqtt", target=topic, status="pending")
-    session.add(note)
-    session.flush()
-    ok = False
-    try:
-        ok = publish(topic, body)
-    except Exception as exc:  # a broker hiccup must not lose the alert: recorded, the row stays pending
-        log.warning("on-call MQTT publish of %s failed: %s", alert.id, exc)
-    session.add(NotificationAttempt(notification_id=note.id, ok=ok, detail="published" if ok else "not published"))
-    note.status = "delivered" if ok else "pending"
-    ids = []
-    for url in webhooks():
-        hook = Notification(alert_id=alert.id, channel="webhook", target=url, status="pending")
-        session.add(hook)
-        session.flush()
-        ids.append(hook.id)
-    return ids
+    return notify_many(session, [(alert, fleet)], publish)
+
+
+def notify_many(session: Session, alerts: list[tuple[Alert | dict, str]],
+                publish: Callable[[str, bytes], bool] | None) -> list[int]:
+    """`notify` for many alerts (rows or dicts of their columns, with their fleets): one insert per
+    table. Without `publish` the MQTT notifications stay pending."""
+    t, attempts = Notification.__table__, NotificationAttempt.__table__
+    notes, tries = [], []
+    for alert, fleet in alerts:
+        body, topic = _body(alert), oncall_topic(fleet)
+        alert_id = alert["id"] if isinstance(alert, dict) else alert.id
+        ok = False
+        if publish is not None:
+            try:
+                ok = publish(topic, body)
+            except Exception as exc:  # a broker hiccup must not lose the alert: recorded, the row stays pending
+                log.warning("on-call MQTT publish of %s failed: %s", alert_id, exc)
+            tries.append({"ok": ok, "detail": "published" if ok else "not published"})
+        notes.append({"alert_id": alert_id, "channel": "mqtt", "target": topic,
+                      "status": "delivered" if ok else "pending"})
+    hooks = [{"alert_id": n["alert_id"], "channel": "webhook", "target": url, "status": "pending"}
+             for n in notes for url in webhooks()]
+    ids = session.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), notes + hooks).scalars().all()
+    if tries:
+        now = datetime.now(UTC)
+        session.execute(insert(attempts), [{**a, "notification_id": i, "at": now}
+                                           for a, i in zip(tries, ids[:len(notes)], strict=True)])
+    return list(ids[len(notes):])
 
 
 def send_webhooks(ids: list[int]) -> None:

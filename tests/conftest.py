@@ -86,21 +86,31 @@ def postgres():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """A fresh, migrated database on each backend: a SQLite file, or a new database on the server."""
+def new_db(request, tmp_path):
+    """Makes fresh, migrated databases on each backend: SQLite files, or new databases on the server."""
     import uuid
 
     from cloud.db import upgrade
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'cloud.db'}"
-    else:
-        import psycopg
-
-        pg = request.getfixturevalue("postgres")
+    def make() -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(f"host=127.0.0.1 port={pg.port} user={pg.user} dbname=postgres", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = pg.url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    return url
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / name}.db"
+        else:
+            import psycopg
+
+            pg = request.getfixturevalue("postgres")
+            with psycopg.connect(f"host=127.0.0.1 port={pg.port} user={pg.user} dbname=postgres",
+                                 autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{name}"')
+            url = pg.url.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(url)
+        return url
+
+    return make
+
+
+@pytest.fixture
+def db_url(new_db):
+    """A fresh, migrated database on each backend."""
+    return new_db()

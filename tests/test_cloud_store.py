@@ -40,7 +40,7 @@ def _mqtt(a: Record, thumb: bytes = b"\xff\xd8thumb") -> bytes:
 
 def _beidou(a: Record) -> bytes:
     """The ground station's republished copy: through the real codec (quantized, no flight, no thumbnail)."""
-    batch = unpack(pack([a], 7, KEY, 77).payload, lambda k: ("UAV-07", KEY))
+    batch = unpack(pack([a], 7, KEY, 77).payload, lambda k: (a.drone_id, KEY))
     return json.dumps(alert_json.to_json(batch.alerts[0]) | {"via": "beidou"}).encode()
 
 
@@ -172,3 +172,88 @@ def test_the_apis_form_of_an_alert_is_the_wire_form_plus_the_clouds_fields(db_ur
         doc = api_doc(row)
         assert {k: doc[k] for k in wire} == wire and doc["flags"] == ["time_restamped"]
         assert {"status", "line_id", "span", "via", "conflict", "fault_id", "received_at"} <= doc.keys()
+
+
+def _scenario() -> list[list[tuple[str, bytes]]]:
+    """Batches of messages touching every rule: faults joined across flights and within a batch, a
+    repaired fault seen again, classes and towers apart, BeiDou copies before and after the 4G
+    copy, a twin in one batch, a copy that disagrees, a superseded epoch, and messages refused."""
+    other = "pli/fleet1/UAV-08/alerts"
+    f1 = [_alert(1, lat=25.30000, lon=103.10000), _alert(2, lat=25.30100, lon=103.10100, cls="bird_nest"),
+          _alert(3, lat=25.30004, lon=103.10002), _alert(4, lat=25.30060, lon=103.10080, epoch=2)]
+    f2 = [replace(_alert(i, lat=lat, lon=lon, cls=c), drone_id="UAV-08", flight_id="F2", epoch=1)
+          for i, lat, lon, c in ((1, 25.30003, 103.10001, "defect"), (2, 25.30101, 103.10099, "bird_nest"),
+                                 (3, 25.30030, 103.10000, "defect"), (4, 25.30001, 103.10000, "bird_nest"))]
+    return [
+        [(TOPIC, _beidou(f1[0])), (TOPIC, _mqtt(f1[0])), (TOPIC, _mqtt(f1[1])), (TOPIC, _mqtt(f1[2])),
+         (TOPIC, _mqtt(f1[1])), (TOPIC, b"{broken"), (other, _mqtt(f1[3]))],
+        [(TOPIC, _mqtt(f1[3])), (TOPIC, _mqtt(_alert(5, epoch=1, lat=25.4))), (other, _mqtt(f2[0])),
+         (other, _mqtt(f2[1])), (TOPIC, _beidou(f1[2])), (TOPIC, _mqtt(replace(f1[1], lat=25.31)))],
+        [(other, _beidou(f2[2])), (other, _mqtt(f2[3])), (other, _mqtt(f2[2])), (other, _mqtt(f2[0])),
+         (TOPIC, _mqtt(_alert(6, lat=25.30002, lon=103.10001, epoch=2)))],
+    ]
+
+
+def _state(url) -> dict:
+    from cloud.models import Drone, Flight
+
+    def cols(row, skip=()):
+        return {c.name: getattr(row, c.key) for c in row.__table__.c if c.name not in skip}
+
+    with session_scope(url) as s:
+        return {
+            "alerts": sorted((cols(a, ("received_at",)) for a in s.scalars(select(Alert).options(
+                undefer(Alert.thumbnail)))), key=lambda r: r["id"]),
+            "faults": sorted((cols(f) for f in s.scalars(select(Fault))), key=lambda r: r["id"]),
+            "observations": sorted((o.fault_id, o.flight_id or "", o.alert_id, o.seen) for o in s.scalars(
+                select(FaultObservation))),
+            "flights": sorted((f.id, f.drone_id, f.started_at, f.ended_at) for f in s.scalars(select(Flight))),
+            "drones": sorted((d.id, d.highest_epoch, d.model_version) for d in s.scalars(select(Drone))),
+            "copies": sorted((c.alert_id, c.via) for c in s.scalars(select(AlertCopy)))}
+
+
+def test_a_batch_stores_exactly_what_the_messages_one_at_a_time_would(new_db):
+    """The ingest's bulk path (`record_batch`) against `record`, message by message, on the same
+    scenario: the same rows in every table, the same answers to the drones, and the bulk path's
+    on-call notifications, one per new high-severity alert."""
+    from cloud.alerts import record_batch
+    from cloud.models import Notification
+
+    one, bulk = new_db(), new_db()
+    for url in (one, bulk):
+        with session_scope(url) as s:
+            import_towers(s, read_csv(TOWERS))
+    answers: dict[str, list] = {one: [], bulk: []}
+    published: list[str] = []
+    for n, batch in enumerate(_scenario()):
+        if n == 2:  # an operator marked the first fault repaired: a sighting reopens it
+            for url in (one, bulk):
+                with session_scope(url) as s:
+                    s.get(Fault, 1).status = "repaired"
+        with session_scope(one) as s:
+            for topic, payload in batch:
+                try:
+                    with s.begin_nested():
+                        o = record(s, topic, payload)
+                    answers[one].append((o.verdict, o.ack, o.refusal))
+                except IngestError:
+                    answers[one].append("refused")
+        with session_scope(bulk) as s:
+            results, hooks = record_batch(s, batch, lambda topic, body: published.append(topic) or True)
+            assert hooks == []  # no webhooks configured
+            for (topic, payload), o in zip(batch, results, strict=True):
+                if o is None:
+                    with s.begin_nested():
+                        o = record(s, topic, payload)
+                answers[bulk].append("refused" if isinstance(o, IngestError) else (o.verdict, o.ack, o.refusal))
+    assert answers[one] == answers[bulk]
+    assert answers[one].count("refused") == 2 and ("conflict" in {a[0] for a in answers[one] if a != "refused"})
+    a, b = _state(one), _state(bulk)
+    for table in a:
+        assert a[table] == b[table], table
+    assert {f["status"] for f in b["faults"] if f["id"] == 1} == {"open"} and len(b["faults"]) >= 4
+    assert any(x["tower_id"] for x in b["alerts"]) and {x["via"] for x in b["alerts"]} >= {"both", "mqtt"}
+    with session_scope(bulk) as s:
+        notes = s.scalars(select(Notification)).all()
+        assert sorted(n.alert_id for n in notes) == sorted(x["id"] for x in b["alerts"] if x["severity"] == "high")
+        assert all(n.status == "delivered" for n in notes) and set(published) == {"pli/fleet1/oncall"}
