@@ -31,30 +31,39 @@ def database_url(url: str | None = None) -> str:
     return f"sqlite:///{(cloud_dir() / 'pli.db').resolve()}"
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str | None = None, immediate: bool = False) -> Engine:
+    """`immediate`: on SQLite, transactions take the write lock when they begin (BEGIN IMMEDIATE), so
+    writers queue on the busy timeout instead of failing at once: a deferred transaction that read
+    and then writes, after another writer committed, gets SQLITE_BUSY with no wait (WAL)."""
     url = database_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy says BEGIN (below), not the driver
             cur = dbapi_connection.cursor()
             cur.execute("PRAGMA journal_mode=WAL")  # readers never wait on the ingest's writes
             cur.execute("PRAGMA synchronous=FULL")  # what is acknowledged survives a power cut
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 @lru_cache(maxsize=8)
-def _factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+def _factory(url: str, immediate: bool = False) -> sessionmaker[Session]:
+    return sessionmaker(make_engine(url, immediate), expire_on_commit=False)
 
 
-def sessions(url: str | None = None) -> sessionmaker[Session]:
-    return _factory(database_url(url))
+def sessions(url: str | None = None, immediate: bool = False) -> sessionmaker[Session]:
+    """`immediate`: for writers that read first (the ingest), see `make_engine`."""
+    return _factory(database_url(url), immediate)
 
 
 @contextmanager

@@ -67,7 +67,7 @@ class IngestWorker:
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.stats = IngestStats()
-        self._sessions = sessions(url)
+        self._sessions = sessions(url, immediate=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -118,7 +118,7 @@ class IngestWorker:
                 if isinstance(exc, OperationalError) or "connect" in str(exc).lower():
                     self.stats.db_retries += 1
                     log.error("database error (%s): %d alerts wait, nothing acknowledged; retrying in %.1f s",
-                              str(exc).splitlines()[0][:160], len(batch), delay)
+                              str(getattr(exc, "orig", None) or exc).splitlines()[0][:160], len(batch), delay)
                     if stop is not None and stop.wait(delay):
                         return None
                     if stop is None:
