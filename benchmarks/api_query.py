@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +77,34 @@ def query_params(rng: random.Random) -> dict:
             "until": (since + timedelta(days=30)).isoformat(), "limit": 100}
 
 
+def cpu_seconds(match) -> float:
+    """CPU time (user + system) of the processes whose (pid, parent pid, name) `match` accepts, from /proc."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if match(int(pid), int(fields[1]), name):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def client(k: int, base: str, headers: dict, queries: int, start, results) -> None:
+    rng = random.Random(k)
+    lat, seen = [], []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+        start.wait()
+        for _ in range(queries):
+            t0 = time.perf_counter()
+            r = c.get("/alerts", params=query_params(rng))
+            lat.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            seen.append(len(r.json()["items"]))
+    results.put((lat, seen, time.process_time()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -108,36 +136,45 @@ def main() -> int:
         with httpx.Client(base_url=base, headers=headers) as warm:  # warm-up: plans, pools, caches
             for i in range(20):
                 warm.get("/alerts", params=query_params(random.Random(1000 + i))).raise_for_status()
+        # Each client a process of its own (one thread each): clients as threads of one process
+        # would wait on each other's interpreter lock and time that as server latency.
+        ctx = multiprocessing.get_context("fork")
+        results = ctx.Queue()
+        start = ctx.Event()
+        procs = [ctx.Process(target=client, args=(k, base, headers, args.queries, start, results))
+                 for k in range(args.clients)]
+        for p_ in procs:
+            p_.start()
+        def of_server(pid: int, ppid: int, name: str) -> bool:
+            return server.pid in (pid, ppid)  # with --workers, uvicorn's processes are its children
+
+        def of_postgres(pid: int, ppid: int, name: str) -> bool:
+            return name == "postgres"
+
+        cpu0 = (cpu_seconds(of_server), cpu_seconds(of_postgres), time.perf_counter())
+        start.set()
         latencies: list[float] = []
         rows_seen: list[int] = []
-        lock = threading.Lock()
-
-        def client(k: int) -> None:
-            rng = random.Random(k)
-            with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-                for _ in range(args.queries):
-                    t0 = time.perf_counter()
-                    r = c.get("/alerts", params=query_params(rng))
-                    dt = time.perf_counter() - t0
-                    r.raise_for_status()
-                    with lock:
-                        latencies.append(dt)
-                        rows_seen.append(len(r.json()["items"]))
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        client_cpu = 0.0
+        for _ in procs:
+            lat, seen, cpu = results.get(timeout=600)
+            latencies += lat
+            rows_seen += seen
+            client_cpu += cpu
+        cpu = {"server": cpu_seconds(of_server) - cpu0[0], "postgres": cpu_seconds(of_postgres) - cpu0[1],
+               "clients": client_cpu, "wall": time.perf_counter() - cpu0[2]}
+        for p_ in procs:
+            p_.join()
         p = query_params(random.Random(7))
         w, s_, e, n = (float(v) for v in p["bbox"].split(","))
         import psycopg
 
         with psycopg.connect(f"host=127.0.0.1 port={pg.port} user={pg.user} dbname={pg.database}") as con:
-            plan = [r[0] for r in con.execute(
-                "EXPLAIN (ANALYZE, COSTS OFF) SELECT * FROM alerts WHERE time >= %s AND time < %s AND lon BETWEEN %s "
-                "AND %s AND lat BETWEEN %s AND %s ORDER BY time DESC, id LIMIT 100",
-                (p["since"], p["until"], w, e, s_, n))]
+            plan = [r[0] for r in con.execute(  # the query list_alerts sends (cloud/api/routes/alerts.py)
+                "EXPLAIN (ANALYZE, COSTS OFF) SELECT *, count(*) OVER () FROM alerts WHERE time >= %s AND time < %s "
+                "AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s AND point(lon, lat) <@ box(point(%s, %s), "
+                "point(%s, %s)) ORDER BY time DESC, id LIMIT 100",
+                (p["since"], p["until"], w, e, s_, n, w, s_, e, n))]
     finally:
         if server is not None:
             server.terminate()
@@ -150,11 +187,16 @@ def main() -> int:
           f"queries (box 0.02 deg, 30 days, 100 a page; mean {statistics.mean(rows_seen):.1f} rows returned)")
     print(f"CPU flags: {cpu_flags()}, {os.cpu_count()} cores")
     print(f"latency ms: p50 {statistics.median(lat_ms):.1f}  p95 {p95:.1f}  max {lat_ms[-1]:.1f}")
+    n = len(lat_ms)
+    print(f"throughput {n / cpu['wall']:.0f} queries/s; CPU per query: server {cpu['server'] / n * 1000:.2f} ms, "
+          f"PostgreSQL {cpu['postgres'] / n * 1000:.2f} ms, clients {cpu['clients'] / n * 1000:.2f} ms")
     print("plan:\n  " + "\n  ".join(plan))
     print(json.dumps({"benchmark": "api_query", "rows": args.rows, "server_workers": args.server_workers,
                       "clients": args.clients, "queries": len(lat_ms),
                       "p50_ms": round(statistics.median(lat_ms), 1), "p95_ms": round(p95, 1),
-                      "max_ms": round(lat_ms[-1], 1), "index": next((ln for ln in plan if "Index" in ln), None),
+                      "max_ms": round(lat_ms[-1], 1), "qps": round(n / cpu["wall"], 1),
+                      "cpu_ms_per_query": {k: round(v / n * 1000, 2) for k, v in cpu.items() if k != "wall"},
+                      "index": next((ln for ln in plan if "Index" in ln), None),
                       "cpu_flags": cpu_flags()}))
     return 0
 

@@ -66,6 +66,20 @@ def sessions(url: str | None = None, immediate: bool = False) -> sessionmaker[Se
     return _factory(database_url(url), immediate)
 
 
+@lru_cache(maxsize=8)
+def _readers(url: str) -> sessionmaker[Session]:
+    engine = sessions(url).kw["bind"]
+    if engine.dialect.name == "postgresql":  # no BEGIN and ROLLBACK round trips around a read
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_sessions(url: str | None = None) -> sessionmaker[Session]:
+    """Sessions for requests that only read (the API's GETs): on PostgreSQL each statement runs on
+    its own, without a transaction around them; on SQLite these are `sessions`' own."""
+    return _readers(database_url(url))
+
+
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A transaction: committed when the block ends, rolled back when it raises."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from cloud.alerts import record
 from cloud.api.app import create_app
@@ -70,7 +72,7 @@ def test_nothing_but_health_answers_without_a_token_and_roles_do_not_mix(api):
     bob = next(t for t in listed if t["name"] == "bob")
     assert client.get("/alerts", headers=_h(made.json()["token"])).status_code == 200
     client.delete(f"/tokens/{bob['id']}", headers=_h(tokens["admin"]))
-    assert client.get("/alerts", headers=_h(made.json()["token"])).status_code == 401
+    assert client.get("/alerts", headers=_h(made.json()["token"])).status_code == 401  # at once, in this process
     import base64  # what Label Studio can send: basic auth for an ML backend, a header on webhooks
 
     basic = base64.b64encode(f"ls:{tokens['operator']}".encode()).decode()
@@ -199,3 +201,21 @@ def test_schemathesis_fuzz_of_the_running_app(tmp_path):
         except Exception as exc:  # collect every operation's failure, then report them together
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:300]}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_token_revoked_by_another_process_stops_working_within_the_cache_time(api, db_url, monkeypatch):
+    """The API keeps a live token for PLI_TOKEN_CACHE_S (a database round trip less per request);
+    revoked elsewhere (another server process, the database directly), it is refused once that passes."""
+    from cloud import tokens as tokens_mod
+    from cloud.models import ApiToken
+
+    client = api[0]
+    monkeypatch.setattr(tokens_mod, "CACHE_S", 0.5)
+    with session_scope(db_url) as s:
+        token = create_token(s, "carol", "operator")
+    assert client.get("/alerts", headers=_h(token)).status_code == 200  # looked up, cached
+    with session_scope(db_url) as s:
+        s.scalar(select(ApiToken).where(ApiToken.name == "carol")).revoked = True
+    assert client.get("/alerts", headers=_h(token)).status_code == 200  # still within the cache time
+    time.sleep(0.6)
+    assert client.get("/alerts", headers=_h(token)).status_code == 401

@@ -7,31 +7,54 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cloud.api.routes import alerts, faults, flights, health, jobs, releases, tokens, towers
-from cloud.db import sessions
+from cloud.db import read_sessions, sessions
 
 
-def create_app(url: str | None = None) -> FastAPI:
+def create_app(url: str | None = None) -> Measured:
     app = FastAPI(title="pli cloud", version="1", description="Alerts, faults, flights, towers, releases, jobs of "
                   "the power-line inspection fleet. Every endpoint but /health needs a token (Bearer).")
     app.state.sessions = sessions(url)
+    app.state.read_sessions = read_sessions(url)
     registry = CollectorRegistry()
     app.state.registry = registry
     requests = Counter("pli_http_requests", "HTTP requests", ["route", "status"], registry=registry)
     latency = Histogram("pli_http_request_seconds", "HTTP request latency", ["route"], registry=registry)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        requests.labels(route, str(response.status_code)).inc()
-        latency.labels(route).observe(time.perf_counter() - t0)
-        return response
-
     for module in (health, alerts, faults, flights, towers, releases, jobs, tokens):
         app.include_router(module.router)
-    return app
+    return Measured(app, requests, latency)
+
+
+class Measured:
+    """Counts and times every request (Prometheus), as plain ASGI around the app: Starlette's
+    `BaseHTTPMiddleware` costs a task and a stream per request, a large share of a short one.
+    Attribute access falls through to the FastAPI app (`app.state`, `app.openapi()`)."""
+
+    def __init__(self, app: FastAPI, requests: Counter, latency: Histogram):
+        self.app, self._requests, self._latency = app, requests, latency
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self._requests.labels(route, str(status[0])).inc()
+            self._latency.labels(route).observe(time.perf_counter() - t0)

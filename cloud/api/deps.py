@@ -30,7 +30,9 @@ ERRORS = {400: {"model": Message, "description": "a request that cannot be serve
 
 
 def db(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+    """A session for the request; a GET's only reads (cloud/db.py:read_sessions)."""
+    make = request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
+    with make() as session:
         yield session
 
 
@@ -62,7 +64,7 @@ def require(role: str):
         if not token:
             raise HTTPException(401, "no token: send Authorization: Bearer <token>",
                                 headers={"WWW-Authenticate": "Bearer"})
-        row = lookup(session, token)
+        row = lookup(session, token, cached=True)
         if row is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         if row.role not in ALLOWED[role]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import ApiToken
-from cloud.tokens import create_token
+from cloud.tokens import create_token, forget
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERRORS)
 
@@ -42,4 +42,5 @@ def revoke(token_id: int = Path(ge=1, le=2**31 - 1), session: Session = Depends(
         raise HTTPException(404, f"no token {token_id}")
     t.revoked = True
     session.commit()
+    forget(t.token_hash)
     return {"id": t.id, "revoked": True}
