@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,towers,flights,openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -58,6 +58,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--role", required=True, choices=["operator", "fleet", "admin"])
     p.set_defaults(func=_token_create)
+
+    o = csub.add_parser("operator", help="operators who log in to the pages",
+                        description="People at the pages log in with a name and password (machines use tokens).")
+    osub = o.add_subparsers(dest="operator_command", required=True, metavar="{add}")
+    p = osub.add_parser("add", help="add an operator, or set an operator's password",
+                        description="The password comes from $PLI_OPERATOR_PASSWORD, else --password-file, else "
+                        "it is asked for (never on the command line, where other users could read it).")
+    p.add_argument("name")
+    p.add_argument("--role", choices=["operator", "admin"], default="operator")
+    p.add_argument("--password-file", type=Path)
+    p.set_defaults(func=_operator_add)
+
+    p = csub.add_parser("upload", help="a landed flight's photos and telemetry to the cloud (resumable)",
+                        description="Declare every photo and telemetry file of FLIGHT_DIR (name, size, sha256) to "
+                        "the cloud, then send what it lacks, in chunks, from where an earlier run stopped; a second "
+                        "run sends nothing. The token (role fleet) comes from $PLI_TOKEN or --token-file.")
+    p.add_argument("flight_dir", type=Path)
+    p.add_argument("--url", default=os.environ.get("PLI_CLOUD_URL", "http://127.0.0.1:8000"),
+                   help="the cloud's API (default $PLI_CLOUD_URL or http://127.0.0.1:8000)")
+    p.add_argument("--flight-id", help="default: flight_id in FLIGHT_DIR/flight.json")
+    p.add_argument("--config", type=Path, default=Path("device.json"),
+                   help="the drone's device file from `pli device init` (its id; default device.json)")
+    p.add_argument("--drone-id", help="without a device file: the drone that flew it")
+    p.add_argument("--token-file", type=Path)
+    p.add_argument("--chunk-mb", type=float, default=4.0, help="bytes per request, in MiB (default 4)")
+    p.set_defaults(func=_upload)
 
     t = csub.add_parser("towers", help="the asset register", description="Lines and towers.")
     tsub = t.add_subparsers(dest="towers_command", required=True, metavar="{import}")
@@ -203,3 +229,34 @@ def _openapi(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(create_app("sqlite://").openapi(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def _operator_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloud.db import session_scope
+    from cloud.operators import add_operator
+
+    password = os.environ.get("PLI_OPERATOR_PASSWORD")
+    if password is None and args.password_file is not None:
+        password = args.password_file.read_text().strip()
+    if password is None:
+        password = getpass.getpass(f"password for {args.name}: ")
+    with session_scope() as s:
+        add_operator(s, args.name, password, args.role)
+    print(f"operator {args.name} ({args.role}) can log in")
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from cloud.upload_client import upload
+    from edge.cli import identity
+
+    token = os.environ.get("PLI_TOKEN") or (args.token_file.read_text().strip() if args.token_file else None)
+    if not token:
+        raise ValueError("no token: set $PLI_TOKEN or give --token-file (a fleet token: pli cloud token create)")
+    drone_id, _, _ = identity(args.config, args.drone_id)
+    s = upload(args.flight_dir, args.url, token, drone_id, args.flight_id, chunk=int(args.chunk_mb * (1 << 20)))
+    print(json.dumps({"flight_id": s.flight_id, "files": s.files, "already_stored": s.already,
+                      "stored_now": s.stored, "refused": s.refused, "bytes_sent": s.bytes_sent}))
+    return 1 if s.refused else 0

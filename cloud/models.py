@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -300,3 +301,44 @@ class NotificationAttempt(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class Upload(Base):
+    """One file of a flight's upload manifest (photo, telemetry, the manifest itself): expected
+    with its size and sha256, then stored in the object store once its bytes check out."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (UniqueConstraint("flight_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flight_id: Mapped[str] = mapped_column(ForeignKey("flights.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # photo, telemetry, manifest, other
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, stored
+    key: Mapped[str | None] = mapped_column(String(512))  # in the object store, once stored
+    stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Operator(Base):
+    """A person who logs in to the pages (machines use API tokens)."""
+
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))  # scrypt, salted (cloud/operators.py)
+    role: Mapped[str] = mapped_column(String(16), default="operator")  # operator or admin
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
+class WebSession(Base):
+    """A logged-in operator's session: the cookie holds a random token, the database its hash."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    csrf: Mapped[str] = mapped_column(String(64))  # sent back by the pages' scripts on every change
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

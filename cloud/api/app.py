@@ -10,7 +10,7 @@ import time
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from cloud.api.routes import alerts, faults, flights, health, jobs, releases, tokens, towers
+from cloud.api.routes import alerts, faults, flights, health, jobs, releases, tokens, towers, uploads
 from cloud.db import read_sessions, sessions
 
 
@@ -24,7 +24,7 @@ def create_app(url: str | None = None) -> Measured:
     requests = Counter("pli_http_requests", "HTTP requests", ["route", "status"], registry=registry)
     latency = Histogram("pli_http_request_seconds", "HTTP request latency", ["route"], registry=registry)
 
-    for module in (health, alerts, faults, flights, towers, releases, jobs, tokens):
+    for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads):
         app.include_router(module.router)
     return Measured(app, requests, latency)
 

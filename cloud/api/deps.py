@@ -7,6 +7,7 @@ password of HTTP basic auth (an ML backend) or an `X-PLI-Token` header (webhooks
 from __future__ import annotations
 
 import base64
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from cloud.operators import current
 from cloud.tokens import ALLOWED, lookup
 
 
@@ -56,11 +58,28 @@ def _token(request: Request) -> str | None:
     return request.headers.get("x-pli-token")
 
 
+COOKIE = "pli_session"
+
+
 def require(role: str):
-    """A dependency: the caller, when its token allows `role` (see cloud/tokens.py)."""
+    """A dependency: the caller, when its token (or, for an operator at the pages, its session
+    cookie) allows `role` (see cloud/tokens.py). A change asked with the cookie must carry the
+    session's CSRF token in `X-CSRF-Token`: another site's page cannot forge one."""
 
     def check(request: Request, session: Session = Depends(db)) -> Caller:
+        host = request.client.host if request.client else "?"
+        source = f"{host} {request.headers.get('user-agent', '')}"[:255]
         token = _token(request)
+        if not token and (cookie := request.cookies.get(COOKIE)):
+            login = current(session, cookie)
+            if login is None:
+                raise HTTPException(401, "session expired or logged out: log in again")
+            if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
+                    request.headers.get("x-csrf-token", ""), login.csrf):
+                raise HTTPException(403, "missing or wrong X-CSRF-Token for this session")
+            if login.role not in ALLOWED[role]:
+                raise HTTPException(403, f"an operator at the pages cannot do this (needs {role})")
+            return Caller(login.name, login.role, source)
         if not token:
             raise HTTPException(401, "no token: send Authorization: Bearer <token>",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -70,7 +89,6 @@ def require(role: str):
         if row.role not in ALLOWED[role]:
             article = "an" if row.role[0] in "aeiou" else "a"
             raise HTTPException(403, f"{article} {row.role} token cannot do this (needs {role})")
-        host = request.client.host if request.client else "?"
-        return Caller(row.name, row.role, f"{host} {request.headers.get('user-agent', '')}"[:255])
+        return Caller(row.name, row.role, source)
 
     return check
