@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql)
+# chromium + chromium-driver: the pages' browser test (Debian's browser, driven by selenium)
+APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql chromium chromium-driver)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 want=("${@:-full edge}")
 want=" ${want[*]} "
@@ -17,6 +18,7 @@ log() { printf '[setup] %s\n' "$*"; }
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  command -v npm >/dev/null || missing+=(npm)  # for the pages' front-end assets (below)
   if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     apt-get update -qq
@@ -46,4 +48,21 @@ if [[ $want == *" full "* ]]; then
 fi
 if [[ $want == *" edge "* ]]; then
   make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis
+fi
+
+# Front-end assets for the operators' pages, from the npm registry, checked against a pinned hash.
+LEAFLET_VERSION=1.9.4
+LEAFLET_SHA256=84c65a256e50657896f54c33bd857b6849ebe94c817803be818bf32a3dde0b77
+vendor=cloud/web/static/vendor/leaflet
+if [ ! -f "$vendor/leaflet.js" ] || [ "$(cat "$vendor/.version" 2>/dev/null)" != "$LEAFLET_VERSION" ]; then
+  log "bundling leaflet $LEAFLET_VERSION from the npm registry into $vendor"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack "leaflet@$LEAFLET_VERSION" --silent >/dev/null)
+  echo "$LEAFLET_SHA256  $tmp/leaflet-$LEAFLET_VERSION.tgz" | sha256sum -c --quiet
+  tar -xzf "$tmp/leaflet-$LEAFLET_VERSION.tgz" -C "$tmp"
+  rm -rf "$vendor" && mkdir -p "$vendor"
+  cp -r "$tmp/package/dist/leaflet.js" "$tmp/package/dist/leaflet.css" "$tmp/package/dist/images" \
+    "$tmp/package/LICENSE" "$vendor/"
+  echo "$LEAFLET_VERSION" > "$vendor/.version"
+  rm -rf "$tmp"
 fi

@@ -8,10 +8,12 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cloud.api.routes import alerts, faults, flights, health, jobs, releases, tokens, towers, uploads
 from cloud.db import read_sessions, sessions
+from cloud.web import pages
 
 
 def create_app(url: str | None = None) -> Measured:
@@ -26,6 +28,8 @@ def create_app(url: str | None = None) -> Measured:
 
     for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads):
         app.include_router(module.router)
+    app.include_router(pages.router)  # the operators' pages (not in the API's spec)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     return Measured(app, requests, latency)
 
 

@@ -1,0 +1,136 @@
+"""The operators' pages: login, fleet overview, flight report (map, faults, actions), PDF.
+
+People log in with a name and password (cloud/operators.py) and get a session cookie; machines
+keep their API tokens. The pages read through the same database session as the API; the actions
+on a flight report call the API itself (PATCH /alerts/{id}) with the cookie and the session's
+CSRF token, so the audit trail names the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.api.deps import COOKIE, db
+from cloud.flight_report import flight_report, pdf
+from cloud.models import Alert, Drone, Flight
+from cloud.operators import Login, current, login, logout
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+OPEN = ("new", "confirmed")  # an alert still asking for work
+
+
+def _me(request: Request, session: Session) -> Login | None:
+    return current(session, request.cookies.get(COOKIE))
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+
+def _page(request: Request, name: str, me: Login, **context) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"me": me, **context},
+                                      headers={"Cache-Control": "no-store",
+                                               "Content-Security-Policy": "default-src 'self'; img-src 'self' "
+                                               f"data: {_tile_origin()}; style-src 'self' 'unsafe-inline'"})
+
+
+def _tile_origin() -> str:
+    url = os.environ.get("PLI_TILE_URL", "")
+    return "/".join(url.split("/")[:3]) if url.startswith("http") else ""
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui/", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/ui/", failed: int = 0) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"next": _local(next), "failed": bool(failed)})
+
+
+def _local(target: str) -> str:
+    """Only a path on this site: a login never sends its user elsewhere."""
+    return target if target.startswith("/") and not target.startswith("//") else "/ui/"
+
+
+@router.post("/login")
+async def login_submit(request: Request, session: Session = Depends(db)) -> RedirectResponse:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    name, password = form.get("name", [""])[0], form.get("password", [""])[0]
+    target = _local(form.get("next", ["/ui/"])[0])
+    made = login(session, name, password)
+    if made is None:
+        return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
+    session.commit()
+    r = RedirectResponse(target, status_code=303)
+    r.set_cookie(COOKIE, made.token, httponly=True, samesite="strict", path="/",
+                 secure=request.url.scheme == "https" or os.environ.get("PLI_COOKIE_SECURE") == "1")
+    return r
+
+
+@router.post("/logout")
+def logout_submit(request: Request, session: Session = Depends(db)) -> RedirectResponse:
+    logout(session, request.cookies.get(COOKIE))
+    session.commit()
+    r = RedirectResponse("/login", status_code=303)
+    r.delete_cookie(COOKIE, path="/")
+    return r
+
+
+@router.get("/ui/")
+def overview(request: Request, session: Session = Depends(db)) -> Response:
+    me = _me(request, session)
+    if me is None:
+        return _to_login(request)
+    flights = list(session.scalars(select(Flight).order_by(Flight.started_at.desc().nulls_last(), Flight.id)
+                                   .limit(20)))
+    counts = dict(session.execute(select(Alert.flight_id, func.count()).where(
+        Alert.flight_id.in_([f.id for f in flights])).group_by(Alert.flight_id)).all())
+    open_alerts = session.execute(select(Alert.severity, Alert.line_id, func.count()).where(
+        Alert.status.in_(OPEN)).group_by(Alert.severity, Alert.line_id)).all()
+    severities = ("high", "medium", "low")
+    lines = sorted({line or "-" for _, line, _ in open_alerts})
+    table = {(sev, line or "-"): n for sev, line, n in open_alerts}
+    drones = list(session.scalars(select(Drone).order_by(Drone.id)))
+    return _page(request, "overview.html", me, flights=flights, counts=counts, lines=lines, severities=severities,
+                 table=table, drones=drones)
+
+
+@router.get("/ui/flights/{flight_id}")
+def flight_page(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
+    me = _me(request, session)
+    if me is None:
+        return _to_login(request)
+    report = flight_report(session, flight_id)
+    if report is None:
+        return HTMLResponse(f"no flight {flight_id}", status_code=404)
+    data = {"flight": flight_id, "track": report.track, "alerts": [a.json() for a in report.alerts],
+            "tiles": os.environ.get("PLI_TILE_URL") or None}
+    # inside a <script> element: no "</" may end it early, whatever an operator typed in a note
+    return _page(request, "flight.html", me, report=report, data=json.dumps(data).replace("</", "<\\/"))
+
+
+@router.get("/ui/flights/{flight_id}/report.pdf")
+def flight_pdf(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
+    me = _me(request, session)
+    if me is None:
+        return _to_login(request)
+    report = flight_report(session, flight_id)
+    if report is None:
+        return HTMLResponse(f"no flight {flight_id}", status_code=404)
+    return Response(pdf(report), media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="flight-{flight_id}.pdf"'})
