@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -84,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", type=Path)
     p.add_argument("--chunk-mb", type=float, default=4.0, help="bytes per request, in MiB (default 4)")
     p.set_defaults(func=_upload)
+
+    p = csub.add_parser("report", help="a flight's printable report (PDF) for the maintenance crew",
+                        description="Write the flight's report: a table per tower of its faults, with crops, "
+                        "positions and status (the same as the page's PDF link).")
+    p.add_argument("flight_id")
+    p.add_argument("--out", type=Path, help="default: report-<flight>.pdf")
+    p.set_defaults(func=_report)
 
     t = csub.add_parser("towers", help="the asset register", description="Lines and towers.")
     tsub = t.add_subparsers(dest="towers_command", required=True, metavar="{import}")
@@ -249,9 +256,12 @@ def _operator_add(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
+    import logging
+
     from cloud.upload_client import upload
     from edge.cli import identity
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per chunk says nothing the bar does not
     token = os.environ.get("PLI_TOKEN") or (args.token_file.read_text().strip() if args.token_file else None)
     if not token:
         raise ValueError("no token: set $PLI_TOKEN or give --token-file (a fleet token: pli cloud token create)")
@@ -260,3 +270,21 @@ def _upload(args: argparse.Namespace) -> int:
     print(json.dumps({"flight_id": s.flight_id, "files": s.files, "already_stored": s.already,
                       "stored_now": s.stored, "refused": s.refused, "bytes_sent": s.bytes_sent}))
     return 1 if s.refused else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.flight_report import flight_report, pdf
+
+    upgrade()
+    with session_scope() as s:
+        report = flight_report(s, args.flight_id)
+        if report is None:
+            raise ValueError(f"no flight {args.flight_id} in the database")
+        data = pdf(report)
+    out = args.out or Path(f"report-{args.flight_id}.pdf")
+    out.write_bytes(data)
+    photos = sum(a.has_photo for a in report.alerts)
+    print(f"wrote {out}: {len(report.alerts)} alerts ({photos} linked to their uploaded photo), "
+          f"{len(report.by_tower())} tower group(s)")
+    return 0

@@ -19,7 +19,34 @@ mkdir -p "$out"
 [ -s "$out/device.key" ] || (umask 077 && .venv/bin/python -c "import os; print(os.urandom(32).hex())" > "$out/device.key")
 .venv/bin/pli device init --drone-id UAV-01 --key-id 1 --ground-address 0179773 --key-file "$out/device.key" \
   --out "$out/device.json"
-.venv/bin/pli edge run --config "$out/device.json" --source "$out/flight/images" \
+flight_id=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))['flight_id'])" \
+  "$out/flight/flight.json")
+.venv/bin/pli edge run --config "$out/device.json" --source "$out/flight/images" --flight-id "$flight_id" \
   --model models/pli-default-int8.onnx --outbox "$out/outbox/outbox.db"
 .venv/bin/pli link status --config "$out/device.json" --outbox "$out/outbox/outbox.db" || true
+# The cloud's database for the rest of the demo (SQLite; PLI_DATABASE_URL=postgresql+psycopg://... at scale).
+here=$(cd "$out" && pwd)
+export PLI_CLOUD_DIR="$here/cloud" PLI_DATABASE_URL="sqlite:///$here/cloud/pli.db"
+rm -rf "$PLI_CLOUD_DIR" && mkdir -p "$PLI_CLOUD_DIR"
 .venv/bin/python scripts/demo_links.py "$out/outbox/outbox.db" "$out/device.json"
+# After landing: the full-resolution photos and telemetry home through the API (resumable, checked
+# by sha256; the alerts then point at their photos), then the crew's printable report.
+port=$(.venv/bin/python -c "from comms.local_broker import free_port; print(free_port())")
+.venv/bin/pli -q cloud serve --port "$port" > "$PLI_CLOUD_DIR/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+PLI_TOKEN=$(.venv/bin/pli -q cloud token create --name demo-uav --role fleet) && export PLI_TOKEN
+.venv/bin/python - "$port" <<'PY'
+import sys, time, httpx
+for _ in range(150):
+    try:
+        if httpx.get(f"http://127.0.0.1:{sys.argv[1]}/health").status_code == 200:
+            break
+    except httpx.HTTPError:
+        time.sleep(0.2)
+PY
+.venv/bin/pli cloud upload "$out/flight" --config "$out/device.json" --url "http://127.0.0.1:$port"
+kill $server
+.venv/bin/pli -q cloud report "$flight_id" --out "$out/report-$flight_id.pdf"
+echo "To look at it in the browser: pli cloud operator add <name>; pli cloud serve; open http://127.0.0.1:8000/ui/"
+echo "(with PLI_DATABASE_URL=$PLI_DATABASE_URL PLI_CLOUD_DIR=$PLI_CLOUD_DIR)"

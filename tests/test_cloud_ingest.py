@@ -220,3 +220,14 @@ def test_the_demos_alerts_land_in_the_database_by_4g_and_by_beidou(tmp_path):
         rows = list(s.scalars(select(Alert)))
         assert len(rows) == 6 and {r.via for r in rows} == {"mqtt", "both"}
         assert all(r.flight_id == "F-demo" and r.thumbnail for r in rows)
+    # The crew's printable report of the demo flight (what `pli cloud report` writes).
+    out = subprocess.run([sys.executable, "-m", "pli", "cloud", "report", "F-demo", "--out", str(tmp_path / "r.pdf")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PLI_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    from pypdf import PdfReader
+
+    pdf = PdfReader(tmp_path / "r.pdf")
+    text = "\n".join(p.extract_text() for p in pdf.pages)
+    assert 1 <= len(pdf.pages) <= 2 and "Inspection flight F-demo" in text and "Drone UAV-01" in text
+    assert all(r.id in text and f"{r.lat:.6f}, {r.lon:.6f}" in text for r in rows)
