@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from cloud import faults, towers
+from cloud import faults, towers, uploads
 from cloud.models import Alert, AlertCopy, Drone, Flight, UTCDateTime
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
@@ -109,6 +109,9 @@ def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
     held = as_record(row)
     if verdict(True, alert.epoch, drone.highest_epoch or None, digest(held) == digest(alert)) == REPLAY:
         changed = _merge(row, alert, thumb, via, doc)
+        if {"flight_id", "source_frame"} & set(changed):
+            session.flush()
+            uploads.link_alerts(session, [row.id])
         return Outcome(alert.id, alert.drone_id, "duplicate", ack=(alert.id, digest(held)), changed=changed)
     # Same id, other content: a wiped or restored outbox reused the number. Both kept, never merged.
     session.add(AlertCopy(alert_id=row.id, doc={k: v for k, v in doc.items() if k != "thumbnail_jpeg_b64"}, via=via))
@@ -153,6 +156,7 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
     session.add(row)
     session.flush()
     faults.attach(session, row)
+    uploads.link_alerts(session, [row.id])
     if flight is not None:
         if flight.started_at is None or a.time < flight.started_at:
             flight.started_at = a.time
@@ -298,6 +302,7 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
     session.execute(insert(Alert.__table__), rows)
     faults.insert_observations(session, observations)
     absent -= taken
+    uploads.link_alerts(session, [r["id"] for r in rows if r["flight_id"] and r["source_frame"]])
     high = [(r, f) for r, f in zip(rows, fleets, strict=True) if r["severity"] == "high"]
     return out, notify_many(session, high, publish) if high else []
 

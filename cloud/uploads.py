@@ -164,3 +164,20 @@ def store_manifest(session: Session, flight_id: str, body: bytes, objects: Objec
                            status="stored", key=key, stored_at=datetime.now(UTC)))
     else:
         row.size, row.sha256, row.status, row.key, row.stored_at = len(body), sha, "stored", key, datetime.now(UTC)
+
+
+def link_alerts(session: Session, alert_ids: list[str]) -> None:
+    """Alerts stored after their flight's photos (a 4G copy arriving after the upload) point at
+    them too. One statement; nothing asked while no photo was ever uploaded."""
+    if not alert_ids:
+        return
+    if "any_images" not in session.info:
+        session.info["any_images"] = session.scalar(select(Image.id).limit(1)) is not None
+    if not session.info["any_images"]:
+        return
+    photo = (select(Image.id).where(Image.flight_id == Alert.flight_id,
+                                    (Image.name == Alert.source_frame) | Image.name.endswith("/" + Alert.source_frame))
+             .limit(1).scalar_subquery())
+    session.execute(update(Alert).where(Alert.id.in_(alert_ids), Alert.image_id.is_(None),
+                                        Alert.source_frame.is_not(None)).values(image_id=photo)
+                    .execution_options(synchronize_session=False))

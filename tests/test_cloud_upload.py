@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from cloud.alerts import record
+from cloud.alerts import record, record_batch
 from cloud.api.app import create_app
 from cloud.db import session_scope, upgrade
 from cloud.models import Alert, Image, Upload
@@ -133,6 +133,14 @@ def test_alerts_point_at_their_photos_served_only_with_a_login_or_token(cloud, t
         by_id = {a.seq: a for a in s.scalars(select(Alert))}
         images = {i.id: i.name for i in s.scalars(select(Image))}
     assert images[by_id[1].image_id] == "images/DJI_0000.JPG" and images[by_id[2].image_id] == "images/DJI_0002.JPG"
+    # an alert that reaches the cloud after the upload (its 4G copy, late) points at its photo too
+    late = Record("UAV-07", 3, "F7", T0 + timedelta(seconds=3), 25.3, 103.1, 1600.0, "defect", 0.9, Severity.HIGH,
+                  position_source="laser", epoch=1, class_list_version=1, source_frame="DJI_0001.JPG")
+    with session_scope(url) as s:
+        results, _ = record_batch(s, [("pli/fleet1/UAV-07/alerts", alert_json.dumps(late))])
+        assert results[0].verdict == "new"
+    with session_scope(url) as s:
+        assert images[s.get(Alert, late.id).image_id] == "images/DJI_0001.JPG"
     photo_url = f"/alerts/{by_id[2].id}/photo"
     assert client.get(photo_url).status_code == 401
     assert client.get(f"/alerts/{by_id[2].id}/crop.jpg").status_code == 401
