@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.api.deps import COOKIE, db
-from cloud.flight_report import flight_report, pdf
+from cloud.flight_report import Report, flight_report, pdf
 from cloud.models import Alert, Drone, Flight
 from cloud.operators import Login, current, login, logout
 
@@ -110,14 +110,23 @@ def overview(request: Request, session: Session = Depends(db)) -> Response:
                  table=table, drones=drones)
 
 
-@router.get("/ui/flights/{flight_id}")
-def flight_page(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
+def _flight(request: Request, session: Session, flight_id: str) -> tuple[Login, Report] | Response:
+    """The operator and the flight's report, or the answer instead: to the login, or 404."""
     me = _me(request, session)
     if me is None:
         return _to_login(request)
     report = flight_report(session, flight_id)
     if report is None:
         return HTMLResponse(f"no flight {flight_id}", status_code=404)
+    return me, report
+
+
+@router.get("/ui/flights/{flight_id}")
+def flight_page(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
+    found = _flight(request, session, flight_id)
+    if isinstance(found, Response):
+        return found
+    me, report = found
     data = {"flight": flight_id, "track": report.track, "alerts": [a.json() for a in report.alerts],
             "tiles": os.environ.get("PLI_TILE_URL") or None}
     # inside a <script> element: no "</" may end it early, whatever an operator typed in a note
@@ -126,11 +135,8 @@ def flight_page(flight_id: str, request: Request, session: Session = Depends(db)
 
 @router.get("/ui/flights/{flight_id}/report.pdf")
 def flight_pdf(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
-    me = _me(request, session)
-    if me is None:
-        return _to_login(request)
-    report = flight_report(session, flight_id)
-    if report is None:
-        return HTMLResponse(f"no flight {flight_id}", status_code=404)
-    return Response(pdf(report), media_type="application/pdf",
+    found = _flight(request, session, flight_id)
+    if isinstance(found, Response):
+        return found
+    return Response(pdf(found[1]), media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="flight-{flight_id}.pdf"'})

@@ -57,7 +57,13 @@ async def put_chunk(request: Request, flight_id: str, name: str, offset: int = Q
                     session: Session = Depends(db), _: Caller = Depends(require("fleet"))) -> dict:
     if int(request.headers.get("content-length") or 0) > MAX_CHUNK:
         raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
-    chunk = await request.body()
+    parts, size = [], 0
+    async for part in request.stream():  # bounded even when no Content-Length was sent
+        size += len(part)
+        if size > MAX_CHUNK:
+            raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
+        parts.append(part)
+    chunk = b"".join(parts)
 
     def work() -> dict:
         try:
