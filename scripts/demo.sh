@@ -28,6 +28,7 @@ flight_id=$(.venv/bin/python -c "import json, sys; print(json.load(open(sys.argv
 here=$(cd "$out" && pwd)
 export PLI_CLOUD_DIR="$here/cloud" PLI_DATABASE_URL="sqlite:///$here/cloud/pli.db"
 rm -rf "$PLI_CLOUD_DIR" && mkdir -p "$PLI_CLOUD_DIR"
+.venv/bin/pli -q cloud towers import "$out/flight/towers.csv"  # the line's towers: alerts get tower and span
 .venv/bin/python scripts/demo_links.py "$out/outbox/outbox.db" "$out/device.json"
 # After landing: the full-resolution photos and telemetry home through the API (resumable, checked
 # by sha256; the alerts then point at their photos), then the crew's printable report.

@@ -168,6 +168,13 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
                            "alt": round(route.ground_alt + float(fault.pos[2]), 2), "tower_id": fault.tower,
                            "frames": seen[fault.id]})
     _write_csv(out / "faults.csv", fault_rows, ["fault_id", "class", "lat", "lon", "alt", "tower_id", "frames"])
+    # The asset register's view of the line (`pli cloud towers import`): every tower of the scene.
+    tower_rows = []
+    for k, tw in enumerate(scene.towers):
+        lat, lon = route.to_latlon(float(tw.x), float(tw.y))
+        tower_rows.append({"line": f"{flight_id}-L1", "tower": f"T{k:02d}", "lat": round(lat, 8), "lon": round(lon, 8),
+                           "order": k})
+    _write_csv(out / "towers.csv", tower_rows, ["line", "tower", "lat", "lon", "order"])
     _write_csv(out / "telemetry.csv", [{"frame": p["frame"], "time": p["time"], "lat": p["lat"], "lon": p["lon"],
                                         "alt": p["abs_alt"]} for p in poses],
                ["frame", "time", "lat", "lon", "alt"])
