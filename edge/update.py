@@ -1,0 +1,115 @@
+"""Model updates on the drone: only what the fleet's TUF repository signs for this drone's group.
+
+`tuf.ngclient` does the checking: a root chain walked from the root installed at `device init`
+(a threshold of root keys, rotations included), signatures of every role, versions that never
+go back (an older timestamp, snapshot or targets is a rollback attack), expiry (the drone needs a
+trusted clock: GNSS time), snapshot and targets versions that match what the timestamp and the
+snapshot name (no mix-and-match), and each file's length and sha256. On top: the release index
+of this drone's group (`groups/<group>/release.json`) and each file it lists must name the group
+in their *signed* `custom` field, and no file may be larger than `max_bytes`. Files land in a
+staging folder; installing them (probation, the atomic swap) is the runtime's business.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, RepositoryError
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+log = logging.getLogger(__name__)
+MAX_BYTES = 200 << 20  # no model of this project is near it
+
+
+class UpdateRefused(RuntimeError):
+    """What the repository offers cannot be trusted or taken (one line; the current model stays)."""
+
+
+class TokenFetcher(FetcherInterface):
+    """HTTP(S) with the drone's fleet token (the cloud answers nothing without one); stdlib only."""
+
+    def __init__(self, token: str, timeout_s: float = 30.0):
+        self.token, self.timeout_s = token, timeout_s
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout_s)
+        except urllib.error.HTTPError as exc:
+            raise DownloadHTTPError(f"{url}: HTTP {exc.code}", exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise DownloadError(f"{url}: {exc}") from None
+
+        def chunks() -> Iterator[bytes]:
+            with resp:
+                while chunk := resp.read(1 << 16):
+                    yield chunk
+
+        return chunks()
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    group: str
+    files: dict[str, Path]  # target path -> verified local copy
+    card: dict  # the release index as signed
+
+
+def install_root(state_dir: Path, root_json: bytes) -> None:
+    """The trust anchor: the fleet's root metadata, put on the drone at `device init`."""
+    meta = Path(state_dir) / "metadata"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "root.json").write_bytes(root_json)
+
+
+class UpdateClient:
+    def __init__(self, state_dir: Path, base_url: str, token: str, group: str, max_bytes: int = MAX_BYTES,
+                 fetcher: FetcherInterface | None = None):
+        self.state_dir, self.group, self.max_bytes = Path(state_dir), group, max_bytes
+        self.base_url = base_url.rstrip("/")
+        self.fetcher = fetcher or TokenFetcher(token)
+        (self.state_dir / "staging").mkdir(parents=True, exist_ok=True)
+        if not (self.state_dir / "metadata" / "root.json").exists():
+            raise FileNotFoundError(f"{self.state_dir}/metadata/root.json: install the fleet's root first "
+                                    "(pli device init)")
+
+    def _updater(self) -> Updater:
+        return Updater(str(self.state_dir / "metadata"), f"{self.base_url}/tuf/metadata/",
+                       str(self.state_dir / "staging"), f"{self.base_url}/tuf/targets/", self.fetcher,
+                       UpdaterConfig(), bootstrap=None)
+
+    def _take(self, updater: Updater, path: str) -> tuple[TargetFile, Path]:
+        info = updater.get_targetinfo(path)
+        if info is None:
+            raise UpdateRefused(f"{path} is not in the signed targets")
+        groups = (info.custom or {}).get("groups", [])
+        if self.group not in groups:
+            raise UpdateRefused(f"{path} is signed for {groups}, not for this drone's group {self.group}")
+        if info.length > self.max_bytes:
+            raise UpdateRefused(f"{path} is {info.length} bytes, over the {self.max_bytes} allowed")
+        local = updater.find_cached_target(info) or updater.download_target(info)
+        return info, Path(local)
+
+    def check(self) -> Release | None:
+        """The release signed for this drone's group, downloaded and verified; None when the
+        group has none. Raises UpdateRefused on anything TUF or the group rule refuses."""
+        try:
+            updater = self._updater()
+            updater.refresh()
+            index = f"groups/{self.group}/release.json"
+            if updater.get_targetinfo(index) is None:
+                return None
+            _, local = self._take(updater, index)
+            card = json.loads(local.read_text())
+            files = {p: self._take(updater, p)[1] for p in card.get("files", [])}
+        except (RepositoryError, DownloadError, ValueError, OSError) as exc:
+            raise UpdateRefused(f"update refused: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        return Release(str(card.get("version", "?")), self.group, files, card)
