@@ -182,3 +182,34 @@ def test_an_oversized_download_and_a_release_for_another_group_are_refused(fleet
     repo.publish(targets, online)
     with pytest.raises(UpdateRefused, match="not for this drone's group canary"):
         client.check()
+
+
+def test_the_cli_makes_keys_a_repository_and_a_release_a_drone_takes(server, tmp_path):
+    """`pli cloud tuf keygen | init | publish | timestamp` as an operator runs them: root keys as
+    offline files (one given only as its public half), online keys from the environment."""
+    base, repo_dir, token, _ = server
+    shutil.rmtree(repo_dir, ignore_errors=True)
+    env = {**os.environ, "PLI_TUF_DIR": str(repo_dir)}
+    off, on = tmp_path / "offline", tmp_path / "online"
+
+    def pli(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "pli", "-q", "cloud", "tuf", *args], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+
+    pli("keygen", *(str(off / f"root-{i}.pem") for i in range(3)), *(str(on / f"{r}.pem") for r in keys.ONLINE_ROLES))
+    assert (off / "root-0.pem").stat().st_mode & 0o777 == 0o600
+    for r in keys.ONLINE_ROLES:
+        env[f"PLI_TUF_{r.upper()}_KEY_FILE"] = str(on / f"{r}.pem")
+    pli("init", "--root-key", str(off / "root-0.pem"), "--root-key", str(off / "root-1.pem"),
+        "--root-key", str(off / "root-2.pub.json"))
+    model = tmp_path / "pli-next.onnx"
+    model.write_bytes(os.urandom(2048))
+    assert "signed for canary" in pli("publish", "2026.12.01", str(model), "--group", "canary")
+    pli("timestamp")
+    install_root(tmp_path / "drone", (repo_dir / "metadata" / "1.root.json").read_bytes())
+    got = UpdateClient(tmp_path / "drone", base, token, "canary").check()
+    assert got.version == "2026.12.01"
+    assert got.files["models/2026.12.01/pli-next.onnx"].read_bytes() == model.read_bytes()
+    assert UpdateClient(tmp_path / "drone", base, token, "fleet").check() is None  # nothing for the fleet yet
