@@ -135,9 +135,8 @@ def _values(a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> dict:
             "received_at": datetime.now(UTC)}
 
 
-def _place(session: Session, values: dict) -> None:
-    """Nearest tower and span from the asset register, when it holds any."""
-    found = towers.nearest(session, values["lat"], values["lon"]) if towers.any_towers(session) else None
+def _place(values: dict, found) -> None:
+    """Nearest tower and span from the asset register (`towers.nearest`'s answer), when any."""
     if found is not None:
         tower, span = found
         values["line_id"], values["span"] = tower.line_id, span
@@ -151,7 +150,7 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
         session.add(flight)
         session.flush()
     values = _values(a, thumb, via, doc)
-    _place(session, values)
+    _place(values, towers.nearest(session, a.lat, a.lon) if towers.any_towers(session) else None)
     row = Alert(**values)
     session.add(row)
     session.flush()
@@ -288,14 +287,14 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
         drone.highest_epoch = max(drone.highest_epoch, alert.epoch)
         if alert.model_version:
             drone.model_version = alert.model_version
-        values = _values(alert, thumb, via, doc)
-        _place(session, values)
-        rows.append(values)
+        rows.append(_values(alert, thumb, via, doc))
         fleets.append(fleet)
         out[i] = Outcome(alert.id, alert.drone_id, NEW, ack=(alert.id, digest(alert)),
-                         new_high_severity=values["severity"] == "high")
+                         new_high_severity=rows[-1]["severity"] == "high")
     if not rows:
         return out, []
+    for values, found in zip(rows, towers.place_many(session, [(r["lat"], r["lon"]) for r in rows]), strict=True):
+        _place(values, found)
     session.flush()  # the drones' new epochs before the statements below
     _upsert_flights(session, rows)
     observations = faults.attach_many(session, rows)

@@ -114,21 +114,60 @@ def any_towers(session: Session) -> bool:
     return session.info["any_towers"]
 
 
-def nearest(session: Session, lat: float, lon: float) -> tuple[Tower, str | None] | None:
-    """The nearest tower within MAX_TOWER_DISTANCE_M and the span (`T03-T04`) the point lies in."""
-    d = MAX_TOWER_DISTANCE_M / _DEG_M
-    dl = d / max(0.05, math.cos(math.radians(lat)))
-    near = session.scalars(select(Tower).where(Tower.lat.between(lat - d, lat + d),
-                                               Tower.lon.between(lon - dl, lon + dl))).all()
+def _box(lat: float, radius_m: float) -> tuple[float, float]:
+    d = radius_m / _DEG_M
+    return d, d / max(0.05, math.cos(math.radians(lat)))
+
+
+def _pick(lat: float, lon: float, near: list[Tower], neighbours) -> tuple[Tower, str | None] | None:
+    """The nearest of `near` within MAX_TOWER_DISTANCE_M, and the span towards the nearer of its
+    neighbours along the line (`neighbours(tower)` gives them)."""
     if not near:
         return None
     best = min(near, key=lambda t: distance_m(lat, lon, t.lat, t.lon))
     if distance_m(lat, lon, best.lat, best.lon) > MAX_TOWER_DISTANCE_M:
         return None
-    neighbours = session.scalars(select(Tower).where(Tower.line_id == best.line_id,
-                                                     Tower.order.in_([best.order - 1, best.order + 1]))).all()
-    if not neighbours:
+    around = neighbours(best)
+    if not around:
         return best, None
-    other = min(neighbours, key=lambda t: distance_m(lat, lon, t.lat, t.lon))
+    other = min(around, key=lambda t: distance_m(lat, lon, t.lat, t.lon))
     a, b = sorted((best, other), key=lambda t: t.order)
     return best, f"{a.tower_id}-{b.tower_id}"
+
+
+def nearest(session: Session, lat: float, lon: float) -> tuple[Tower, str | None] | None:
+    """The nearest tower within MAX_TOWER_DISTANCE_M and the span (`T03-T04`) the point lies in."""
+    d, dl = _box(lat, MAX_TOWER_DISTANCE_M)
+    near = session.scalars(select(Tower).where(Tower.lat.between(lat - d, lat + d),
+                                               Tower.lon.between(lon - dl, lon + dl))).all()
+    return _pick(lat, lon, list(near), lambda best: session.scalars(select(Tower).where(
+        Tower.line_id == best.line_id, Tower.order.in_([best.order - 1, best.order + 1]))).all())
+
+
+SPAN_PAD_M = 2000.0  # towers this far around a batch are loaded with it: most spans are shorter
+
+
+def place_many(session: Session, points: list[tuple[float, float]]) -> list[tuple[Tower, str | None] | None]:
+    """`nearest` for many points: the towers of their area in one query; a neighbour beyond it
+    (a line's end, a span longer than SPAN_PAD_M) is asked for as `nearest` does, once per batch."""
+    if not points or not any_towers(session):
+        return [None] * len(points)
+    lats, lons = [p[0] for p in points], [p[1] for p in points]
+    d, dl = _box(max(abs(v) for v in lats), MAX_TOWER_DISTANCE_M + SPAN_PAD_M)
+    loaded = list(session.scalars(select(Tower).where(Tower.lat.between(min(lats) - d, max(lats) + d),
+                                                      Tower.lon.between(min(lons) - dl, max(lons) + dl))))
+    by_place: dict[tuple[str, int], Tower | None] = {(t.line_id, t.order): t for t in loaded}
+
+    def neighbours(best: Tower) -> list[Tower]:
+        for order in (best.order - 1, best.order + 1):
+            if (best.line_id, order) not in by_place:
+                by_place[(best.line_id, order)] = session.scalar(select(Tower).where(
+                    Tower.line_id == best.line_id, Tower.order == order))
+        return [t for o in (best.order - 1, best.order + 1) if (t := by_place[(best.line_id, o)]) is not None]
+
+    out = []
+    for lat, lon in points:
+        rd, rdl = _box(lat, MAX_TOWER_DISTANCE_M)
+        out.append(_pick(lat, lon, [t for t in loaded if abs(t.lat - lat) <= rd and abs(t.lon - lon) <= rdl],
+                         neighbours))
+    return out

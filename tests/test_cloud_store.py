@@ -257,3 +257,22 @@ def test_a_batch_stores_exactly_what_the_messages_one_at_a_time_would(new_db):
         notes = s.scalars(select(Notification)).all()
         assert sorted(n.alert_id for n in notes) == sorted(x["id"] for x in b["alerts"] if x["severity"] == "high")
         assert all(n.status == "delivered" for n in notes) and set(published) == {"pli/fleet1/oncall"}
+
+
+def test_placing_a_batch_agrees_with_nearest_even_across_long_spans(db_url):
+    """`place_many` (one query for the batch's area) gives what `nearest` gives point by point,
+    on a line whose spans (2.5 km) are longer than the area it loads around the batch."""
+    import random
+
+    from cloud.towers import TowerRow, place_many
+
+    rows = [TowerRow("L9", f"T{i:02d}", 25.0 + i * 0.0225, 103.0 + i * 0.001, i) for i in range(6)]
+    rng = random.Random(3)
+    points = [(25.0 + rng.uniform(-0.003, 0.115), 103.0 + rng.uniform(-0.003, 0.006)) for _ in range(300)]
+    with session_scope(db_url) as s:
+        import_towers(s, rows)
+    with session_scope(db_url) as s:
+        batch = place_many(s, points)
+        one = [nearest(s, lat, lon) for lat, lon in points]
+    as_ids = [[None if r is None else (r[0].tower_id, r[1]) for r in side] for side in (batch, one)]
+    assert as_ids[0] == as_ids[1] and sum(r is not None for r in one) > 20  # many points near a tower

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
@@ -100,24 +99,18 @@ class TufRepo:
 
     def add_file(self, local: Path, path: str, custom: dict) -> TargetFile:
         """Copy a release file into the repository; its TargetFile (hashes, length, `custom`)."""
-        target = TargetFile.from_file(path, str(local), ["sha256"])
-        target.unrecognized_fields["custom"] = custom
-        p = PurePosixPath(path)
-        dest = self.targets_dir / p.parent / f"{target.hashes['sha256']}.{p.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.exists():
-            tmp = dest.with_name("." + dest.name + ".tmp")
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, dest)
-        return target
+        return self.add_data(Path(local).read_bytes(), path, custom)
 
     def add_data(self, data: bytes, path: str, custom: dict) -> TargetFile:
         target = TargetFile.from_data(path, data, ["sha256"])
         target.unrecognized_fields["custom"] = custom
         p = PurePosixPath(path)
-        dest = self.targets_dir / p.parent / f"{target.hashes['sha256']}.{p.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        dest = self.targets_dir / p.parent / f"{target.hashes['sha256']}.{p.name}"  # consistent snapshots
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name("." + dest.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
         return target
 
     def release(self, version: str, files: dict[str, Path], groups: list[str], online: dict[str, Signer]) -> int:
