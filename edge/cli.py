@@ -28,7 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_detect)
 
     edge = sub.add_parser("edge", help="the on-drone runtime", description="On-drone commands.")
-    esub = edge.add_subparsers(dest="edge_command", required=True, metavar="{run}")
+    esub = edge.add_subparsers(dest="edge_command", required=True, metavar="{run,golden}")
+    p = esub.add_parser("golden", help="golden frames of a model: what any build of it must detect again",
+                        description="Run MODEL on IMAGES and write its golden frames (the images as JPEG, with every "
+                        "detection at least --margin above the operating threshold). A drone swaps to a model only "
+                        "when it finds them again (same class, IoU >= 0.8). With --card, the model card names them.")
+    p.add_argument("model", type=Path)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, help="default: <model>.golden.json beside the model")
+    p.add_argument("--conf", type=float, help="operating threshold (default: the model card's, else 0.25)")
+    p.add_argument("--margin", type=float, default=0.1)
+    p.add_argument("--card", action="store_true", help="write the golden file's name into the model card")
+    p.set_defaults(func=_golden)
     p = esub.add_parser("run", help="process a flight into geotagged alerts",
                         description="Frames (image folder, video, camera index or stream URL) -> detector (tiled "
                         "when large) -> fault tracker -> alerts with crops in the outbox. Prints a summary.")
@@ -129,4 +140,31 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_flight(source, args.model, Outbox(args.outbox, drone_id, fleet, key_id), config)
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
+    return 0
+
+
+def _golden(args: argparse.Namespace) -> int:
+    import json
+
+    import cv2
+
+    from edge import golden
+    from edge.detector import Detector
+
+    card_path = args.model.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    conf = args.conf if args.conf is not None else float(card.get("conf", 0.25))
+    images = {}
+    for p in args.images:
+        image = cv2.imread(str(p))
+        if image is None:
+            raise ValueError(f"{p}: not an image")
+        images[p.name] = image
+    doc = golden.make(Detector(args.model), images, conf, args.margin)
+    out = args.out or args.model.with_name(args.model.stem + ".golden.json")
+    out.write_text(json.dumps(doc))
+    n = sum(len(f["detections"]) for f in doc["frames"])
+    print(f"wrote {out}: {len(doc['frames'])} frames, {n} detections at >= {conf + args.margin:.2f}")
+    if args.card:
+        card_path.write_text(json.dumps({**card, "golden": out.name}, indent=1))
     return 0

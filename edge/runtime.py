@@ -27,6 +27,7 @@ from comms.alert import Alert, restamp
 from comms.alert_json import thumbnail_of
 from comms.classes import class_list_for
 from comms.outbox import Outbox
+from edge import golden
 from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
 from edge.sources import Frame, open_source
@@ -96,6 +97,9 @@ class ModelSlot:
             self.swaps += 1
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
+        """Probation of a candidate: its card's sha256, it loads, its classes are the running
+        model's and a class-list version the links know, and it finds its golden frames again
+        (edge/golden.py): a model that merely loads, or detects nothing, stays out."""
         card_path = path.with_suffix(".json")
         if not card_path.exists():
             raise ValueError("no model card beside it")
@@ -105,10 +109,17 @@ class ModelSlot:
         det = Detector(path, threads=self.threads)
         if det.names != self.detector.names:
             raise ValueError(f"classes {det.names} differ from {self.detector.names}")
+        class_list_for(det.names)  # a version the links can pack (raises ValueError otherwise)
         if reference is not None:
             out = det(reference)
             if not np.all(np.isfinite(out.xyxy)) or not np.all(np.isfinite(out.confidence)):
                 raise ValueError("self-test on the reference frame gave non-finite output")
+        if not card.get("golden"):
+            raise ValueError("its card names no golden frames: a model that only loads proves nothing")
+        golden_path = path.parent / Path(card["golden"]).name
+        problems = golden.check(det, json.loads(golden_path.read_text()))
+        if problems:
+            raise ValueError(f"golden frames not reproduced: {problems[0]} ({len(problems)} in all)")
         return det
 
 

@@ -53,28 +53,62 @@ def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp
     assert "zero.jpg" in out.stderr and "corrupt.jpg" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_model_swap_needs_a_matching_card_and_a_passing_self_test(exported_fp32, tmp_path):
-    watch = tmp_path / "updates"
-    watch.mkdir()
-    slot = ModelSlot(exported_fp32, None, watch)
-    frame = np.zeros((320, 480, 3), np.uint8)
-    # A file whose hash disagrees with its card stays out.
-    shutil.copyfile(exported_fp32, watch / "bad.onnx")
-    card = json.loads(exported_fp32.with_suffix(".json").read_text())
-    (watch / "bad.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
-    slot.maybe_swap(frame)
-    assert slot.swaps == 0 and slot.path == exported_fp32
-    # A truncated file with a card that matches its (truncated) bytes fails to load: refused too.
-    (watch / "cut.onnx").write_bytes(exported_fp32.read_bytes()[:1000])
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _candidate(watch: Path, name: str, model: Path, golden_doc: dict | None, card_extra: dict | None = None) -> None:
+    """A model dropped into the update folder with its card (and golden frames)."""
     import hashlib
 
-    (watch / "cut.json").write_text(json.dumps({**card, "sha256": hashlib.sha256((watch / "cut.onnx")
-                                                                                .read_bytes()).hexdigest()}))
+    shutil.copyfile(model, watch / f"{name}.onnx")
+    card = json.loads(model.with_suffix(".json").read_text()) if model.with_suffix(".json").exists() else {}
+    card["sha256"] = hashlib.sha256((watch / f"{name}.onnx").read_bytes()).hexdigest()
+    if golden_doc is not None:
+        (watch / f"{name}.golden.json").write_text(json.dumps(golden_doc))
+        card["golden"] = f"{name}.golden.json"
+    (watch / f"{name}.json").write_text(json.dumps({**card, **(card_extra or {})}))
+
+
+def test_model_swap_needs_a_matching_card_and_its_golden_frames(exported_fp32, flight, tmp_path):
+    """Probation: hash, load, classes, and the golden frames found again. A model that loads but
+    detects something else (here: the tiny test model against the shipped model's golden frames)
+    is refused, as is one whose card names no golden frames; the shipped model itself passes."""
+    import hashlib
+
+    import cv2
+
+    from edge import golden
+    from edge.detector import Detector
+
+    shipped = MODELS / "pli-default.onnx"
+    watch = tmp_path / "updates"
+    watch.mkdir()
+    slot = ModelSlot(shipped, None, watch)
+    frame = np.zeros((320, 480, 3), np.uint8)
+    images = {p.name: cv2.imread(str(p)) for p in sorted((flight.out / "images").glob("*.jpg"))}
+    reference = golden.make(Detector(shipped), images, threshold=0.25)
+    assert sum(len(f["detections"]) for f in reference["frames"]) >= 3
+    # A file whose hash disagrees with its card stays out.
+    _candidate(watch, "bad", shipped, reference, {"sha256": "0" * 64})
+    slot.maybe_swap(frame)
+    assert slot.swaps == 0 and slot.path == shipped
+    # A truncated file with a card that matches its (truncated) bytes fails to load: refused too.
+    (watch / "cut.onnx").write_bytes(shipped.read_bytes()[:1000])
+    (watch / "cut.json").write_text(json.dumps({"sha256": hashlib.sha256((watch / "cut.onnx").read_bytes())
+                                                .hexdigest(), "golden": "bad.golden.json"}))
     slot.maybe_swap(frame)
     assert slot.swaps == 0
-    # The genuine article is swapped in, once.
-    shutil.copyfile(exported_fp32, watch / "v2.onnx")
-    shutil.copyfile(exported_fp32.with_suffix(".json"), watch / "v2.json")
+    # Loads, same classes, but does not find the golden frames: refused.
+    assert Detector(exported_fp32).names == Detector(shipped).names  # the same classes: only golden tells
+    _candidate(watch, "tiny", exported_fp32, reference)
+    assert golden.check(Detector(watch / "tiny.onnx"), reference)  # the reason it stays out
+    slot.maybe_swap(frame)
+    assert slot.swaps == 0
+    # The genuine article without golden frames proves nothing: refused; with them: swapped in, once.
+    _candidate(watch, "nogolden", shipped, None)
+    slot.maybe_swap(frame)
+    assert slot.swaps == 0
+    _candidate(watch, "v2", shipped, reference)
     slot.maybe_swap(frame)
     slot.maybe_swap(frame)
     assert slot.swaps == 1 and slot.path.name == "v2.onnx"
