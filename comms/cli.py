@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS")
     p.add_argument("--key-file", help="file holding the HMAC key in hex (keep it outside the repository)")
+    p.add_argument("--group", default="fleet", help="rollout group for model updates (default fleet; canary drones "
+                   "take releases first)")
+    p.add_argument("--update-url", help="the cloud's API URL, for signed model updates (token: $PLI_TOKEN)")
+    p.add_argument("--tuf-root", help="the fleet's 1.root.json: the trust anchor of model updates, installed "
+                   "beside the config (tuf/)")
     p.add_argument("--out", default="device.json", help="config file to write (default device.json)")
     p.set_defaults(func=_device_init)
 
@@ -247,8 +252,12 @@ def _device_init(args: argparse.Namespace) -> int:
     from comms.device import DeviceConfig
 
     cfg = DeviceConfig(args.drone_id, args.fleet, args.key_id, args.ground_address, args.mqtt_host, args.mqtt_port,
-                       args.drone_id, args.mqtt_tls_ca, args.key_file)
+                       args.drone_id, args.mqtt_tls_ca, args.key_file, args.group, args.update_url)
     cfg.key()  # a config whose key cannot be found is refused now, not in flight
+    if args.tuf_root:
+        from edge.update import install_root, state_dir
+
+        install_root(state_dir(Path(args.out)), Path(args.tuf_root).read_bytes())
     print(f"wrote {cfg.save(args.out)} (drone {cfg.drone_id}, key id {cfg.key_id}; secrets stay in the environment)")
     return 0
 

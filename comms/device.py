@@ -28,6 +28,8 @@ class DeviceConfig:
     mqtt_user: str | None = None  # default: the drone id (the broker's ACL pattern %u)
     mqtt_tls_ca: str | None = None
     key_file: str | None = None  # else the key comes from $PLI_DEVICE_KEY
+    group: str = "fleet"  # the rollout group it takes releases for (canary, fleet, ...); signed metadata decides
+    update_url: str | None = None  # the cloud's API, where the fleet's TUF repository is served
 
     def __post_init__(self) -> None:
         from comms.alert import alert_id

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "when large) -> fault tracker -> alerts with crops in the outbox. Prints a summary.")
     p.add_argument("--source", required=True, help="image folder, video file, camera index or rtsp:// URL")
     p.add_argument("--model", required=True, type=Path, help="ONNX model")
+    p.add_argument("--update-every", type=float, default=300.0,
+                   help="seconds between checks for a signed release (with --update-url at device init)")
     p.add_argument("--outbox", type=Path, default=Path("outbox/outbox.db"),
                    help="the durable outbox, SQLite (default outbox/outbox.db); crops go beside it")
     p.add_argument("--config", type=Path, default=Path("device.json"),
@@ -130,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     drone_id, fleet, key_id = identity(args.config, args.drone_id)
     config = RunConfig(drone_id=drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
                        threads=args.threads, tracker=TrackerConfig(k=args.k, n=args.n, radius_m=args.radius),
-                       watch=args.watch)
+                       watch=args.watch, updates=_update_loop(args))
     if args.telemetry or args.tz:
         from edge.sources import open_source
 
@@ -141,6 +143,29 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
     return 0
+
+
+def _update_loop(args: argparse.Namespace):
+    """Signed model updates when the device file names the cloud (`--update-url` at device init)
+    and a fleet token is in $PLI_TOKEN; else none (the drone keeps its model)."""
+    import logging
+    import os
+
+    from comms.device import DeviceConfig
+    from edge.update import UpdateClient, UpdateLoop, state_dir
+
+    if not args.config.exists():
+        return None
+    device = DeviceConfig.load(args.config)
+    if not device.update_url:
+        return None
+    token = os.environ.get("PLI_TOKEN")
+    if not token:
+        logging.getLogger("pli.updates").warning("no $PLI_TOKEN: model updates from %s are off", device.update_url)
+        return None
+    state = state_dir(args.config)
+    client = UpdateClient(state, device.update_url, token, device.group)
+    return UpdateLoop(client, args.watch or state / "models", args.update_every)
 
 
 def _golden(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from edge.geolocate import Located, locate
 from edge.sources import Frame, open_source
 from edge.tiled import detect
 from edge.tracker import ConfirmedFault, FaultTracker, TrackerConfig
+from edge.update import UpdateLoop
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     crops: Path | None = None  # default: beside the outbox
     watch: Path | None = None  # folder of model updates
+    updates: UpdateLoop | None = None  # signed releases (edge/update.py), staged into `watch`
 
 
 @dataclass
@@ -81,12 +83,13 @@ class ModelSlot:
     def _candidates(self) -> list[Path]:
         if self.watch is None or not self.watch.is_dir():
             return []
-        return sorted((p for p in self.watch.glob("*.onnx") if (p.name, p.stat().st_mtime) not in self._seen),
+        return sorted((p for p in self.watch.rglob("*.onnx") if (str(p), p.stat().st_mtime) not in self._seen
+                       and not any(part.startswith(".") for part in p.relative_to(self.watch).parts)),
                       key=lambda p: p.stat().st_mtime)
 
     def maybe_swap(self, reference: np.ndarray | None) -> None:
         for path in self._candidates():
-            self._seen.add((path.name, path.stat().st_mtime))
+            self._seen.add((str(path), path.stat().st_mtime))
             try:
                 det = self.verify(path, reference)
             except (ModelError, ValueError, OSError) as exc:
@@ -145,7 +148,9 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     cfg = config or RunConfig()
     if cfg.drone_id not in (None, outbox.drone_id):
         raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
-    slot = ModelSlot(model, cfg.threads, cfg.watch)
+    if cfg.updates is not None:
+        cfg.updates.start()  # the first check before the first frame; then every `every_s`
+    slot = ModelSlot(model, cfg.threads, cfg.watch or (cfg.updates.watch if cfg.updates else None))
     classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
@@ -157,26 +162,30 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     frames = 0
     started = time.perf_counter()
     frames_in = open_source(source) if isinstance(source, str | Path) else source
-    for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
-        slot.maybe_swap(reference)
-        reference = reference if reference is not None else frame.image
-        dets = detect(slot.detector, frame.image, cfg.tile, conf=cfg.conf)
-        h, w = frame.image.shape[:2]
-        centres = np.stack([(dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2], 1)
-        if frame.geotag.has_position:
-            located = locate(frame.geotag, w, h, centres)
-        else:
-            located = Located(np.full(len(dets), np.nan), np.full(len(dets), np.nan), "drone")
-        recent.append(frame)
-        frames += 1
-        for event in tracker.update(frame.index, dets, located):
-            made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
-            if made is not None:
-                alert, crop = made
-                outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
-                counts[alert.fault_class] += 1
-                log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
-                         alert.position_source)
+    try:
+        for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
+            slot.maybe_swap(reference)
+            reference = reference if reference is not None else frame.image
+            dets = detect(slot.detector, frame.image, cfg.tile, conf=cfg.conf)
+            h, w = frame.image.shape[:2]
+            centres = np.stack([(dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2], 1)
+            if frame.geotag.has_position:
+                located = locate(frame.geotag, w, h, centres)
+            else:
+                located = Located(np.full(len(dets), np.nan), np.full(len(dets), np.nan), "drone")
+            recent.append(frame)
+            frames += 1
+            for event in tracker.update(frame.index, dets, located):
+                made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
+                if made is not None:
+                    alert, crop = made
+                    outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
+                    counts[alert.fault_class] += 1
+                    log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
+                             alert.position_source)
+    finally:
+        if cfg.updates is not None:
+            cfg.updates.stop()
     return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
 
 

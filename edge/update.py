@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -113,3 +116,64 @@ class UpdateClient:
         except (RepositoryError, DownloadError, ValueError, OSError) as exc:
             raise UpdateRefused(f"update refused: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
         return Release(str(card.get("version", "?")), self.group, files, card)
+
+
+def state_dir(config: Path) -> Path:
+    """Where a drone keeps its update state: `tuf/` beside its device file."""
+    return Path(config).resolve().parent / "tuf"
+
+
+def install(release: Release, watch: Path) -> Path:
+    """The release's files into `watch/<version>/`, whole or not at all (a folder renamed into
+    place), for the runtime's probation to take."""
+    dest = Path(watch) / release.version
+    if dest.exists():
+        return dest
+    tmp = Path(watch) / f".{release.version}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path, local in release.files.items():
+        shutil.copyfile(local, tmp / Path(path).name)
+    os.replace(tmp, dest)
+    return dest
+
+
+class UpdateLoop:
+    """Checks for a release every `every_s` seconds (the first check at once) and installs a new
+    one for probation. A refusal is one log line; the model in use stays."""
+
+    def __init__(self, client: UpdateClient, watch: Path, every_s: float = 300.0):
+        self.client, self.watch, self.every_s = client, Path(watch), every_s
+        self.installed: list[str] = []
+        self.last_refusal: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check_once(self) -> Path | None:
+        try:
+            release = self.client.check()
+        except UpdateRefused as exc:
+            self.last_refusal = str(exc)
+            log.warning("%s; keeping the current model", exc)
+            return None
+        if release is None or release.version in self.installed:
+            return None
+        dest = install(release, self.watch)
+        self.installed.append(release.version)
+        log.info("release %s for group %s verified and staged in %s", release.version, release.group, dest)
+        return dest
+
+    def start(self) -> UpdateLoop:
+        self.check_once()
+        self._thread = threading.Thread(target=self._run, name="pli-updates", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.check_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

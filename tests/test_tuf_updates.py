@@ -213,3 +213,39 @@ def test_the_cli_makes_keys_a_repository_and_a_release_a_drone_takes(server, tmp
     assert got.version == "2026.12.01"
     assert got.files["models/2026.12.01/pli-next.onnx"].read_bytes() == model.read_bytes()
     assert UpdateClient(tmp_path / "drone", base, token, "fleet").check() is None  # nothing for the fleet yet
+
+
+def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, server, flight, tmp_path):
+    """`run_flight` with the update loop: the canary release (the shipped model re-released, with
+    its card and golden frames) is verified, staged and swapped in between frames; a release
+    for another group is not staged at all."""
+    import hashlib
+    import json
+
+    import cv2
+
+    from comms.outbox import Outbox
+    from edge import golden
+    from edge.detector import Detector
+    from edge.runtime import RunConfig, run_flight
+    from edge.update import UpdateLoop
+
+    repo, online, _, client, _ = fleet_repo
+    shipped = ROOT / "models" / "pli-default.onnx"
+    images = {p.name: cv2.imread(str(p)) for p in sorted((flight.out / "images").glob("*.jpg"))}
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    shutil.copyfile(shipped, rel / "pli-next.onnx")
+    (rel / "pli-next.golden.json").write_text(json.dumps(golden.make(Detector(shipped), images, 0.25)))
+    card = {**json.loads(shipped.with_suffix(".json").read_text()), "version": "2026.12.01",
+            "sha256": hashlib.sha256((rel / "pli-next.onnx").read_bytes()).hexdigest(),
+            "golden": "pli-next.golden.json"}
+    (rel / "pli-next.json").write_text(json.dumps(card))
+    repo.release("2026.12.01", {p.name: p for p in rel.iterdir()}, ["canary"], online)
+    loop = UpdateLoop(client, tmp_path / "models", every_s=3600)
+    summary = run_flight(flight.out / "images", shipped, Outbox(tmp_path / "o" / "outbox.db", "UAV-07"),
+                         RunConfig(drone_id="UAV-07", flight_id="F-up", updates=loop), progress=False)
+    assert loop.installed == ["2026.12.01"] and summary.swaps == 1 and summary.model == "pli-next.onnx"
+    assert (tmp_path / "models" / "2026.12.01" / "pli-next.golden.json").exists()
+    fleet = UpdateLoop(UpdateClient(client.state_dir, server[0], server[2], "fleet"), tmp_path / "fleet-models")
+    assert fleet.check_once() is None and not (tmp_path / "fleet-models").exists()  # signed for canary only
