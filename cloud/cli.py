@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -118,6 +118,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--new-key", type=Path, action="append", required=True, help="new root private key (repeat)")
     p.add_argument("--threshold", type=int, default=2)
     p.set_defaults(func=_tuf_rotate)
+
+    r = csub.add_parser("release", help="model releases and their rollout (canary, then fleet)",
+                        description="Releases are recorded once (immutable) and signed for a group in the TUF "
+                        "repository; the online signing keys come from the environment (see `pli cloud tuf`).")
+    rsub = r.add_subparsers(dest="release_command", required=True, metavar="{add,list,show,promote,rollback}")
+    p = rsub.add_parser("add", help="record a release from its files (ONNX builds, their cards, golden frames)")
+    p.add_argument("version")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument("--parent", help="the release it was trained from")
+    p.set_defaults(func=_release_add)
+    p = rsub.add_parser("list", help="releases and where they are rolled out")
+    p.set_defaults(func=_release_list)
+    p = rsub.add_parser("show", help="one release, with the canary's health")
+    p.add_argument("version")
+    p.set_defaults(func=_release_show)
+    p = rsub.add_parser("promote", help="sign a release for a group (the fleet only after the canary)")
+    p.add_argument("version")
+    p.add_argument("--group", choices=["canary", "fleet"], default="canary")
+    p.set_defaults(func=_release_promote)
+    p = rsub.add_parser("rollback", help="sign an older release for a group again")
+    p.add_argument("--group", choices=["canary", "fleet"], required=True)
+    p.add_argument("--to", required=True, help="the release to go back to")
+    p.set_defaults(func=_release_rollback)
 
     t = csub.add_parser("towers", help="the asset register", description="Lines and towers.")
     tsub = t.add_subparsers(dest="towers_command", required=True, metavar="{import}")
@@ -374,4 +397,69 @@ def _tuf_rotate(args: argparse.Namespace) -> int:
     version = TufRepo(_tuf_dir()).rotate_root([s.public_key for s in new], [keys.load_signer(p) for p in args.old_key],
                                               new, args.threshold)
     print(f"root version {version}")
+    return 0
+
+
+def _release_add(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.registry.rollout import add_release
+
+    upgrade()
+    with session_scope() as s:
+        row = add_release(s, args.version, args.files, args.parent)
+        print(f"release {row.version}: {len(row.card['files'])} files recorded")
+    return 0
+
+
+def _release_list(args: argparse.Namespace) -> int:
+    from cloud.api.routes.releases import release_json
+    from cloud.db import session_scope, upgrade
+    from cloud.models import ModelRelease
+
+    upgrade()
+    with session_scope() as s:
+        from sqlalchemy import select
+
+        for r in s.scalars(select(ModelRelease).order_by(ModelRelease.id)):
+            doc = release_json(r)
+            steps = [x["group"] + (" (rollback)" if x.get("rollback") else "") for x in doc["rollout"]]
+            print(f"{doc['version']:<20} {doc['created_at'][:19]}  groups: {', '.join(steps) or '-'}")
+    return 0
+
+
+def _release_show(args: argparse.Namespace) -> int:
+    from cloud.api.routes.releases import release_json
+    from cloud.db import session_scope, upgrade
+    from cloud.registry import rollout
+
+    upgrade()
+    with session_scope() as s:
+        print(json.dumps({**release_json(rollout._get(s, args.version)), "health": rollout.health(s, args.version)},
+                         indent=1))
+    return 0
+
+
+def _release_promote(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloud.db import session_scope, upgrade
+    from cloud.registry import rollout
+
+    upgrade()
+    with session_scope() as s:
+        d = rollout.promote(s, args.version, args.group, f"{getpass.getuser()} (cli)")
+        print(f"release {args.version} signed for {d.target}")
+    return 0
+
+
+def _release_rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloud.db import session_scope, upgrade
+    from cloud.registry import rollout
+
+    upgrade()
+    with session_scope() as s:
+        rollout.rollback(s, args.group, args.to, f"{getpass.getuser()} (cli)")
+        print(f"{args.group} goes back to release {args.to}")
     return 0

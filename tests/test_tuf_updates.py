@@ -30,15 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`pli cloud serve` with its TUF repository in a folder the tests write (and tamper with)."""
+    """`pli cloud serve` with its TUF repository in a folder the tests write (and tamper with), and
+    the online signing keys in its environment (as files), as a deployment has them."""
     work = tmp_path_factory.mktemp("tuf")
     url = f"sqlite:///{work / 'cloud.db'}"
     upgrade(url)
     with session_scope(url) as s:
         fleet = create_token(s, "uav-07", "fleet")
         operator = create_token(s, "ops", "operator")
+        admin = create_token(s, "release-manager", "admin")
     env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(work / "cloud"),
            "PLI_TUF_DIR": str(work / "repo")}
+    for role in keys.ONLINE_ROLES:
+        keys.generate(work / "online" / f"{role}.pem")
+        env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(work / "online" / f"{role}.pem")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)], env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -49,9 +54,20 @@ def server(tmp_path_factory):
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
+    SERVER_EXTRA.update(env=env, admin=admin, url=url, work=work)
     yield base, work / "repo", fleet, operator
     proc.terminate()
     proc.wait(10)
+    SERVER_EXTRA.clear()
+
+
+SERVER_EXTRA: dict = {}
+
+
+@pytest.fixture
+def served(server):
+    """What the end-to-end test needs beyond `server`: its environment and the admin token."""
+    return SERVER_EXTRA
 
 
 @pytest.fixture
@@ -62,7 +78,8 @@ def fleet_repo(server, tmp_path):
     shutil.rmtree(repo_dir, ignore_errors=True)
     root_keys = [keys.generate(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
     root_signers = [keys.load_signer(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
-    online = {r: CryptoSigner.generate_ed25519() for r in keys.ONLINE_ROLES}
+    online = {r: keys.load_signer(Path(SERVER_EXTRA["env"][f"PLI_TUF_{r.upper()}_KEY_FILE"]))
+              for r in keys.ONLINE_ROLES}  # the server's own: it signs promotions with them
     repo = TufRepo.create(repo_dir, root_keys, root_signers[:2], online, threshold=2)
     model = tmp_path / "model.onnx"
     model.write_bytes(os.urandom(40_000))
@@ -249,3 +266,73 @@ def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, s
     assert (tmp_path / "models" / "2026.12.01" / "pli-next.golden.json").exists()
     fleet = UpdateLoop(UpdateClient(client.state_dir, server[0], server[2], "fleet"), tmp_path / "fleet-models")
     assert fleet.check_once() is None and not (tmp_path / "fleet-models").exists()  # signed for canary only
+
+
+
+def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_repo, server, served, flight, tmp_path):
+    """End to end on loopback: record a release (`pli cloud release add`), promote it to the
+    canary group through the API, a running flight picks it up between frames, the deployments
+    show it; approve to the fleet (the canary's health shown); roll back; an operator token can
+    do none of the three."""
+    import hashlib
+    import json
+
+    import cv2
+
+    from comms.outbox import Outbox
+    from edge import golden
+    from edge.detector import Detector
+    from edge.runtime import RunConfig, run_flight
+    from edge.update import UpdateLoop
+
+    base, _, token, operator = server
+    env, admin = served["env"], served["admin"]
+    shipped = ROOT / "models" / "pli-default.onnx"
+    images = {p.name: cv2.imread(str(p)) for p in sorted((flight.out / "images").glob("*.jpg"))}
+    made = golden.make(Detector(shipped), images, 0.25)
+
+    def release_files(version: str) -> list[Path]:
+        rel = tmp_path / version
+        rel.mkdir()
+        shutil.copyfile(shipped, rel / "pli-next.onnx")
+        (rel / "pli-next.golden.json").write_text(json.dumps(made))
+        card = {**json.loads(shipped.with_suffix(".json").read_text()), "version": version,
+                "sha256": hashlib.sha256((rel / "pli-next.onnx").read_bytes()).hexdigest(),
+                "golden": "pli-next.golden.json"}
+        (rel / "pli-next.json").write_text(json.dumps(card))
+        return sorted(rel.iterdir())
+
+    for version in ("2026.12.01", "2026.12.02"):
+        out = subprocess.run([sys.executable, "-m", "pli", "-q", "cloud", "release", "add", version,
+                              *map(str, release_files(version))], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+    h = {"Authorization": f"Bearer {admin}"}
+    ops = {"Authorization": f"Bearer {operator}"}
+    assert httpx.post(f"{base}/releases/2026.12.01/promote", json={"group": "canary"}, headers=ops).status_code == 403
+    assert httpx.post(f"{base}/releases/2026.12.01/approve", headers=ops).status_code == 403
+    assert httpx.post(f"{base}/rollback", json={"group": "fleet", "to": "2026.12.01"}, headers=ops).status_code == 403
+    early = httpx.post(f"{base}/releases/2026.12.01/approve", headers=h)
+    assert early.status_code == 409 and "canary" in early.json()["detail"]  # not before the canary
+    assert httpx.post(f"{base}/releases/2026.12.01/promote", json={"group": "canary"}, headers=h).status_code == 200
+    root = (fleet_repo[0].metadata_dir / "1.root.json").read_bytes()
+    install_root(tmp_path / "canary", root)
+    canary = UpdateClient(tmp_path / "canary", base, token, "canary")
+    loop = UpdateLoop(canary, tmp_path / "canary" / "models", every_s=3600)
+    summary = run_flight(flight.out / "images", shipped, Outbox(tmp_path / "o" / "outbox.db", "UAV-07"),
+                         RunConfig(drone_id="UAV-07", flight_id="F-roll", updates=loop), progress=False)
+    assert summary.swaps == 1 and loop.installed == ["2026.12.01"]
+    deployments = httpx.get(f"{base}/deployments", headers=ops).json()
+    assert [(d["version"], d["target"]) for d in deployments] == [("2026.12.01", "canary")]
+    approved = httpx.post(f"{base}/releases/2026.12.01/approve", headers=h).json()
+    assert approved["group"] == "fleet" and approved["canary_health"]["deployed_to"] == ["canary"]
+    install_root(tmp_path / "fleet", root)
+    fleet = UpdateClient(tmp_path / "fleet", base, token, "fleet")
+    assert fleet.check().version == "2026.12.01"
+    httpx.post(f"{base}/releases/2026.12.02/promote", json={"group": "canary"}, headers=h).raise_for_status()
+    httpx.post(f"{base}/releases/2026.12.02/approve", headers=h).raise_for_status()
+    assert fleet.check().version == "2026.12.02"
+    back = httpx.post(f"{base}/rollback", json={"group": "fleet", "to": "2026.12.01"}, headers=h)
+    assert back.status_code == 200 and fleet.check().version == "2026.12.01"  # a newer version naming old files
+    shown = httpx.get(f"{base}/releases/2026.12.01", headers=ops).json()
+    assert [(x["group"], bool(x.get("rollback"))) for x in shown["rollout"]] == [
+        ("canary", False), ("fleet", False), ("fleet", True)]

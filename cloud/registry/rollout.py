@@ -1,0 +1,162 @@
+"""Releases and their rollout: recorded once, signed for a group, canary first, then the fleet.
+
+A release is a folder of files (each ONNX build with its model card and its golden frames),
+kept under `<PLI_CLOUD_DIR>/registry/<version>/` and recorded in `model_releases` with every
+file's sha256; it is never changed afterwards. Promoting it signs it for a group in the TUF
+repository (cloud/registry/tuf_repo.py); approving it to the next group needs a canary
+deployment first, and the canary's health (what operators found of its alerts) is shown on the
+way; a rollback signs an older release for the group again, as a newer targets version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.db import cloud_dir
+from cloud.models import Alert, Deployment, ModelRelease
+from cloud.registry import keys
+from cloud.registry.tuf_repo import TufRepo
+
+GROUPS = ("canary", "fleet")  # in rollout order
+
+
+class RolloutError(ValueError):
+    """A rollout step that may not happen (one line); `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
+def registry_dir() -> Path:
+    return cloud_dir() / "registry"
+
+
+def tuf_repo() -> TufRepo:
+    from cloud.api.routes.tuf import repo_dir
+
+    return TufRepo(repo_dir())
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def add_release(session: Session, version: str, files: list[Path], parent: str | None = None) -> ModelRelease:
+    """Record a release from its files: every `.onnx` needs its card (`<stem>.json`, whose sha256
+    matches) naming golden frames that lie among the files."""
+    if session.scalar(select(ModelRelease).where(ModelRelease.version == version)) is not None:
+        raise RolloutError(f"release {version} exists: releases are immutable, give a new version")
+    by_name = {f.name: f for f in files}
+    models = [f for f in files if f.suffix == ".onnx"]
+    if not models:
+        raise RolloutError("a release holds at least one .onnx build", 400)
+    cards = {}
+    for m in models:
+        card_file = by_name.get(m.with_suffix(".json").name)
+        if card_file is None:
+            raise RolloutError(f"{m.name}: its model card {m.stem}.json is not among the files", 400)
+        card = json.loads(card_file.read_text())
+        if card.get("sha256") != _sha(m):
+            raise RolloutError(f"{m.name}: sha256 differs from its card", 400)
+        if str(card.get("version")) != version:
+            raise RolloutError(f"{m.name}: its card says version {card.get('version')!r}, not {version}", 400)
+        if card.get("golden") not in by_name:
+            raise RolloutError(f"{m.name}: its card names no golden frames among the files", 400)
+        cards[m.name] = card
+    dest = registry_dir() / version
+    dest.mkdir(parents=True, exist_ok=False)
+    for f in files:
+        shutil.copyfile(f, dest / f.name)
+    first = cards[models[0].name]
+    row = ModelRelease(version=version, class_list_version=first.get("class_list_version"), sha256=_sha(models[0]),
+                       card={"files": {f.name: _sha(dest / f.name) for f in files}, "parent": parent,
+                             "builds": {n: {k: c.get(k) for k in ("precision", "classes", "imgsz", "conf", "golden")}
+                                        for n, c in cards.items()},
+                             "metrics": first.get("metrics")})
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _files(release: ModelRelease) -> dict[str, Path]:
+    folder = registry_dir() / release.version
+    files = {name: folder / name for name in release.card["files"]}
+    for name, path in files.items():
+        if _sha(path) != release.card["files"][name]:
+            raise RolloutError(f"release {release.version}: {name} changed on disk since it was recorded", 500)
+    return files
+
+
+def _get(session: Session, version: str) -> ModelRelease:
+    row = session.scalar(select(ModelRelease).where(ModelRelease.version == version))
+    if row is None:
+        raise RolloutError(f"no release {version}", 404)
+    return row
+
+
+def promote(session: Session, version: str, group: str, by: str, signers: dict | None = None) -> Deployment:
+    """Sign `version` for `group`. The fleet only after a canary deployment of it (`approve`)."""
+    if group not in GROUPS:
+        raise RolloutError(f"group {group!r}: one of {', '.join(GROUPS)}", 400)
+    release = _get(session, version)
+    before = GROUPS[:GROUPS.index(group)]
+    for g in before:
+        if not _deployed(session, release, g):
+            raise RolloutError(f"release {version} is not on the {g} group yet: promote it there first")
+    targets_version = tuf_repo().release(version, _files(release), [group], signers or _online())
+    d = Deployment(release_id=release.id, target=group, status="announced")
+    session.add(d)
+    session.flush()
+    d_note = {"by": by, "targets_version": targets_version, "at": datetime.now(UTC).isoformat()}
+    release.card = {**release.card, "rollout": [*release.card.get("rollout", []), {"group": group, **d_note}]}
+    return d
+
+
+def _deployed(session: Session, release: ModelRelease, group: str) -> bool:
+    return session.scalar(select(Deployment.id).where(Deployment.release_id == release.id,
+                                                     Deployment.target == group)) is not None
+
+
+def health(session: Session, version: str) -> dict:
+    """The canary's health for the approval step: its alerts and what operators found of them."""
+    release = _get(session, version)
+    model = f"%/{version}"
+    rows = dict(session.execute(select(Alert.status, func.count()).where(Alert.model_version.like(model))
+                                .group_by(Alert.status)).all())
+    total = sum(rows.values())
+    reviewed = total - rows.get("new", 0)
+    false = rows.get("false_alarm", 0)
+    return {"version": release.version, "alerts": total, "reviewed": reviewed, "false_alarms": false,
+            "false_alarm_rate": round(false / reviewed, 3) if reviewed else None,
+            "drones": session.scalar(select(func.count(func.distinct(Alert.drone_id)))
+                                     .where(Alert.model_version.like(model))) or 0,
+            "deployed_to": [g for g in GROUPS if _deployed(session, release, g)]}
+
+
+def rollback(session: Session, group: str, to_version: str, by: str, signers: dict | None = None) -> Deployment:
+    """Sign an older release for `group` again: a newer targets version that drones take."""
+    release = _get(session, to_version)
+    targets_version = tuf_repo().release(release.version, _files(release), [group], signers or _online())
+    d = Deployment(release_id=release.id, target=group, status="rolled_back_to")
+    session.add(d)
+    session.flush()
+    release.card = {**release.card, "rollout": [*release.card.get("rollout", []), {
+        "group": group, "by": by, "rollback": True, "targets_version": targets_version,
+        "at": datetime.now(UTC).isoformat()}]}
+    return d
+
+
+def _online() -> dict:
+    return {r: keys.online_signer(r) for r in keys.ONLINE_ROLES}
