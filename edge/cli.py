@@ -165,7 +165,7 @@ def _update_loop(args: argparse.Namespace):
         return None
     state = state_dir(args.config)
     client = UpdateClient(state, device.update_url, token, device.group)
-    return UpdateLoop(client, args.watch or state / "models", args.update_every)
+    return UpdateLoop(client, state / "models", args.update_every)
 
 
 def _golden(args: argparse.Namespace) -> int:

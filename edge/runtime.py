@@ -72,9 +72,10 @@ class RunSummary:
 class ModelSlot:
     """The model in use, and the verified swap to a newer one."""
 
-    def __init__(self, path: Path, threads: int | None, watch: Path | None):
+    def __init__(self, path: Path, threads: int | None, watch: Path | None, updates: UpdateLoop | None = None):
         self.detector = Detector(path, threads=threads)
-        self.path, self.threads, self.watch = Path(path), threads, watch
+        self.path, self.threads, self.watch, self.updates = Path(path), threads, watch, updates
+        self._refused: set[Path] = set()
         self.classes = class_list_for(self.detector.names)
         self.version = model_version(self.path)
         self.swaps = 0
@@ -88,16 +89,24 @@ class ModelSlot:
                       key=lambda p: p.stat().st_mtime)
 
     def maybe_swap(self, reference: np.ndarray | None) -> None:
+        wanted = self.updates.wanted if self.updates is not None else None
+        if wanted is not None and wanted != self.path and wanted not in self._refused:
+            self._try(wanted, reference)  # the group's current release, a rollback included
         for path in self._candidates():
             self._seen.add((str(path), path.stat().st_mtime))
-            try:
-                det = self.verify(path, reference)
-            except (ModelError, ValueError, OSError) as exc:
-                log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
-                continue
-            log.info("model swapped: %s -> %s", self.path.name, path.name)
-            self.detector, self.path, self.version = det, path, model_version(path)
-            self.swaps += 1
+            if path != self.path:
+                self._try(path, reference)
+
+    def _try(self, path: Path, reference: np.ndarray | None) -> None:
+        try:
+            det = self.verify(path, reference)
+        except (ModelError, ValueError, OSError) as exc:
+            self._refused.add(path)
+            log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
+            return
+        log.info("model swapped: %s -> %s", self.path.name, path.name)
+        self.detector, self.path, self.version = det, path, model_version(path)
+        self.swaps += 1
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
         """Probation of a candidate: its card's sha256, it loads, its classes are the running
@@ -150,7 +159,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
         raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
     if cfg.updates is not None:
         cfg.updates.start()  # the first check before the first frame; then every `every_s`
-    slot = ModelSlot(model, cfg.threads, cfg.watch or (cfg.updates.watch if cfg.updates else None))
+    slot = ModelSlot(model, cfg.threads, cfg.watch, cfg.updates)
     classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")

@@ -145,6 +145,7 @@ class UpdateLoop:
     def __init__(self, client: UpdateClient, watch: Path, every_s: float = 300.0):
         self.client, self.watch, self.every_s = client, Path(watch), every_s
         self.installed: list[str] = []
+        self.wanted: Path | None = None  # the model of the group's current release, once staged
         self.last_refusal: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,9 +157,13 @@ class UpdateLoop:
             self.last_refusal = str(exc)
             log.warning("%s; keeping the current model", exc)
             return None
-        if release is None or release.version in self.installed:
+        if release is None:
             return None
         dest = install(release, self.watch)
+        models = sorted(dest.glob("*.onnx"))
+        self.wanted = models[0] if models else None  # a rollback points back at a release staged before
+        if release.version in self.installed:
+            return None
         self.installed.append(release.version)
         log.info("release %s for group %s verified and staged in %s", release.version, release.group, dest)
         return dest

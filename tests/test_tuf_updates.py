@@ -282,7 +282,7 @@ def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_re
     from comms.outbox import Outbox
     from edge import golden
     from edge.detector import Detector
-    from edge.runtime import RunConfig, run_flight
+    from edge.runtime import ModelSlot, RunConfig, run_flight
     from edge.update import UpdateLoop
 
     base, _, token, operator = server
@@ -327,12 +327,21 @@ def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_re
     assert approved["group"] == "fleet" and approved["canary_health"]["deployed_to"] == ["canary"]
     install_root(tmp_path / "fleet", root)
     fleet = UpdateClient(tmp_path / "fleet", base, token, "fleet")
-    assert fleet.check().version == "2026.12.01"
+    drone = UpdateLoop(fleet, tmp_path / "fleet" / "models", every_s=3600)  # a fleet drone, running
+    slot = ModelSlot(shipped, None, None, drone)
+    drone.check_once()
+    slot.maybe_swap(None)
+    assert slot.path.parent.name == "2026.12.01" and slot.swaps == 1
     httpx.post(f"{base}/releases/2026.12.02/promote", json={"group": "canary"}, headers=h).raise_for_status()
     httpx.post(f"{base}/releases/2026.12.02/approve", headers=h).raise_for_status()
-    assert fleet.check().version == "2026.12.02"
+    drone.check_once()
+    slot.maybe_swap(None)
+    assert slot.path.parent.name == "2026.12.02" and slot.swaps == 2
     back = httpx.post(f"{base}/rollback", json={"group": "fleet", "to": "2026.12.01"}, headers=h)
     assert back.status_code == 200 and fleet.check().version == "2026.12.01"  # a newer version naming old files
+    assert drone.check_once() is None  # staged before: nothing to download again...
+    slot.maybe_swap(None)  # ...but the running drone goes back to it, between frames
+    assert slot.path.parent.name == "2026.12.01" and slot.swaps == 3
     shown = httpx.get(f"{base}/releases/2026.12.01", headers=ops).json()
     assert [(x["group"], bool(x.get("rollback"))) for x in shown["rollout"]] == [
         ("canary", False), ("fleet", False), ("fleet", True)]
