@@ -341,7 +341,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _tuf_dir() -> Path:
-    from cloud.api.routes.tuf import repo_dir
+    from cloud.registry.tuf_repo import repo_dir
 
     return repo_dir()
 

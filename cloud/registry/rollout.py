@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from cloud.db import cloud_dir
 from cloud.models import Alert, Deployment, ModelRelease
 from cloud.registry import keys
-from cloud.registry.tuf_repo import TufRepo
+from cloud.registry.tuf_repo import TufRepo, repo_dir
 
 GROUPS = ("canary", "fleet")  # in rollout order
 
@@ -40,8 +40,6 @@ def registry_dir() -> Path:
 
 
 def tuf_repo() -> TufRepo:
-    from cloud.api.routes.tuf import repo_dir
-
     return TufRepo(repo_dir())
 
 

@@ -38,6 +38,13 @@ EXPIRY = {"root": timedelta(days=365), "targets": timedelta(days=90), "snapshot"
 ONLINE = ("targets", "snapshot", "timestamp")
 
 
+def repo_dir() -> Path:
+    """Where the cloud keeps the repository: `PLI_TUF_DIR`, else `<PLI_CLOUD_DIR>/tuf`."""
+    from cloud.db import cloud_dir
+
+    return Path(os.environ.get("PLI_TUF_DIR") or cloud_dir() / "tuf")
+
+
 def _expires(role: str, now: datetime | None = None) -> datetime:
     return ((now or datetime.now(UTC)) + EXPIRY[role]).replace(microsecond=0)
 

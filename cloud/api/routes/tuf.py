@@ -3,22 +3,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
 from cloud.api.deps import ERRORS, Caller, require
-from cloud.db import cloud_dir
+from cloud.registry.tuf_repo import repo_dir
 
 router = APIRouter(prefix="/tuf", tags=["updates"], responses=ERRORS)
 METADATA = re.compile(r"^(\d+\.)?(root|targets|snapshot|timestamp)\.json$")
-
-
-def repo_dir() -> Path:
-    return Path(os.environ.get("PLI_TUF_DIR") or cloud_dir() / "tuf")
 
 
 @router.get("/metadata/{name}", summary="TUF metadata (root versions, timestamp, snapshot, targets)")
