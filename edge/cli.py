@@ -133,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(drone_id=drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
                        threads=args.threads, tracker=TrackerConfig(k=args.k, n=args.n, radius_m=args.radius),
                        watch=args.watch, updates=_update_loop(args))
+    if config.updates is not None:
+        config.state = config.updates.watch / "state.json"
     if args.telemetry or args.tz:
         from edge.sources import open_source
 

@@ -27,9 +27,10 @@ from comms.alert import Alert, restamp
 from comms.alert_json import thumbnail_of
 from comms.classes import class_list_for
 from comms.outbox import Outbox
-from edge import golden
+from edge import golden, model_state
 from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
+from edge.model_state import StateFile
 from edge.sources import Frame, open_source
 from edge.tiled import detect
 from edge.tracker import ConfirmedFault, FaultTracker, TrackerConfig
@@ -49,6 +50,7 @@ class RunConfig:
     crops: Path | None = None  # default: beside the outbox
     watch: Path | None = None  # folder of model updates
     updates: UpdateLoop | None = None  # signed releases (edge/update.py), staged into `watch`
+    state: Path | None = None  # which model runs across restarts (edge/model_state.py)
 
 
 @dataclass
@@ -72,10 +74,12 @@ class RunSummary:
 class ModelSlot:
     """The model in use, and the verified swap to a newer one."""
 
-    def __init__(self, path: Path, threads: int | None, watch: Path | None, updates: UpdateLoop | None = None):
+    def __init__(self, path: Path, threads: int | None, watch: Path | None, updates: UpdateLoop | None = None,
+                 state: StateFile | None = None):
         self.detector = Detector(path, threads=threads)
-        self.path, self.threads, self.watch, self.updates = Path(path), threads, watch, updates
-        self._refused: set[Path] = set()
+        self.path, self.threads, self.watch, self.updates, self.state = Path(path), threads, watch, updates, state
+        self._refused: set[Path] = state.refused() if state is not None else set()
+        self.frames_on_current = 0
         self.classes = class_list_for(self.detector.names)
         self.version = model_version(self.path)
         self.swaps = 0
@@ -105,8 +109,16 @@ class ModelSlot:
             log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
             return
         log.info("model swapped: %s -> %s", self.path.name, path.name)
+        if self.state is not None:
+            self.state.swapped(path, self.path)  # on trial until it has run GOOD_AFTER_FRAMES frames
         self.detector, self.path, self.version = det, path, model_version(path)
         self.swaps += 1
+        self.frames_on_current = 0
+
+    def ran_frame(self) -> None:
+        self.frames_on_current += 1
+        if self.state is not None and self.frames_on_current == model_state.GOOD_AFTER_FRAMES:
+            self.state.ran(self.frames_on_current)
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
         """Probation of a candidate: its card's sha256, it loads, its classes are the running
@@ -159,7 +171,10 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
         raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
     if cfg.updates is not None:
         cfg.updates.start()  # the first check before the first frame; then every `every_s`
-    slot = ModelSlot(model, cfg.threads, cfg.watch, cfg.updates)
+    state = StateFile(cfg.state) if cfg.state is not None else None
+    if state is not None:
+        model = state.start(Path(model))  # after a restart: the model it ran, or the last good one
+    slot = ModelSlot(model, cfg.threads, cfg.watch, cfg.updates, state)
     classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
@@ -184,6 +199,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
                 located = Located(np.full(len(dets), np.nan), np.full(len(dets), np.nan), "drone")
             recent.append(frame)
             frames += 1
+            slot.ran_frame()
             for event in tracker.update(frame.index, dets, located):
                 made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
                 if made is not None:

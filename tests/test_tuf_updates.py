@@ -232,7 +232,8 @@ def test_the_cli_makes_keys_a_repository_and_a_release_a_drone_takes(server, tmp
     assert UpdateClient(tmp_path / "drone", base, token, "fleet").check() is None  # nothing for the fleet yet
 
 
-def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, server, flight, tmp_path):
+def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, server, flight, tmp_path,
+                                                                   monkeypatch):
     """`run_flight` with the update loop: the canary release (the shipped model re-released, with
     its card and golden frames) is verified, staged and swapped in between frames; a release
     for another group is not staged at all."""
@@ -259,11 +260,21 @@ def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, s
             "golden": "pli-next.golden.json"}
     (rel / "pli-next.json").write_text(json.dumps(card))
     repo.release("2026.12.01", {p.name: p for p in rel.iterdir()}, ["canary"], online)
+    from edge import model_state
+
+    monkeypatch.setattr(model_state, "GOOD_AFTER_FRAMES", 5)
     loop = UpdateLoop(client, tmp_path / "models", every_s=3600)
-    summary = run_flight(flight.out / "images", shipped, Outbox(tmp_path / "o" / "outbox.db", "UAV-07"),
-                         RunConfig(drone_id="UAV-07", flight_id="F-up", updates=loop), progress=False)
+    state = tmp_path / "models" / "state.json"
+    outbox = Outbox(tmp_path / "o" / "outbox.db", "UAV-07")
+    summary = run_flight(flight.out / "images", shipped, outbox,
+                         RunConfig(drone_id="UAV-07", flight_id="F-up", updates=loop, state=state), progress=False)
     assert loop.installed == ["2026.12.01"] and summary.swaps == 1 and summary.model == "pli-next.onnx"
     assert (tmp_path / "models" / "2026.12.01" / "pli-next.golden.json").exists()
+    kept = model_state.ModelState.load(state)  # it ran its trial: the last good model now
+    assert kept.current.endswith("2026.12.01/pli-next.onnx") and not kept.trial and kept.last_good == kept.current
+    again = run_flight(flight.out / "images", shipped, outbox,  # a restart (power cut): the model it ran
+                       RunConfig(drone_id="UAV-07", flight_id="F-up2", state=state), progress=False)
+    assert again.model == "pli-next.onnx" and again.swaps == 0
     fleet = UpdateLoop(UpdateClient(client.state_dir, server[0], server[2], "fleet"), tmp_path / "fleet-models")
     assert fleet.check_once() is None and not (tmp_path / "fleet-models").exists()  # signed for canary only
 

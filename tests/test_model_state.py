@@ -1,0 +1,77 @@
+"""Which model a drone runs across restarts (edge/model_state.py): a model on trial that was
+started twice without finishing a trial (the runtime crashed with it) goes back to the last good
+one and stays refused; SIGKILL at any instant of a state write leaves a state naming a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge import model_state
+from edge.model_state import ModelState, StateFile
+
+
+def _models(tmp_path: Path) -> tuple[Path, Path]:
+    old, new = tmp_path / "old.onnx", tmp_path / "new.onnx"
+    old.write_bytes(b"old")
+    new.write_bytes(b"new")
+    return old, new
+
+
+def test_a_model_that_crashes_the_runtime_twice_is_rolled_back_and_stays_refused(tmp_path):
+    old, new = _models(tmp_path)
+    state = StateFile(tmp_path / "state.json")
+    assert state.start(old) == old  # no state yet: the given model
+    state.swapped(new, old)  # probation passed in run 1; run 1 then crashes
+    assert state.start(old) == new  # run 2 tries it again; it crashes too
+    assert state.start(old) == old  # run 3: back to the last good model
+    assert state.refused() == {new}
+    assert state.start(old) == old and ModelState.load(state.path).trial is False
+
+
+def test_a_trial_that_runs_long_enough_becomes_the_last_good_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_state, "GOOD_AFTER_FRAMES", 5)
+    old, new = _models(tmp_path)
+    state = StateFile(tmp_path / "state.json")
+    state.swapped(new, old)
+    state.ran(4)
+    assert ModelState.load(state.path).trial
+    state.ran(5)
+    s = ModelState.load(state.path)
+    assert not s.trial and s.last_good == str(new)
+    for _ in range(4):  # restarts after that are no trial: the model stays
+        assert state.start(old) == new
+
+
+WRITER = """
+import sys, itertools
+from pathlib import Path
+from edge.model_state import StateFile
+state = StateFile(Path(sys.argv[1]))
+a, b = Path(sys.argv[2]), Path(sys.argv[3])
+print("ready", flush=True)
+for i in itertools.count():
+    state.swapped(a, b) if i % 2 else state.swapped(b, a)
+"""
+
+
+def test_sigkill_during_state_writes_always_leaves_a_whole_state(tmp_path):
+    old, new = _models(tmp_path)
+    path = tmp_path / "state.json"
+    StateFile(path).swapped(new, old)
+    root = Path(__file__).resolve().parents[1]
+    for k in range(15):
+        p = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(old), str(new)], cwd=root,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.01 + (k % 5) * 0.013)  # mid-stream, at different instants
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        doc = json.loads(path.read_text())  # never half a file
+        assert doc["current"] in (str(old), str(new)) and doc["last_good"] in (str(old), str(new))
+        assert StateFile(path).start(old) in (old, new)
