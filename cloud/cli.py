@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,acl,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -141,6 +141,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", choices=["canary", "fleet"], required=True)
     p.add_argument("--to", required=True, help="the release to go back to")
     p.set_defaults(func=_release_rollback)
+
+    a = csub.add_parser("acl", help="the broker's ACL with per-drone rollout topics",
+                        description="Mosquitto's patterns substitute only %u and %c: write the static ACL "
+                        "(deploy/mosquitto/acl) plus one block per drone (its group's announcements, its status). "
+                        "Then SIGHUP mosquitto to re-read it.")
+    asub = a.add_subparsers(dest="acl_command", required=True, metavar="{render}")
+    p = asub.add_parser("render", help="write the ACL from a CSV of drone,fleet,group")
+    p.add_argument("groups", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_acl_render)
 
     t = csub.add_parser("towers", help="the asset register", description="Lines and towers.")
     tsub = t.add_subparsers(dest="towers_command", required=True, metavar="{import}")
@@ -462,4 +472,15 @@ def _release_rollback(args: argparse.Namespace) -> int:
     with session_scope() as s:
         rollout.rollback(s, args.group, args.to, f"{getpass.getuser()} (cli)")
         print(f"{args.group} goes back to release {args.to}")
+    return 0
+
+
+def _acl_render(args: argparse.Namespace) -> int:
+    from cloud.registry.acl import read_groups, render
+
+    rows = read_groups(args.groups.read_text())
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(render(rows))
+    os.replace(tmp, args.out)  # the broker never reads half a file
+    print(f"wrote {args.out}: {len(rows)} drones; now SIGHUP mosquitto")
     return 0

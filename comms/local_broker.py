@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,7 +46,7 @@ class LocalBroker:
         self.conf.write_text(body + f"\nuser {me}\nlog_dest file {self.folder}/mosquitto.log\n")
 
     @classmethod
-    def deployment(cls, folder: Path, users: dict[str, str]) -> LocalBroker:
+    def deployment(cls, folder: Path, users: dict[str, str], acl: Path | None = None) -> LocalBroker:
         """The deployment config itself (deploy/mosquitto: passwords, ACLs, TLS) on loopback ports.
 
         Certificates come from deploy/mosquitto/make-certs.sh into `folder`/certs (CA: ca.crt);
@@ -60,7 +61,8 @@ class LocalBroker:
                            check=True, capture_output=True)
         broker = cls(folder)
         conf = (DEPLOY / "mosquitto.conf").read_text()
-        for old, new in (("/mosquitto/config/passwd", str(passwd)), ("/mosquitto/config/acl", str(DEPLOY / "acl")),
+        for old, new in (("/mosquitto/config/passwd", str(passwd)),
+                         ("/mosquitto/config/acl", str(acl or DEPLOY / "acl")),
                          ("/mosquitto/certs/", f"{folder}/certs/"), ("/mosquitto/data/", f"{folder}/"),
                          ("listener 1883", f"listener {broker.port} 127.0.0.1"),
                          ("listener 8883", f"listener {broker.tls_port} 127.0.0.1")):
@@ -81,6 +83,11 @@ class LocalBroker:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on port {self.port}")
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its password and ACL files."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

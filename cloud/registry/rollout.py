@@ -114,6 +114,7 @@ def promote(session: Session, version: str, group: str, by: str, signers: dict |
         if not _deployed(session, release, g):
             raise RolloutError(f"release {version} is not on the {g} group yet: promote it there first")
     targets_version = tuf_repo().release(version, _files(release), [group], signers or _online())
+    announce(group, version, targets_version)
     d = Deployment(release_id=release.id, target=group, status="announced")
     session.add(d)
     session.flush()
@@ -147,6 +148,7 @@ def rollback(session: Session, group: str, to_version: str, by: str, signers: di
     """Sign an older release for `group` again: a newer targets version that drones take."""
     release = _get(session, to_version)
     targets_version = tuf_repo().release(release.version, _files(release), [group], signers or _online())
+    announce(group, release.version, targets_version)
     d = Deployment(release_id=release.id, target=group, status="rolled_back_to")
     session.add(d)
     session.flush()
@@ -154,6 +156,43 @@ def rollback(session: Session, group: str, to_version: str, by: str, signers: di
         "group": group, "by": by, "rollback": True, "targets_version": targets_version,
         "at": datetime.now(UTC).isoformat()}]}
     return d
+
+
+def announce(group: str, version: str, targets_version: int, fleet: str | None = None) -> bool:
+    """A retained message on the group's topic (cloud/registry/acl.py) telling its drones to check
+    now: a hint only, what they install is what TUF verifies. Sent when `PLI_MQTT_HOST` names the
+    broker (user `PLI_MQTT_USER`, password `PLI_MQTT_PASSWORD`, CA `PLI_MQTT_TLS_CA`)."""
+    import os
+
+    import paho.mqtt.client as mqtt
+
+    from cloud.registry.acl import announce_topic
+    from comms.mqtt_link import MqttConfig, make_client
+
+    host = os.environ.get("PLI_MQTT_HOST")
+    if not host:
+        return False
+    cfg = MqttConfig(host=host, port=int(os.environ.get("PLI_MQTT_PORT", "1883")),
+                     username=os.environ.get("PLI_MQTT_USER"), password=os.environ.get("PLI_MQTT_PASSWORD"),
+                     tls_ca=os.environ.get("PLI_MQTT_TLS_CA"))
+    client = make_client(f"pli-registry-{os.getpid()}", cfg)
+    try:
+        client.connect(cfg.host, cfg.port)
+        client.loop_start()
+        body = json.dumps({"group": group, "version": version, "targets_version": targets_version})
+        info = client.publish(announce_topic(fleet or os.environ.get("PLI_FLEET", "fleet1"), group), body, qos=1,
+                              retain=True)
+        info.wait_for_publish(10)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published()
+    except (OSError, RuntimeError, ValueError) as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("announcement of %s to %s not sent (%s): drones still find it on "
+                                            "their next check", version, group, exc)
+        return False
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def _online() -> dict:
