@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,7 +117,7 @@ def drain_paho(port: int, n: int) -> float:
     register(port, "bench-paho", "paho")
     publish(port, payloads(n))
     got = {"n": 0}
-    done = __import__("threading").Event()
+    done = threading.Event()
     client = make_client("bench-paho", MqttConfig(port=port), manual_ack=True)
 
     def on_message(c, u, m) -> None:

@@ -40,6 +40,7 @@ class Outcome:
     refusal: dict | None = None  # {"id", "reason", "highest_epoch"}
     new_high_severity: bool = False
     changed: list[str] = field(default_factory=list)  # fields a merge filled in
+    fleet: str = ""  # from the topic: where the answer goes
 
 
 def as_record(row: Alert) -> AlertRecord:
@@ -82,6 +83,12 @@ def _read(topic: str, payload: bytes | dict) -> tuple[str, AlertRecord, bytes | 
 def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
     """`payload`: the message's bytes, or its JSON document when the caller already parsed it."""
     fleet, alert, thumb, via, doc = _read(topic, payload)
+    out = _record(session, fleet, alert, thumb, via, doc)
+    out.fleet = fleet
+    return out
+
+
+def _record(session: Session, fleet: str, alert: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> Outcome:
     drones = session.info.setdefault("drones_locked", {})  # one lock per drone per transaction
     drone = drones.get(alert.drone_id)
     if drone is None:
@@ -151,10 +158,11 @@ def _insert(session: Session, a: AlertRecord, thumb: bytes | None, via: str, doc
         session.flush()
     values = _values(a, thumb, via, doc)
     _place(values, towers.nearest(session, a.lat, a.lon) if towers.any_towers(session) else None)
+    observations = faults.attach_many(session, [values])  # the one matching rule, as the bulk path uses it
     row = Alert(**values)
     session.add(row)
     session.flush()
-    faults.attach(session, row)
+    faults.insert_observations(session, observations)
     uploads.link_alerts(session, [row.id])
     if flight is not None:
         if flight.started_at is None or a.time < flight.started_at:
@@ -281,7 +289,7 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
         drone = drones[alert.drone_id]
         if verdict(False, alert.epoch, drone.highest_epoch or None) == SUPERSEDED:
             out[i] = Outcome(alert.id, alert.drone_id, SUPERSEDED, refusal={
-                "id": alert.id, "reason": SUPERSEDED, "highest_epoch": drone.highest_epoch})
+                "id": alert.id, "reason": SUPERSEDED, "highest_epoch": drone.highest_epoch}, fleet=fleet)
             continue
         taken.add(alert.id)
         drone.highest_epoch = max(drone.highest_epoch, alert.epoch)
@@ -290,7 +298,7 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
         rows.append(_values(alert, thumb, via, doc))
         fleets.append(fleet)
         out[i] = Outcome(alert.id, alert.drone_id, NEW, ack=(alert.id, digest(alert)),
-                         new_high_severity=rows[-1]["severity"] == "high")
+                         new_high_severity=rows[-1]["severity"] == "high", fleet=fleet)
     if not rows:
         return out, []
     for values, found in zip(rows, towers.place_many(session, [(r["lat"], r["lon"]) for r in rows]), strict=True):

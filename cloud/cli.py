@@ -444,8 +444,8 @@ def _release_show(args: argparse.Namespace) -> int:
 
     upgrade()
     with session_scope() as s:
-        print(json.dumps({**release_json(rollout._get(s, args.version)), "health": rollout.health(s, args.version)},
-                         indent=1))
+        doc = {**release_json(rollout.get_release(s, args.version)), "health": rollout.health(s, args.version)}
+        print(json.dumps(doc, indent=1))
     return 0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from cloud.models import Alert, Fault, FaultObservation, UTCDateTime, _now
+from cloud.models import Fault, FaultObservation, UTCDateTime, _now
 from cloud.towers import distance_m
 
 RADIUS_M = 15.0  # the edge tracker reports each place once within 15 m: the same granularity
@@ -30,30 +30,6 @@ def _near(session: Session, lat: float, lon: float, radius_m: float, *where) -> 
     dl = d / max(0.05, math.cos(math.radians(lat)))
     return list(session.scalars(select(Fault).where(Fault.lat.between(lat - d, lat + d),
                                                     Fault.lon.between(lon - dl, lon + dl), *where)))
-
-
-def attach(session: Session, alert: Alert, radius_m: float = RADIUS_M) -> Fault:
-    """Link `alert` to its fault, opening one when it matches none; returns the fault."""
-    candidates = [f for f in _near(session, alert.lat, alert.lon, radius_m, Fault.fault_class == alert.fault_class,
-                                   Fault.status != "false_alarm")
-                  if distance_m(alert.lat, alert.lon, f.lat, f.lon) <= radius_m
-                  and not (f.tower_id and alert.tower_id and f.tower_id != alert.tower_id)]
-    if candidates:
-        fault = min(candidates, key=lambda f: distance_m(alert.lat, alert.lon, f.lat, f.lon))
-        fault.sightings += 1
-        fault.last_seen_at = max(fault.last_seen_at, alert.time)
-        if fault.status in ("repaired", "repair_confirmed"):
-            fault.status = "open"  # seen again after the repair: it was not fixed
-    else:
-        fault = Fault(fault_class=alert.fault_class, lat=alert.lat, lon=alert.lon, line_id=alert.line_id,
-                      tower_id=alert.tower_id, severity=alert.severity, status="open", first_seen_at=alert.time,
-                      last_seen_at=alert.time, sightings=1, clean_passes=0)
-        session.add(fault)
-        session.flush()
-    alert.fault_id = fault.id
-    session.add(FaultObservation(fault_id=fault.id, flight_id=alert.flight_id or None, alert_id=alert.id, seen=True,
-                                 at=alert.time))
-    return fault
 
 
 def _fits(f: dict, a: dict, radius_m: float) -> float | None:
@@ -74,10 +50,10 @@ def _cells(lat: float, lon: float, radius_m: float) -> list[tuple[int, int]]:
 
 
 def attach_many(session: Session, alerts: list[dict], radius_m: float = RADIUS_M) -> list[dict]:
-    """`attach` for a batch of alert rows about to be inserted (dicts of Alert's columns), in their
-    order: the same rule, in a few statements (candidates fetched per area, new faults inserted in
-    one statement, sightings added in one). Sets each row's `fault_id`; returns the observations,
-    to insert once the alerts are."""
+    """Link alert rows about to be inserted (dicts of Alert's columns), in their order, to their
+    faults, opening new ones where none matches (the module's rule), in a few statements:
+    candidates fetched per area, new faults inserted in one statement, sightings added in one.
+    Sets each row's `fault_id`; returns the observations, to insert once the alerts are."""
     if not alerts:
         return []
     t = Fault.__table__

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from cloud.alerts import IngestError, Outcome, parse_topic, record, record_batch
+from cloud.alerts import IngestError, Outcome, record, record_batch
 from cloud.db import sessions
 from cloud.models import Alert
 from cloud.notify import notify, send_webhooks
@@ -109,7 +109,7 @@ class IngestWorker:
         self._answer(outcomes)
         return len(batch)
 
-    def _store(self, batch: list[mqtt.MQTTMessage], stop: threading.Event | None) -> list[tuple[str, Outcome]] | None:
+    def _store(self, batch: list[mqtt.MQTTMessage], stop: threading.Event | None) -> list[Outcome] | None:
         delay = 0.5
         while True:
             try:
@@ -127,8 +127,8 @@ class IngestWorker:
                     continue
                 raise
 
-    def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[tuple[str, Outcome]]:
-        out: list[tuple[str, Outcome]] = []
+    def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[Outcome]:
+        out: list[Outcome] = []
         stats = IngestStats()
         messages = [(m.topic, _parse(m.payload)) for m in batch]
         with self._sessions() as session, session.begin():
@@ -154,14 +154,14 @@ class IngestWorker:
                         result = exc
                     else:
                         if result.new_high_severity:
-                            webhooks += notify(session, session.get(Alert, result.alert_id), parse_topic(topic)[0],
+                            webhooks += notify(session, session.get(Alert, result.alert_id), result.fleet,
                                                self._publish)
                 if isinstance(result, IngestError):
                     stats.rejected += 1
                     stats.reasons.append(str(result))
                     log.warning("ingest: %s", result)
                     continue
-                out.append((parse_topic(topic)[0], result))
+                out.append(result)
                 stats.stored += result.verdict == "new"
                 stats.duplicates += result.verdict == "duplicate"
                 stats.conflicts += result.verdict == "conflict"
@@ -196,10 +196,10 @@ class IngestWorker:
     def _publish(self, topic: str, payload: bytes) -> bool:
         return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
 
-    def _answer(self, outcomes: list[tuple[str, Outcome]]) -> None:
+    def _answer(self, outcomes: list[Outcome]) -> None:
         per_drone: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
-        for fleet, o in outcomes:
-            acks, refused = per_drone[(fleet, o.drone_id)]
+        for o in outcomes:
+            acks, refused = per_drone[(o.fleet, o.drone_id)]
             if o.ack is not None:
                 acks.append(o.ack)
             if o.refusal is not None:

@@ -24,6 +24,7 @@ CHUNK = 1 << 20
 
 class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None: ...
     def exists(self, key: str) -> bool: ...
     def read(self, key: str) -> bytes: ...
     def stream(self, key: str) -> Iterator[bytes]: ...
@@ -45,10 +46,16 @@ class LocalStore:
         return self.root / _check(key)
 
     def put_file(self, key: str, path: Path) -> None:
+        self._put(key, lambda tmp: shutil.copyfile(path, tmp))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._put(key, lambda tmp: tmp.write_bytes(data))
+
+    def _put(self, key: str, write) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
-        shutil.copyfile(path, tmp)
+        write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)  # whole or not at all
@@ -80,6 +87,9 @@ class S3Store:
 
     def put_file(self, key: str, path: Path) -> None:
         self.client.upload_file(str(path), self.bucket, self._key(key))  # multipart for large photos
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

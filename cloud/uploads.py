@@ -149,14 +149,8 @@ def link_photo(session: Session, flight_id: str, name: str, sha256: str, key: st
 
 def store_manifest(session: Session, flight_id: str, body: bytes, objects: ObjectStore | None = None) -> None:
     """The manifest itself, kept beside the files it lists."""
-    tmp = cloud_dir() / "staging" / f"manifest-{os.getpid()}-{hashlib.sha256(body).hexdigest()[:16]}.json"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(body)
-    try:
-        key = object_key(flight_id, "manifest.json")
-        (objects or store()).put_file(key, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
+    key = object_key(flight_id, "manifest.json")
+    (objects or store()).put_bytes(key, body)
     row = session.scalar(select(Upload).where(Upload.flight_id == flight_id, Upload.name == "manifest.json"))
     sha = hashlib.sha256(body).hexdigest()
     if row is None:

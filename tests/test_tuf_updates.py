@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -54,31 +55,29 @@ def server(tmp_path_factory):
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    SERVER_EXTRA.update(env=env, admin=admin, url=url, work=work)
-    yield base, work / "repo", fleet, operator
+    yield Served(base, work / "repo", fleet, operator, admin, env)
     proc.terminate()
     proc.wait(10)
-    SERVER_EXTRA.clear()
 
 
-SERVER_EXTRA: dict = {}
-
-
-@pytest.fixture
-def served(server):
-    """What the end-to-end test needs beyond `server`: its environment and the admin token."""
-    return SERVER_EXTRA
+class Served(NamedTuple):
+    base: str
+    repo: Path
+    fleet: str  # tokens of each role
+    operator: str
+    admin: str
+    env: dict  # the server's environment (its online key files among it)
 
 
 @pytest.fixture
 def fleet_repo(server, tmp_path):
     """A fresh repository (3 offline root keys, threshold 2; online keys), release 1.0 for the
     canary group, and a drone of that group with the root installed."""
-    base, repo_dir, token, _ = server
+    base, repo_dir, token = server.base, server.repo, server.fleet
     shutil.rmtree(repo_dir, ignore_errors=True)
     root_keys = [keys.generate(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
     root_signers = [keys.load_signer(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
-    online = {r: keys.load_signer(Path(SERVER_EXTRA["env"][f"PLI_TUF_{r.upper()}_KEY_FILE"]))
+    online = {r: keys.load_signer(Path(server.env[f"PLI_TUF_{r.upper()}_KEY_FILE"]))
               for r in keys.ONLINE_ROLES}  # the server's own: it signs promotions with them
     repo = TufRepo.create(repo_dir, root_keys, root_signers[:2], online, threshold=2)
     model = tmp_path / "model.onnx"
@@ -93,11 +92,11 @@ def test_a_release_for_the_drones_group_is_taken_and_nothing_without_a_token(fle
     client, model = fleet_repo[3], fleet_repo[4]
     release = client.check()
     assert release.version == "1.0" and release.files["models/1.0/model.onnx"].read_bytes() == model.read_bytes()
-    base = server[0]
+    base = server.base
     assert httpx.get(f"{base}/tuf/metadata/timestamp.json").status_code == 401
     assert httpx.get(f"{base}/tuf/metadata/timestamp.json",
-                     headers={"Authorization": f"Bearer {server[3]}"}).status_code == 403  # operators: no
-    assert httpx.get(f"{base}/tuf/targets/../../cloud.db", headers={"Authorization": f"Bearer {server[2]}"}
+                     headers={"Authorization": f"Bearer {server.operator}"}).status_code == 403  # operators: no
+    assert httpx.get(f"{base}/tuf/targets/../../cloud.db", headers={"Authorization": f"Bearer {server.fleet}"}
                      ).status_code == 404
 
 
@@ -183,7 +182,7 @@ def test_root_rotation_needs_old_and_new_thresholds(fleet_repo, tmp_path):
 
 def test_an_oversized_download_and_a_release_for_another_group_are_refused(fleet_repo, tmp_path, server):
     repo, online, _, client, _ = fleet_repo
-    small = UpdateClient(client.state_dir, server[0], server[2], "canary", max_bytes=10_000)
+    small = UpdateClient(client.state_dir, server.base, server.fleet, "canary", max_bytes=10_000)
     with pytest.raises(UpdateRefused, match="over the 10000 allowed"):
         small.check()
     # the canary index made to point at a file signed for the fleet group only
@@ -204,7 +203,7 @@ def test_an_oversized_download_and_a_release_for_another_group_are_refused(fleet
 def test_the_cli_makes_keys_a_repository_and_a_release_a_drone_takes(server, tmp_path):
     """`pli cloud tuf keygen | init | publish | timestamp` as an operator runs them: root keys as
     offline files (one given only as its public half), online keys from the environment."""
-    base, repo_dir, token, _ = server
+    base, repo_dir, token = server.base, server.repo, server.fleet
     shutil.rmtree(repo_dir, ignore_errors=True)
     env = {**os.environ, "PLI_TUF_DIR": str(repo_dir)}
     off, on = tmp_path / "offline", tmp_path / "online"
@@ -275,12 +274,12 @@ def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, s
     again = run_flight(flight.out / "images", shipped, outbox,  # a restart (power cut): the model it ran
                        RunConfig(drone_id="UAV-07", flight_id="F-up2", state=state), progress=False)
     assert again.model == "pli-next.onnx" and again.swaps == 0
-    fleet = UpdateLoop(UpdateClient(client.state_dir, server[0], server[2], "fleet"), tmp_path / "fleet-models")
+    fleet = UpdateLoop(UpdateClient(client.state_dir, server.base, server.fleet, "fleet"), tmp_path / "fleet-models")
     assert fleet.check_once() is None and not (tmp_path / "fleet-models").exists()  # signed for canary only
 
 
 
-def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_repo, server, served, flight, tmp_path):
+def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_repo, server, flight, tmp_path):
     """End to end on loopback: record a release (`pli cloud release add`), promote it to the
     canary group through the API, a running flight picks it up between frames, the deployments
     show it; approve to the fleet (the canary's health shown); roll back; an operator token can
@@ -296,8 +295,7 @@ def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_re
     from edge.runtime import ModelSlot, RunConfig, run_flight
     from edge.update import UpdateLoop
 
-    base, _, token, operator = server
-    env, admin = served["env"], served["admin"]
+    base, token, operator, env, admin = server.base, server.fleet, server.operator, server.env, server.admin
     shipped = ROOT / "models" / "pli-default.onnx"
     images = {p.name: cv2.imread(str(p)) for p in sorted((flight.out / "images").glob("*.jpg"))}
     made = golden.make(Detector(shipped), images, 0.25)

@@ -97,7 +97,7 @@ def _files(release: ModelRelease) -> dict[str, Path]:
     return files
 
 
-def _get(session: Session, version: str) -> ModelRelease:
+def get_release(session: Session, version: str) -> ModelRelease:
     row = session.scalar(select(ModelRelease).where(ModelRelease.version == version))
     if row is None:
         raise RolloutError(f"no release {version}", 404)
@@ -108,7 +108,7 @@ def promote(session: Session, version: str, group: str, by: str, signers: dict |
     """Sign `version` for `group`. The fleet only after a canary deployment of it (`approve`)."""
     if group not in GROUPS:
         raise RolloutError(f"group {group!r}: one of {', '.join(GROUPS)}", 400)
-    release = _get(session, version)
+    release = get_release(session, version)
     before = GROUPS[:GROUPS.index(group)]
     for g in before:
         if not _deployed(session, release, g):
@@ -130,7 +130,7 @@ def _deployed(session: Session, release: ModelRelease, group: str) -> bool:
 
 def health(session: Session, version: str) -> dict:
     """The canary's health for the approval step: its alerts and what operators found of them."""
-    release = _get(session, version)
+    release = get_release(session, version)
     model = f"%/{version}"
     rows = dict(session.execute(select(Alert.status, func.count()).where(Alert.model_version.like(model))
                                 .group_by(Alert.status)).all())
@@ -146,7 +146,7 @@ def health(session: Session, version: str) -> dict:
 
 def rollback(session: Session, group: str, to_version: str, by: str, signers: dict | None = None) -> Deployment:
     """Sign an older release for `group` again: a newer targets version that drones take."""
-    release = _get(session, to_version)
+    release = get_release(session, to_version)
     targets_version = tuf_repo().release(release.version, _files(release), [group], signers or _online())
     announce(group, release.version, targets_version)
     d = Deployment(release_id=release.id, target=group, status="rolled_back_to")

@@ -39,7 +39,7 @@ def _run(step):
 
 @router.get("/releases/{version}", summary="one release, its files and its rollout")
 def get_release(version: str, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> dict:
-    return release_json(_run(lambda: rollout._get(session, version)))
+    return release_json(_run(lambda: rollout.get_release(session, version)))
 
 
 @router.get("/releases/{version}/health", summary="the canary's health: alerts, reviews, false alarms")
