@@ -123,9 +123,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Releases are recorded once (immutable) and signed for a group in the TUF "
                         "repository; the online signing keys come from the environment (see `pli cloud tuf`).")
     rsub = r.add_subparsers(dest="release_command", required=True, metavar="{add,list,show,promote,rollback}")
-    p = rsub.add_parser("add", help="record a release from its files (ONNX builds, their cards, golden frames)")
-    p.add_argument("version")
-    p.add_argument("files", type=Path, nargs="+")
+    p = rsub.add_parser("add", help="build and record a release from training weights (or from built files)",
+                        description="`add WEIGHTS.pt --campaign NAME=DATA.yaml[:SPLIT] ...`: export FP32 and INT8 "
+                        "ONNX, score both on every campaign's frozen test set, make golden frames per build, "
+                        "snapshot the training data, record it all as an immutable release. `add VERSION FILES...`: "
+                        "record builds made elsewhere (each .onnx with its card and golden frames).")
+    p.add_argument("sources", nargs="+", metavar="WEIGHTS.pt | VERSION FILES...")
+    p.add_argument("--version", dest="release_version", help="the release's version (default: UTC date and time)")
+    p.add_argument("--campaign", action="append", default=[], metavar="NAME=DATA.yaml[:SPLIT]",
+                   help="a campaign's frozen test set (split default: test, else val); repeat for each campaign")
+    p.add_argument("--data", type=Path, help="the data.yaml that trained the weights (default: the one the "
+                   "checkpoint names)")
+    p.add_argument("--calib", type=Path, help="images to calibrate INT8 on (default: the training images)")
+    p.add_argument("--golden-images", type=Path, help="folder of candidate golden frames (default: the first "
+                   "campaign's test images)")
+    p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--parent", help="the release it was trained from")
     p.set_defaults(func=_release_add)
     p = rsub.add_parser("list", help="releases and where they are rolled out")
@@ -411,12 +423,43 @@ def _tuf_rotate(args: argparse.Namespace) -> int:
 
 
 def _release_add(args: argparse.Namespace) -> int:
-    from cloud.db import session_scope, upgrade
-    from cloud.registry.rollout import add_release
+    from sqlalchemy import select
 
+    from cloud.db import session_scope, upgrade
+    from cloud.models import ModelRelease
+    from cloud.registry.rollout import RolloutError, add_release
+
+    sources = [Path(x) for x in args.sources]
+    if len(sources) == 1 and sources[0].suffix == ".pt":
+        import tempfile
+        from datetime import UTC, datetime
+
+        from cloud.registry.build import Campaign, build
+
+        version = args.release_version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M")
+        upgrade()
+        with session_scope() as s:  # before minutes of exporting, not after
+            if s.scalar(select(ModelRelease.id).where(ModelRelease.version == version)) is not None:
+                raise RolloutError(f"release {version} exists: releases are immutable, give a new version")
+        golden_images = None
+        if args.golden_images:
+            golden_images = sorted(p for p in args.golden_images.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+        with tempfile.TemporaryDirectory(prefix="pli-release-") as tmp:
+            files = build(sources[0], version, Path(tmp), [Campaign.parse(c) for c in args.campaign], args.calib,
+                          args.data, golden_images, args.parent, args.imgsz)
+            with session_scope() as s:
+                row = add_release(s, version, files, args.parent)
+                print(f"release {row.version}: {len(row.card['files'])} files recorded")
+                for name, b in row.card["builds"].items():
+                    scores = ", ".join(f"{k} mAP50 {v['map50']:.3f}" for k, v in (b.get("metrics") or {}).items()
+                                       if k != "training_val")
+                    print(f"  {name}: {scores}")
+        return 0
+    if len(sources) < 2 or sources[0].exists():
+        raise SystemExit("release add: give WEIGHTS.pt, or VERSION and the built files")
     upgrade()
     with session_scope() as s:
-        row = add_release(s, args.version, args.files, args.parent)
+        row = add_release(s, str(sources[0]), sources[1:], args.parent)
         print(f"release {row.version}: {len(row.card['files'])} files recorded")
     return 0
 

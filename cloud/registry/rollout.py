@@ -80,9 +80,11 @@ def add_release(session: Session, version: str, files: list[Path], parent: str |
     first = cards[models[0].name]
     row = ModelRelease(version=version, class_list_version=first.get("class_list_version"), sha256=_sha(models[0]),
                        card={"files": {f.name: _sha(dest / f.name) for f in files}, "parent": parent,
-                             "builds": {n: {k: c.get(k) for k in ("precision", "classes", "imgsz", "conf", "golden")}
+                             "builds": {n: {k: c.get(k) for k in ("precision", "classes", "imgsz", "conf", "golden",
+                                                                  "metrics")}
                                         for n, c in cards.items()},
-                             "metrics": first.get("metrics")})
+                             "metrics": first.get("metrics"), "class_list": first.get("class_list"),
+                             "dataset": first.get("dataset"), "test_sets": first.get("test_sets")})
     session.add(row)
     session.flush()
     return row

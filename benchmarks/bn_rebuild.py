@@ -1,0 +1,116 @@
+"""Recovering `pli-default.pt` from the shipped ONNX: does the rebuilt model train?
+
+Both rebuilds (`training/recover.py`): "measured" (batch-norm statistics measured on CPLID
+train images) and "identity" (the naive one). For each: the re-export against the shipped ONNX,
+how far a training-mode forward lands from the eval output, then a fine-tune of `--epochs` at
+the recipe's learning rate (what ultralytics' `optimizer=auto` chose for the recipe: AdamW,
+lr 0.002·5/(4+nc) = 0.001429; no warmup, so no arm gets warmup's bias learning rate of 0.1)
+on the CPLID train split, scored on CPLID val with `pli eval`'s code, and how far its weights
+moved. Resumable: each finished arm is kept in the results file.
+
+    .venv/bin/python benchmarks/bn_rebuild.py [--cplid ../shared/datasets/cplid] [--epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from training.data_import import import_dataset  # noqa: E402
+from training.dataset import YoloDataset  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.export import export_model  # noqa: E402
+from training.recover import max_difference, rebuild, save, train_mode_drift  # noqa: E402
+from training.train import train  # noqa: E402
+
+SHIPPED = REPO / "models" / "pli-default.onnx"
+LR = round(0.002 * 5 / (4 + 3), 6)
+
+
+def cpu_flags() -> str:
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f" {f}" in flags)
+
+
+def weight_change(a: Path, b: Path) -> float:
+    """‖W_b − W_a‖ / ‖W_a‖ over every convolution weight (BN folded, as the drone runs it)."""
+    import torch
+
+    def convs(p: Path) -> dict:
+        m = torch.load(p, map_location="cpu", weights_only=False)
+        m = (m.get("ema") or m["model"]).float().fuse()
+        return {k: v for k, v in m.state_dict().items() if k.endswith("conv.weight") and "dfl" not in k}
+
+    wa, wb = convs(a), convs(b)
+    num = sum(float(((wb[k] - wa[k]) ** 2).sum()) for k in wa)
+    den = sum(float((wa[k] ** 2).sum()) for k in wa)
+    return (num / den) ** 0.5
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "bn_rebuild")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--stats-images", type=int, default=128, help="CPLID train images the statistics come from")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bn_rebuild.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = args.work / "cplid" / "data.yaml"
+    if not data.exists():
+        import_dataset(args.cplid, "voc", args.work / "cplid", split_file=REPO / "recipes" / "cplid_split.json")
+    ds = YoloDataset.open(data)
+    train_imgs = ds.images("train")
+    random.Random(0).shuffle(train_imgs)
+    val_imgs = ds.images("val")
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "python": platform.python_version(),
+                        "epochs": args.epochs, "lr0": LR, "optimizer": "AdamW", "warmup_epochs": 0,
+                        "stats_images": args.stats_images, "train_images": len(train_imgs),
+                        "val_images": len(val_imgs)}
+    if "shipped" not in results:
+        results["shipped"] = {"cplid_val_map50": evaluate(SHIPPED, data, "val").map50}
+    for mode in ("measured", "identity"):
+        arm = results.get(mode, {})
+        if arm.get("done"):
+            continue
+        t0 = time.perf_counter()
+        model = rebuild(SHIPPED, train_imgs[:args.stats_images], mode=mode)
+        pt = save(model, args.work / f"{mode}.pt", SHIPPED)
+        arm["rebuild_s"] = round(time.perf_counter() - t0, 1)
+        arm["train_mode_drift"] = round(train_mode_drift(model, train_imgs[-16:]), 4)
+        reexport = export_model(pt, args.work / f"{mode}.onnx", dynamic_batch=True)
+        arm["reexport_max_abs_diff"] = max_difference(SHIPPED, reexport.onnx, val_imgs[:32])
+        arm["before_cplid_val_map50"] = evaluate(reexport.onnx, data, "val").map50
+        t0 = time.perf_counter()
+        run = train(data, model=str(pt), epochs=args.epochs, project=args.work, name=f"ft-{mode}",
+                    optimizer="AdamW", lr0=LR, warmup_epochs=0, seed=0, deterministic=False, val=False)
+        arm["finetune_s"] = round(time.perf_counter() - t0, 1)
+        arm["weight_change"] = round(weight_change(pt, run.last), 5)
+        tuned = export_model(run.last, args.work / f"{mode}-ft.onnx", dynamic_batch=True)
+        arm["after_cplid_val_map50"] = evaluate(tuned.onnx, data, "val").map50
+        arm["drop_points"] = round(100 * (arm["before_cplid_val_map50"] - arm["after_cplid_val_map50"]), 2)
+        arm["done"] = True
+        results[mode] = arm
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        logging.info("%s: %s", mode, arm)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
