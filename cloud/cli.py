@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS")
     p.add_argument("--group", default="ingest", help="shared-subscription group (default ingest)")
     p.add_argument("--fleet", default="+", help="fleet to ingest (default: every fleet)")
+    p.add_argument("--no-status", dest="status", action="store_false",
+                   help="do not record the drones' status reports (what they run) into the deployments")
     p.add_argument("--name", help="this worker's MQTT client id (stable: its queued messages survive a restart)")
     p.add_argument("--batch", type=int, default=500, help="alerts per transaction at most (default 500)")
     p.set_defaults(func=_ingest)
@@ -206,6 +208,11 @@ def _ingest(args: argparse.Namespace) -> int:
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
                      password=os.environ.get("PLI_MQTT_PASSWORD"), tls_ca=args.mqtt_tls_ca)
     worker = IngestWorker(cfg, group=args.group, fleet=args.fleet, name=args.name, batch=args.batch).start()
+    watcher = None
+    if args.status:
+        from cloud.registry.fleet_status import StatusWatcher
+
+        watcher = StatusWatcher(cfg, fleet=args.fleet, name=f"{args.name}-status" if args.name else None).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -214,6 +221,8 @@ def _ingest(args: argparse.Namespace) -> int:
         pass
     finally:
         worker.stop()
+        if watcher is not None:
+            watcher.stop()
     s = worker.stats
     print(json.dumps({"messages": s.messages, "stored": s.stored, "duplicates": s.duplicates, "refused": s.refused,
                       "conflicts": s.conflicts, "rejected": s.rejected, "db_retries": s.db_retries}))

@@ -253,8 +253,12 @@ class Deployment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("model_releases.id"))
     target: Mapped[str] = mapped_column(String(64))  # a drone id or a group (canary, fleet)
+    # a group: announced, rolled_back_to; a drone (from its status reports): trial, good, given
     status: Mapped[str] = mapped_column(String(24), default="pending")
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    report: Mapped[dict | None] = mapped_column(JSON)  # a drone's latest report on this release and state
+
+    __table_args__ = (Index("deployments_target_at", "target", "at"),)
 
 
 class Job(Base):

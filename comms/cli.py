@@ -255,7 +255,8 @@ def _device_init(args: argparse.Namespace) -> int:
                        args.drone_id, args.mqtt_tls_ca, args.key_file, args.group, args.update_url)
     cfg.key()  # a config whose key cannot be found is refused now, not in flight
     if args.tuf_root:
-        from edge.update import install_root, state_dir
+        from comms.device import state_dir
+        from edge.update import install_root
 
         install_root(state_dir(Path(args.out)), Path(args.tuf_root).read_bytes())
     print(f"wrote {cfg.save(args.out)} (drone {cfg.drone_id}, key id {cfg.key_id}; secrets stay in the environment)")
@@ -292,7 +293,7 @@ def _link_run(args: argparse.Namespace) -> int:
     import threading
 
     from comms.beidou.driver import Driver
-    from comms.device import DeviceConfig
+    from comms.device import DeviceConfig, status_path
     from comms.forwarder import Forwarder
     from comms.modem import Modem
     from comms.mqtt_link import MqttConfig, MqttLink
@@ -308,7 +309,7 @@ def _link_run(args: argparse.Namespace) -> int:
     box = Outbox(args.outbox, cfg.drone_id, cfg.fleet, cfg.key_id)
     link = MqttLink(box, MqttConfig(host=cfg.mqtt_host, port=cfg.mqtt_port, fleet=cfg.fleet,
                                     username=cfg.mqtt_user or cfg.drone_id, password=cfg.mqtt_password(),
-                                    tls_ca=cfg.mqtt_tls_ca))
+                                    tls_ca=cfg.mqtt_tls_ca), status_file=status_path(args.config))
     modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
     signal_source = modem if modem is not None else (lambda: args.assume_csq)
     fwd = Forwarder(box, link, None, LinkSelector(), signal_source, cfg.key_id, key, cfg.ground_address,

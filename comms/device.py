@@ -74,3 +74,14 @@ class DeviceConfig:
 
     def mqtt_password(self) -> str | None:
         return os.environ.get(PASSWORD_ENV)
+
+
+def state_dir(config: Path) -> Path:
+    """Where a drone keeps its update state (TUF metadata, staged models, what it runs): `tuf/`
+    beside its device file."""
+    return Path(config).resolve().parent / "tuf"
+
+
+def status_path(config: Path) -> Path:
+    """The runtime's report of what it runs (edge/status.py), which the link publishes."""
+    return state_dir(config) / "status.json"

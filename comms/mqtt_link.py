@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -51,6 +52,16 @@ def alerts_topic(fleet: str, drone: str) -> str:
 
 def acks_topic(fleet: str, drone: str) -> str:
     return f"pli/{fleet}/{drone}/acks"
+
+
+def status_topic(fleet: str, drone: str) -> str:
+    """What the drone runs (edge/status.py), retained: written only by that drone (the ACL)."""
+    return f"pli/{fleet}/{drone}/status"
+
+
+def announce_topic(fleet: str, group: str) -> str:
+    """A rollout group's release announcements, retained: read by the group's drones."""
+    return f"pli/{fleet}/groups/{group}/release"
 
 
 def make_client(client_id: str, cfg: MqttConfig, manual_ack: bool = False) -> mqtt.Client:
@@ -121,8 +132,12 @@ def dump_answer(acks: Sequence[str | tuple[str, bytes]], refused: Sequence[dict]
 class MqttLink:
     """Publishes due alerts and applies acknowledgements to the outbox. Thread-safe `pump()`."""
 
-    def __init__(self, outbox: Outbox, cfg: MqttConfig, resend_after_s: float = 30.0):
+    def __init__(self, outbox: Outbox, cfg: MqttConfig, resend_after_s: float = 30.0, status_file: Path | None = None):
+        """`status_file`: the runtime's report of what the drone runs, published retained on its
+        status topic whenever its content changes (and again after a reconnect)."""
         self.outbox, self.cfg, self.resend_after_s = outbox, cfg, resend_after_s
+        self.status_file = Path(status_file) if status_file is not None else None
+        self._status_sent: bytes | None = None
         self.drone = outbox.drone_id
         self.client = make_client(f"pli-{cfg.fleet}-{self.drone}", cfg)
         self.client.on_connect = self._on_connect
@@ -158,6 +173,7 @@ class MqttLink:
             log.warning("MQTT connect to %s:%d refused: %s", self.cfg.host, self.cfg.port, reason_code)
             return
         self.refused = None
+        self._status_sent = None  # a new connection: say it again (the broker may have lost it)
         client.subscribe(acks_topic(self.cfg.fleet, self.drone), qos=1)
         self.connected.set()
         log.info("MQTT connected to %s:%d (session present: %s)", self.cfg.host, self.cfg.port,
@@ -193,6 +209,18 @@ class MqttLink:
             self._digests.update(digests)
             self._refused += refused
 
+    def _publish_status(self) -> None:
+        if self.status_file is None:
+            return
+        try:
+            body = self.status_file.read_bytes()
+        except FileNotFoundError:
+            return
+        if body != self._status_sent:
+            info = self.client.publish(status_topic(self.cfg.fleet, self.drone), body, qos=1, retain=True)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self._status_sent = body
+
     def pump(self, limit: int = 50, exclude: Sequence[str] = ()) -> int:
         """Apply acknowledgements, publish what is due; returns how many were published.
 
@@ -210,7 +238,10 @@ class MqttLink:
                 self.outbox.note_epoch(max(epochs))
         for r in refused:
             self.outbox.refuse([r["id"]], r["reason"], "mqtt", r.get("highest_epoch"))
-        if not self.connected.is_set() or limit <= 0:
+        if not self.connected.is_set():
+            return 0
+        self._publish_status()
+        if limit <= 0:
             return 0
         published = []
         now = time.monotonic()

@@ -135,6 +135,10 @@ def _run(args: argparse.Namespace) -> int:
                        watch=args.watch, updates=_update_loop(args))
     if config.updates is not None:
         config.state = config.updates.watch / "state.json"
+    if args.config.exists():
+        from comms.device import status_path
+
+        config.status, config.fleet = status_path(args.config), fleet
     if args.telemetry or args.tz:
         from edge.sources import open_source
 
@@ -153,8 +157,8 @@ def _update_loop(args: argparse.Namespace):
     import logging
     import os
 
-    from comms.device import DeviceConfig
-    from edge.update import UpdateClient, UpdateLoop, state_dir
+    from comms.device import DeviceConfig, state_dir
+    from edge.update import UpdateClient, UpdateLoop
 
     if not args.config.exists():
         return None

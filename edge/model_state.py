@@ -61,6 +61,10 @@ class StateFile:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.rolled_back: str | None = None  # the trial model `start` gave up on, if it did
+
+    def current(self) -> ModelState:
+        return ModelState.load(self.path)
 
     def start(self, given: Path) -> Path:
         """The model to start with: the current one (unless on trial and started too often: then
@@ -74,6 +78,7 @@ class StateFile:
                 log.error("model %s was started %d times on trial without finishing one: rolled back to %s",
                           s.current, s.trial_starts - 1, s.last_good)
                 s.refused = [*s.refused, s.current]
+                self.rolled_back = s.current
                 s.current, s.trial, s.trial_starts = s.last_good, False, 0
             s.save(self.path)
         return Path(s.current)

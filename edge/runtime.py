@@ -30,8 +30,10 @@ from comms.outbox import Outbox
 from edge import golden, model_state
 from edge.detector import Detector, ModelError, file_sha256
 from edge.geolocate import Located, locate
+from edge.geotag import Geotag
 from edge.model_state import StateFile
 from edge.sources import Frame, open_source
+from edge.status import StatusFile
 from edge.tiled import detect
 from edge.tracker import ConfirmedFault, FaultTracker, TrackerConfig
 from edge.update import UpdateLoop
@@ -51,6 +53,8 @@ class RunConfig:
     watch: Path | None = None  # folder of model updates
     updates: UpdateLoop | None = None  # signed releases (edge/update.py), staged into `watch`
     state: Path | None = None  # which model runs across restarts (edge/model_state.py)
+    status: Path | None = None  # what it runs, for the link to report (edge/status.py)
+    fleet: str | None = None
 
 
 @dataclass
@@ -75,7 +79,7 @@ class ModelSlot:
     """The model in use, and the verified swap to a newer one."""
 
     def __init__(self, path: Path, threads: int | None, watch: Path | None, updates: UpdateLoop | None = None,
-                 state: StateFile | None = None):
+                 state: StateFile | None = None, status: StatusFile | None = None):
         self.detector = Detector(path, threads=threads)
         self.path, self.threads, self.watch, self.updates, self.state = Path(path), threads, watch, updates, state
         self._refused: set[Path] = state.refused() if state is not None else set()
@@ -84,6 +88,17 @@ class ModelSlot:
         self.version = model_version(self.path)
         self.swaps = 0
         self._seen: set[tuple[str, float]] = set()
+        self.status = status
+        self._update_refusal: str | None = None
+        if status is not None:
+            s = state.current() if state is not None else None
+            on_it = s is not None and s.current is not None and Path(s.current) == self.path
+            status.model(self.version, _release_of(self.path), ("trial" if s.trial else "good") if on_it else "given",
+                         _version_of(s.last_good) if on_it else None,
+                         max(0, s.trial_starts - 1) if on_it and s.trial else 0)
+            if state is not None and state.rolled_back:
+                status.refusal(model_version(Path(state.rolled_back)),
+                               f"crashed {model_state.MAX_TRIAL_STARTS} starts on trial: rolled back")
 
     def _candidates(self) -> list[Path]:
         if self.watch is None or not self.watch.is_dir():
@@ -93,6 +108,10 @@ class ModelSlot:
                       key=lambda p: p.stat().st_mtime)
 
     def maybe_swap(self, reference: np.ndarray | None) -> None:
+        if self.updates is not None and self.status is not None and self.updates.last_refusal != self._update_refusal:
+            self._update_refusal = self.updates.last_refusal
+            if self._update_refusal:
+                self.status.refusal("update", self._update_refusal)
         wanted = self.updates.wanted if self.updates is not None else None
         if wanted is not None and wanted != self.path and wanted not in self._refused:
             self._try(wanted, reference)  # the group's current release, a rollback included
@@ -107,18 +126,29 @@ class ModelSlot:
         except (ModelError, ValueError, OSError) as exc:
             self._refused.add(path)
             log.warning("model update %s refused, keeping %s: %s", path.name, self.path.name, exc)
+            if self.status is not None:
+                self.status.refusal(f"{path.parent.name}/{path.name}", str(exc))
             return
         log.info("model swapped: %s -> %s", self.path.name, path.name)
         if self.state is not None:
             self.state.swapped(path, self.path)  # on trial until it has run GOOD_AFTER_FRAMES frames
+        old = self.version
         self.detector, self.path, self.version = det, path, model_version(path)
         self.swaps += 1
         self.frames_on_current = 0
+        if self.status is not None:
+            self.status.model(self.version, _release_of(path), "trial" if self.state is not None else "given", old)
+            self.status.swapped()
 
-    def ran_frame(self) -> None:
+    def ran_frame(self, geotag: Geotag | None = None) -> None:
         self.frames_on_current += 1
+        if self.status is not None:
+            has = geotag is not None and geotag.has_position
+            self.status.frame(geotag.lat if has else None, geotag.lon if has else None)
         if self.state is not None and self.frames_on_current == model_state.GOOD_AFTER_FRAMES:
             self.state.ran(self.frames_on_current)
+            if self.status is not None:
+                self.status.state("good", self.version)
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
         """Probation of a candidate: its card's sha256, it loads, its classes are the running
@@ -145,6 +175,17 @@ class ModelSlot:
         if problems:
             raise ValueError(f"golden frames not reproduced: {problems[0]} ({len(problems)} in all)")
         return det
+
+
+def _release_of(path: Path) -> str | None:
+    try:
+        return json.loads(Path(path).with_suffix(".json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+
+
+def _version_of(path: str | None) -> str | None:
+    return model_version(Path(path)) if path and Path(path).is_file() else None
 
 
 def model_version(path: Path) -> str:
@@ -174,7 +215,11 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     state = StateFile(cfg.state) if cfg.state is not None else None
     if state is not None:
         model = state.start(Path(model))  # after a restart: the model it ran, or the last good one
-    slot = ModelSlot(model, cfg.threads, cfg.watch, cfg.updates, state)
+    status = None
+    if cfg.status is not None:
+        group = cfg.updates.client.group if cfg.updates is not None else None
+        status = StatusFile(cfg.status, outbox.drone_id, cfg.fleet, group)
+    slot = ModelSlot(model, cfg.threads, cfg.watch, cfg.updates, state, status)
     classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
@@ -199,7 +244,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
                 located = Located(np.full(len(dets), np.nan), np.full(len(dets), np.nan), "drone")
             recent.append(frame)
             frames += 1
-            slot.ran_frame()
+            slot.ran_frame(frame.geotag)
             for event in tracker.update(frame.index, dets, located):
                 made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
                 if made is not None:
@@ -211,6 +256,8 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     finally:
         if cfg.updates is not None:
             cfg.updates.stop()
+        if status is not None:
+            status.write()  # the figures as the flight ends, for the link to report
     return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
 
 

@@ -118,11 +118,6 @@ class UpdateClient:
         return Release(str(card.get("version", "?")), self.group, files, card)
 
 
-def state_dir(config: Path) -> Path:
-    """Where a drone keeps its update state: `tuf/` beside its device file."""
-    return Path(config).resolve().parent / "tuf"
-
-
 def install(release: Release, watch: Path) -> Path:
     """The release's files into `watch/<version>/`, whole or not at all (a folder renamed into
     place), for the runtime's probation to take."""

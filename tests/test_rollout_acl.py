@@ -10,10 +10,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from waiting import until
 
-from cloud.registry.acl import announce_topic, read_groups, render, status_topic
+from cloud.registry.acl import read_groups, render
 from cloud.registry.rollout import announce
 from comms.local_broker import LocalBroker
-from comms.mqtt_link import MqttConfig, make_client
+from comms.mqtt_link import MqttConfig, announce_topic, make_client, status_topic
 
 PASSWORDS = {"UAV-07": "pw-07", "UAV-08": "pw-08", "cloud": "pw-cloud", "ground": "pw-ground"}
 GROUPS = "drone,fleet,group\nUAV-07,fleet1,canary\nUAV-08,fleet1,fleet\n"

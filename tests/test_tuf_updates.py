@@ -327,11 +327,20 @@ def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_re
     install_root(tmp_path / "canary", root)
     canary = UpdateClient(tmp_path / "canary", base, token, "canary")
     loop = UpdateLoop(canary, tmp_path / "canary" / "models", every_s=3600)
+    status = tmp_path / "canary" / "status.json"
     summary = run_flight(flight.out / "images", shipped, Outbox(tmp_path / "o" / "outbox.db", "UAV-07"),
-                         RunConfig(drone_id="UAV-07", flight_id="F-roll", updates=loop), progress=False)
+                         RunConfig(drone_id="UAV-07", flight_id="F-roll", updates=loop, status=status,
+                                   state=tmp_path / "canary" / "models" / "state.json", fleet="fleet1"),
+                         progress=False)
     assert summary.swaps == 1 and loop.installed == ["2026.12.01"]
+    from cloud.registry import fleet_status
+    from comms.mqtt_link import status_topic
+
+    with session_scope(env["PLI_DATABASE_URL"]) as s:  # what the link publishes and the cloud's watcher records
+        fleet_status.record(s, status_topic("fleet1", "UAV-07"), status.read_bytes())  # (test_fleet_status.py)
     deployments = httpx.get(f"{base}/deployments", headers=ops).json()
-    assert [(d["version"], d["target"]) for d in deployments] == [("2026.12.01", "canary")]
+    assert [(d["version"], d["target"], d["status"]) for d in deployments] == [
+        ("2026.12.01", "canary", "announced"), ("2026.12.01", "UAV-07", "trial")]  # the drone runs it, on trial
     approved = httpx.post(f"{base}/releases/2026.12.01/approve", headers=h).json()
     assert approved["group"] == "fleet" and approved["canary_health"]["deployed_to"] == ["canary"]
     install_root(tmp_path / "fleet", root)

@@ -15,16 +15,10 @@ import io
 import re
 from pathlib import Path
 
+from comms.mqtt_link import announce_topic, status_topic
+
 DEPLOY_ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-def announce_topic(fleet: str, group: str) -> str:
-    return f"pli/{fleet}/groups/{group}/release"
-
-
-def status_topic(fleet: str, drone: str) -> str:
-    return f"pli/{fleet}/{drone}/status"
 
 
 def read_groups(text: str) -> list[tuple[str, str, str]]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cloud.db import cloud_dir
 from cloud.models import Alert, Deployment, ModelRelease
 from cloud.registry import keys
+from cloud.registry.fleet_status import release_figures
 from cloud.registry.tuf_repo import TufRepo, repo_dir
 
 GROUPS = ("canary", "fleet")  # in rollout order
@@ -126,12 +127,14 @@ def promote(session: Session, version: str, group: str, by: str, signers: dict |
 
 
 def _deployed(session: Session, release: ModelRelease, group: str) -> bool:
+    """Signed for `group` (a drone's own rows, from its reports, are not a group's)."""
     return session.scalar(select(Deployment.id).where(Deployment.release_id == release.id,
                                                      Deployment.target == group)) is not None
 
 
 def health(session: Session, version: str) -> dict:
-    """The canary's health for the approval step: its alerts and what operators found of them."""
+    """The canary's health for the approval step: its alerts and what operators found of them,
+    the distance its drones flew on it (alerts per km) and the crashes they reported."""
     release = get_release(session, version)
     model = f"%/{version}"
     rows = dict(session.execute(select(Alert.status, func.count()).where(Alert.model_version.like(model))
@@ -139,11 +142,13 @@ def health(session: Session, version: str) -> dict:
     total = sum(rows.values())
     reviewed = total - rows.get("new", 0)
     false = rows.get("false_alarm", 0)
+    flown = release_figures(session, release)  # from the drones' own status reports
     return {"version": release.version, "alerts": total, "reviewed": reviewed, "false_alarms": false,
             "false_alarm_rate": round(false / reviewed, 3) if reviewed else None,
+            "alerts_per_km": round(total / flown["km"], 3) if flown["km"] > 0 else None,
             "drones": session.scalar(select(func.count(func.distinct(Alert.drone_id)))
                                      .where(Alert.model_version.like(model))) or 0,
-            "deployed_to": [g for g in GROUPS if _deployed(session, release, g)]}
+            **flown, "deployed_to": [g for g in GROUPS if _deployed(session, release, g)]}
 
 
 def rollback(session: Session, group: str, to_version: str, by: str, signers: dict | None = None) -> Deployment:
@@ -168,8 +173,7 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
 
     import paho.mqtt.client as mqtt
 
-    from cloud.registry.acl import announce_topic
-    from comms.mqtt_link import MqttConfig, make_client
+    from comms.mqtt_link import MqttConfig, announce_topic, make_client
 
     host = os.environ.get("PLI_MQTT_HOST")
     if not host:

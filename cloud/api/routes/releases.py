@@ -79,9 +79,11 @@ def roll_back(body: Rollback, session: Session = Depends(db), caller: Caller = D
     return {"version": body.to, "group": d.target, "status": d.status}
 
 
-@router.get("/deployments", summary="which release runs where")
+@router.get("/deployments", summary="which release is signed for which group, and which each drone runs "
+            "(from its status reports)")
 def list_deployments(session: Session = Depends(db), _: Caller = Depends(require("any"))) -> list[dict]:
     versions = dict(session.execute(select(ModelRelease.id, ModelRelease.version)).all())
     return [{"release_id": d.release_id, "version": versions.get(d.release_id), "target": d.target,
-             "status": d.status, "at": d.at.isoformat()}
+             "kind": "group" if d.target in rollout.GROUPS else "drone", "status": d.status, "at": d.at.isoformat(),
+             "report": d.report}
             for d in session.scalars(select(Deployment).order_by(Deployment.id))]
