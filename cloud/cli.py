@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = csub.add_parser("release", help="model releases and their rollout (canary, then fleet)",
                         description="Releases are recorded once (immutable) and signed for a group in the TUF "
                         "repository; the online signing keys come from the environment (see `pli cloud tuf`).")
-    rsub = r.add_subparsers(dest="release_command", required=True, metavar="{add,list,show,promote,rollback}")
+    rsub = r.add_subparsers(dest="release_command", required=True, metavar="{add,list,show,promote,assign,rollback}")
     p = rsub.add_parser("add", help="build and record a release from training weights (or from built files)",
                         description="`add WEIGHTS.pt --campaign NAME=DATA.yaml[:SPLIT] ...`: export FP32 and INT8 "
                         "ONNX, score both on every campaign's frozen test set, make golden frames per build, "
@@ -151,6 +151,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.add_argument("--group", choices=["canary", "fleet"], default="canary")
     p.set_defaults(func=_release_promote)
+    p = rsub.add_parser("assign", help="move a drone to a rollout group (signed metadata; the ACL follows)",
+                        description="Signs drones/DRONE/group.json in the TUF targets: a drone takes its group "
+                        "from this and from nothing else after `pli device init`. With --acl, the broker's ACL is "
+                        "rewritten from every signed assignment; --reload-pid sends mosquitto its SIGHUP.")
+    p.add_argument("drone")
+    p.add_argument("group", choices=["canary", "fleet"])
+    p.add_argument("--fleet", default="fleet1")
+    p.add_argument("--acl", type=Path, help="the ACL file to rewrite")
+    p.add_argument("--reload-pid", type=int, help="mosquitto's pid, to re-read the ACL")
+    p.set_defaults(func=_release_assign)
     p = rsub.add_parser("rollback", help="sign an older release for a group again")
     p.add_argument("--group", choices=["canary", "fleet"], required=True)
     p.add_argument("--to", required=True, help="the release to go back to")
@@ -161,8 +171,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(deploy/mosquitto/acl) plus one block per drone (its group's announcements, its status). "
                         "Then SIGHUP mosquitto to re-read it.")
     asub = a.add_subparsers(dest="acl_command", required=True, metavar="{render}")
-    p = asub.add_parser("render", help="write the ACL from a CSV of drone,fleet,group")
-    p.add_argument("groups", type=Path)
+    p = asub.add_parser("render", help="write the ACL from a CSV of drone,fleet,group, or from the signed "
+                        "group assignments (`pli cloud release assign`)")
+    p.add_argument("groups", type=Path, nargs="?", help="CSV of drone,fleet,group (default: the signed assignments)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_acl_render)
 
@@ -514,6 +525,20 @@ def _release_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_assign(args: argparse.Namespace) -> int:
+    from cloud.registry import rollout
+
+    version = rollout.assign(args.drone, args.fleet, args.group, args.acl)
+    print(f"drone {args.drone} assigned to {args.group} (targets version {version})")
+    if args.acl is not None:
+        print(f"wrote {args.acl}")
+        if args.reload_pid:
+            import signal
+
+            os.kill(args.reload_pid, signal.SIGHUP)
+    return 0
+
+
 def _release_rollback(args: argparse.Namespace) -> int:
     import getpass
 
@@ -530,7 +555,12 @@ def _release_rollback(args: argparse.Namespace) -> int:
 def _acl_render(args: argparse.Namespace) -> int:
     from cloud.registry.acl import read_groups, render
 
-    rows = read_groups(args.groups.read_text())
+    if args.groups is not None:
+        rows = read_groups(args.groups.read_text())
+    else:
+        from cloud.registry.rollout import tuf_repo
+
+        rows = tuf_repo().assignments()
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(render(rows))
     os.replace(tmp, args.out)  # the broker never reads half a file

@@ -170,7 +170,7 @@ def _update_loop(args: argparse.Namespace):
         logging.getLogger("pli.updates").warning("no $PLI_TOKEN: model updates from %s are off", device.update_url)
         return None
     state = state_dir(args.config)
-    client = UpdateClient(state, device.update_url, token, device.group)
+    client = UpdateClient(state, device.update_url, token, device.group, drone_id=device.drone_id)
     return UpdateLoop(client, state / "models", args.update_every)
 
 

@@ -75,8 +75,11 @@ def install_root(state_dir: Path, root_json: bytes) -> None:
 
 class UpdateClient:
     def __init__(self, state_dir: Path, base_url: str, token: str, group: str, max_bytes: int = MAX_BYTES,
-                 fetcher: FetcherInterface | None = None):
+                 fetcher: FetcherInterface | None = None, drone_id: str | None = None):
+        """`group`: the one written at `device init`; a signed assignment for `drone_id`
+        (`drones/<drone>/group.json` in the targets) overrides it, and nothing else does."""
         self.state_dir, self.group, self.max_bytes = Path(state_dir), group, max_bytes
+        self.drone_id = drone_id
         self.base_url = base_url.rstrip("/")
         self.fetcher = fetcher or TokenFetcher(token)
         (self.state_dir / "staging").mkdir(parents=True, exist_ok=True)
@@ -89,17 +92,34 @@ class UpdateClient:
                        str(self.state_dir / "staging"), f"{self.base_url}/tuf/targets/", self.fetcher,
                        UpdaterConfig(), bootstrap=None)
 
-    def _take(self, updater: Updater, path: str) -> tuple[TargetFile, Path]:
+    def _take(self, updater: Updater, path: str, for_group: bool = True) -> tuple[TargetFile, Path]:
         info = updater.get_targetinfo(path)
         if info is None:
             raise UpdateRefused(f"{path} is not in the signed targets")
         groups = (info.custom or {}).get("groups", [])
-        if self.group not in groups:
+        if for_group and self.group not in groups:
             raise UpdateRefused(f"{path} is signed for {groups}, not for this drone's group {self.group}")
         if info.length > self.max_bytes:
             raise UpdateRefused(f"{path} is {info.length} bytes, over the {self.max_bytes} allowed")
         local = updater.find_cached_target(info) or updater.download_target(info)
         return info, Path(local)
+
+    def _follow_assignment(self, updater: Updater) -> None:
+        if self.drone_id is None:
+            return
+        path = f"drones/{self.drone_id}/group.json"
+        if updater.get_targetinfo(path) is None:
+            return  # never moved: the group of `device init`
+        info, local = self._take(updater, path, for_group=False)
+        doc = json.loads(local.read_text())
+        signed = info.custom or {}
+        if doc.get("drone") != self.drone_id or signed.get("drone") != self.drone_id \
+                or doc.get("group") != signed.get("group") or not isinstance(doc.get("group"), str):
+            raise UpdateRefused(f"{path} does not assign this drone ({self.drone_id}) a group")
+        if doc["group"] != self.group:
+            log.info("drone %s moves from group %s to %s (signed assignment)", self.drone_id, self.group,
+                     doc["group"])
+            self.group = doc["group"]
 
     def check(self) -> Release | None:
         """The release signed for this drone's group, downloaded and verified; None when the
@@ -107,6 +127,7 @@ class UpdateClient:
         try:
             updater = self._updater()
             updater.refresh()
+            self._follow_assignment(updater)
             index = f"groups/{self.group}/release.json"
             if updater.get_targetinfo(index) is None:
                 return None

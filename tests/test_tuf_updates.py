@@ -363,3 +363,37 @@ def test_a_release_rolls_out_canary_then_fleet_and_back_through_the_api(fleet_re
     shown = httpx.get(f"{base}/releases/2026.12.01", headers=ops).json()
     assert [(x["group"], bool(x.get("rollback"))) for x in shown["rollout"]] == [
         ("canary", False), ("fleet", False), ("fleet", True)]
+
+
+def test_a_drones_group_changes_only_by_a_signed_assignment(fleet_repo, server, tmp_path):
+    """Written at `device init` (canary here), moved by `drones/<id>/group.json` in the signed
+    targets; an assignment for another drone moves nothing, and a forged one is refused."""
+    import json
+
+    repo, online, _, _, _ = fleet_repo
+    fleet_model = tmp_path / "fleet.onnx"
+    fleet_model.write_bytes(os.urandom(30_000))
+    repo.release("0.9", {"fleet.onnx": fleet_model}, ["fleet"], online)
+    drone = tmp_path / "uav07"
+    install_root(drone, (repo.metadata_dir / "1.root.json").read_bytes())
+    client = UpdateClient(drone, server.base, server.fleet, "canary", drone_id="UAV-07")
+    assert client.check().version == "1.0" and client.group == "canary"
+    repo.assign("UAV-08", "fleet1", "fleet", online)  # another drone: nothing changes here
+    assert client.check().version == "1.0" and client.group == "canary"
+    repo.assign("UAV-07", "fleet1", "fleet", online)
+    assert client.check().version == "0.9" and client.group == "fleet"
+    assert ("UAV-07", "fleet1", "fleet") in repo.assignments()
+    from cloud.registry.acl import render
+
+    assert "user UAV-07\ntopic read pli/fleet1/groups/fleet/release" in render(repo.assignments())
+
+    # A forged assignment: the file changed in the repository without a new signature.
+    (stored,) = (repo.targets_dir / "drones" / "UAV-07").glob("*.group.json")
+    stored.write_text(json.dumps({"drone": "UAV-07", "fleet": "fleet1", "group": "canary"}, sort_keys=True))
+    install_root(tmp_path / "fresh", (repo.metadata_dir / "1.root.json").read_bytes())  # nothing cached
+    moved = UpdateClient(tmp_path / "fresh", server.base, server.fleet, "fleet", drone_id="UAV-07")
+    with pytest.raises(UpdateRefused, match="update refused"):
+        moved.check()
+    assert moved.group == "fleet"
+    with pytest.raises(ValueError, match="plain name"):
+        repo.assign("UAV-07\ntopic readwrite #", "fleet1", "fleet", online)

@@ -165,6 +165,24 @@ def rollback(session: Session, group: str, to_version: str, by: str, signers: di
     return d
 
 
+def assign(drone: str, fleet: str, group: str, acl_out: Path | None = None, signers: dict | None = None) -> int:
+    """Move a drone to a group by signed metadata; with `acl_out`, rewrite the broker's ACL from
+    every signed assignment (the broker re-reads it on SIGHUP). Returns the targets version."""
+    if group not in GROUPS:
+        raise RolloutError(f"group {group!r}: one of {', '.join(GROUPS)}", 400)
+    repo = tuf_repo()
+    version = repo.assign(drone, fleet, group, signers or _online())
+    if acl_out is not None:
+        import os
+
+        from cloud.registry.acl import render
+
+        tmp = acl_out.with_name(acl_out.name + ".tmp")
+        tmp.write_text(render(repo.assignments()))
+        os.replace(tmp, acl_out)
+    return version  # the drone finds it at its next check (no announcement: it reads its old group's topic)
+
+
 def announce(group: str, version: str, targets_version: int, fleet: str | None = None) -> bool:
     """A retained message on the group's topic (cloud/registry/acl.py) telling its drones to check
     now: a hint only, what they install is what TUF verifies. Sent when `PLI_MQTT_HOST` names the

@@ -138,6 +138,29 @@ class TufRepo:
                                           {"release": version, "groups": [group]})
         return self.publish(targets, online)
 
+    def assign(self, drone: str, fleet: str, group: str, online: dict[str, Signer]) -> int:
+        """Move a drone to a rollout group: a signed target `drones/<drone>/group.json`. The drone
+        takes its group from nothing else after `device init` (edge/update.py)."""
+        from cloud.registry.acl import NAME
+
+        for value in (drone, fleet, group):
+            if not NAME.match(value):
+                raise ValueError(f"{value!r} is not a plain name")
+        targets = self.targets()
+        path = f"drones/{drone}/group.json"
+        doc = {"drone": drone, "fleet": fleet, "group": group}
+        targets[path] = self.add_data(json.dumps(doc, sort_keys=True).encode(), path, doc)
+        return self.publish(targets, online)
+
+    def assignments(self) -> list[tuple[str, str, str]]:
+        """(drone, fleet, group) of every signed group assignment, as the ACL needs them."""
+        rows = []
+        for path, t in self.targets().items():
+            c = t.custom or {}
+            if path.startswith("drones/") and path.endswith("/group.json"):
+                rows.append((c["drone"], c["fleet"], c["group"]))
+        return sorted(rows)
+
     def targets(self) -> dict[str, TargetFile]:
         return dict(self.load("targets").signed.targets)
 
