@@ -83,7 +83,10 @@ def test_model_swap_needs_a_matching_card_and_its_golden_frames(exported_fp32, f
     shipped = MODELS / "pli-default.onnx"
     watch = tmp_path / "updates"
     watch.mkdir()
-    slot = ModelSlot(shipped, None, watch)
+    from edge.status import StatusFile
+
+    status = StatusFile(tmp_path / "status.json", "UAV-07", "fleet1", "canary")
+    slot = ModelSlot(shipped, None, watch, status=status)
     frame = np.zeros((320, 480, 3), np.uint8)
     images = {p.name: cv2.imread(str(p)) for p in sorted((flight.out / "images").glob("*.jpg"))}
     reference = golden.make(Detector(shipped), images, threshold=0.25)
@@ -104,6 +107,9 @@ def test_model_swap_needs_a_matching_card_and_its_golden_frames(exported_fp32, f
     assert golden.check(Detector(watch / "tiny.onnx"), reference)  # the reason it stays out
     slot.maybe_swap(frame)
     assert slot.swaps == 0
+    refused = json.loads((tmp_path / "status.json").read_text())["refused"]  # each reported, for the cloud
+    assert [r["model"] for r in refused] == ["updates/bad.onnx", "updates/cut.onnx", "updates/tiny.onnx"]
+    assert "golden frames not reproduced" in refused[-1]["reason"]
     # The genuine article without golden frames proves nothing: refused; with them: swapped in, once.
     _candidate(watch, "nogolden", shipped, None)
     slot.maybe_swap(frame)

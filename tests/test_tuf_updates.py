@@ -111,6 +111,32 @@ def test_a_tampered_file_is_refused(fleet_repo):
     assert "\n" not in str(info.value)
 
 
+def test_a_refused_update_keeps_the_model_and_is_reported(fleet_repo, flight, tmp_path, caplog):
+    """Whatever TUF refuses (here a tampered file): the flight goes on with its model, one log
+    line says why, and the drone's status report carries the refusal for the cloud."""
+    import json
+
+    from comms.outbox import Outbox
+    from edge.runtime import RunConfig, run_flight
+    from edge.update import UpdateLoop
+
+    repo, client = fleet_repo[0], fleet_repo[3]
+    (stored,) = (repo.targets_dir / "models" / "1.0").glob("*.model.onnx")
+    stored.write_bytes(stored.read_bytes()[:-1] + b"x")
+    shipped = ROOT / "models" / "pli-default.onnx"
+    status = tmp_path / "status.json"
+    with caplog.at_level("WARNING", logger="edge.update"):
+        summary = run_flight(flight.out / "images", shipped, Outbox(tmp_path / "outbox.db", "UAV-07"),
+                             RunConfig(flight_id="F-t", updates=UpdateLoop(client, tmp_path / "m", 3600),
+                                       status=status), progress=False)
+    assert summary.swaps == 0 and summary.model == "pli-default.onnx"
+    lines = [r.getMessage() for r in caplog.records if "update refused" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    report = json.loads(status.read_text())
+    assert report["model"] == "pli-default/2026.11.22" and report["state"] == "given"
+    assert [r["model"] for r in report["refused"]] == ["update"] and "update refused" in report["refused"][0]["reason"]
+
+
 def _forge_timestamp(repo: TufRepo, signer, expires: datetime, version: int | None = None) -> None:
     old = repo.load("timestamp").signed
     ts = Timestamp(version=version or old.version + 1, expires=expires,
@@ -265,9 +291,14 @@ def test_a_running_flight_takes_a_signed_release_through_probation(fleet_repo, s
     loop = UpdateLoop(client, tmp_path / "models", every_s=3600)
     state = tmp_path / "models" / "state.json"
     outbox = Outbox(tmp_path / "o" / "outbox.db", "UAV-07")
+    status = tmp_path / "status.json"
     summary = run_flight(flight.out / "images", shipped, outbox,
-                         RunConfig(drone_id="UAV-07", flight_id="F-up", updates=loop, state=state), progress=False)
+                         RunConfig(drone_id="UAV-07", flight_id="F-up", updates=loop, state=state, status=status),
+                         progress=False)
     assert loop.installed == ["2026.12.01"] and summary.swaps == 1 and summary.model == "pli-next.onnx"
+    report = json.loads(status.read_text())  # what the link reports: the release, past its trial
+    assert (report["model"], report["release"], report["state"]) == ("pli-next/2026.12.01", "2026.12.01", "good")
+    assert report["last_good"] == "pli-next/2026.12.01" and report["refused"] == []
     assert (tmp_path / "models" / "2026.12.01" / "pli-next.golden.json").exists()
     kept = model_state.ModelState.load(state)  # it ran its trial: the last good model now
     assert kept.current.endswith("2026.12.01/pli-next.onnx") and not kept.trial and kept.last_good == kept.current

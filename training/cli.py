@@ -15,6 +15,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_train(sub)
     register_export(sub)
     register_eval(sub)
+    register_recover(sub)
+
+
+def register_recover(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recover", help="PyTorch weights back from a fused ONNX export (batch norm that trains)",
+                       description="Loads the export's fused convolutions into the ultralytics model and restores "
+                       "batch norm from per-channel statistics measured on real images (training/recover.py), so "
+                       "the weights fine-tune; --check re-exports them and compares with the original file.")
+    p.add_argument("onnx", type=Path)
+    p.add_argument("--images", type=Path, required=True, help="folder of real images (searched recursively)")
+    p.add_argument("--limit", type=int, default=128, help="images to measure on (default 128, a seeded sample)")
+    p.add_argument("--cfg", default="yolov8n.yaml", help="the model yaml the export came from")
+    p.add_argument("--bn", choices=["measured", "identity"], default="measured")
+    p.add_argument("--out", type=Path, required=True, help="the .pt to write")
+    p.add_argument("--check", action="store_true", help="re-export and print the largest output difference")
+    p.set_defaults(func=_recover)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    import json
+    import random
+    import tempfile
+
+    from edge.detector import file_sha256
+    from training.dataset import IMAGE_SUFFIXES
+    from training.recover import max_difference, rebuild, save
+
+    images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"{args.images}: no images")
+    random.Random(0).shuffle(images)
+    model = rebuild(args.onnx, images[:args.limit], args.cfg, args.bn)
+    save(model, args.out, args.onnx)
+    n = min(args.limit, len(images))
+    print(f"{args.out} (sha256 {file_sha256(args.out)[:16]}...), batch norm {args.bn} on {n} images")
+    if args.check:
+        from training.export import export_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            again = export_model(args.out, Path(tmp) / "again.onnx", dynamic_batch=True).onnx
+            print(json.dumps({"max_difference": max_difference(args.onnx, again, images[-16:])}))
+    return 0
 
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
@@ -81,13 +123,12 @@ def register_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _parse_evals(specs: list[str]) -> dict[str, tuple[Path, str]]:
+    from training.dataset import named_split
+
     evals = {}
     for spec in specs:
-        name, sep, rest = spec.partition("=")
-        if not sep or not name or not rest:
-            raise ValueError(f"--eval {spec!r}: expected NAME=DATA.yaml[:SPLIT]")
-        data, _, split = rest.rpartition(":") if rest.rsplit(":", 1)[-1] in ("train", "val", "test") else (rest, "", "")
-        evals[name] = (Path(data), split or "val")
+        name, data, split = named_split(spec)
+        evals[name] = (data, split or "val")
     return evals
 
 

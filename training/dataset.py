@@ -324,3 +324,15 @@ def read_label_file(path: Path, width: int, height: int, class_names: Sequence[s
         raise ValueError(f"{path}: class id out of range 0..{len(class_names) - 1}")
     return yolo_to_xyxy(arr[:, 1:], width, height), [class_names[i] for i in ids]
 
+
+
+def named_split(spec: str) -> tuple[str, Path, str | None]:
+    """`NAME=DATA.yaml[:SPLIT]` (a named dataset split on a command line): name, data.yaml, split
+    (None when not given: the caller has its default)."""
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or not rest:
+        raise ValueError(f"{spec!r}: expected NAME=DATA.yaml[:SPLIT]")
+    head, _, tail = rest.rpartition(":")
+    if head and tail in ("train", "val", "test"):
+        return name, Path(head), tail
+    return name, Path(rest), None

@@ -226,3 +226,39 @@ def train_mode_drift(model, images: list[Path], imgsz: int = 640) -> float:
                 mod.train()
         got = m(batch)[0]
     return float((got - ref).abs().mean() / ref.abs().mean())
+
+
+def bn_mismatch(model, images: list[Path], imgsz: int = 640) -> float:
+    """How far each batch norm's running statistics sit from the statistics training would
+    normalise with on these images: per channel |μ_B − μ| / σ + |ln(σ_B / σ)|, averaged over
+    channels and layers. Small when measured on images like these; large for an identity
+    rebuild, whose running (0, 1) are nowhere near the real mean and variance of W′x."""
+    import torch
+    from torch import nn
+    from ultralytics.nn.modules import Conv
+
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, Conv) and isinstance(m.bn, nn.BatchNorm2d)}
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def f(_mod, _inp, out):
+            seen[name] = out.detach().double()
+        return f
+
+    handles = [m.conv.register_forward_hook(hook(n)) for n, m in convs.items()]
+    batch = torch.from_numpy(np.concatenate(list(_images(images, imgsz, batch=len(images)))))
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    per_layer = []
+    for name, m in convs.items():
+        x = seen[name]
+        mu_b, var_b = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        sd = torch.sqrt(m.bn.running_var.double() + m.bn.eps)
+        sd_b = torch.sqrt(var_b + m.bn.eps)
+        per_layer.append(float(((mu_b - m.bn.running_mean.double()).abs() / sd + torch.log(sd_b / sd).abs()).mean()))
+    return float(np.mean(per_layer))

@@ -40,15 +40,9 @@ class Campaign:
     @classmethod
     def parse(cls, text: str) -> Campaign:
         """`NAME=DATA.yaml[:SPLIT]`, the split defaulting to `test`, else `val` when the data has none."""
-        from training.dataset import YoloDataset
+        from training.dataset import YoloDataset, named_split
 
-        name, sep, rest = text.partition("=")
-        if not sep or not name or not rest:
-            raise ValueError(f"campaign {text!r}: expected NAME=DATA.yaml[:SPLIT]")
-        path, split = rest, ""
-        if ":" in rest and not Path(rest).exists():
-            path, split = rest.rsplit(":", 1)
-        data = Path(path)
+        name, data, split = named_split(text)
         if not data.exists():
             raise FileNotFoundError(f"campaign {name}: {data} does not exist")
         if not split:
