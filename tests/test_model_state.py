@@ -75,3 +75,32 @@ def test_sigkill_during_state_writes_always_leaves_a_whole_state(tmp_path):
         doc = json.loads(path.read_text())  # never half a file
         assert doc["current"] in (str(old), str(new)) and doc["last_good"] in (str(old), str(new))
         assert StateFile(path).start(old) in (old, new)
+
+
+def test_a_crashing_trial_model_is_reported_with_its_crashes_and_its_rollback(flight, tmp_path):
+    """What the drone's status says (edge/status.py): the crashed start counted while the trial
+    model is retried, then the rollback, for the canary's health in the cloud."""
+    import shutil
+
+    from comms.outbox import Outbox
+    from edge.runtime import RunConfig, run_flight
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "pli-default.onnx"
+    trial = tmp_path / "2026.12.01" / "pli-next.onnx"
+    trial.parent.mkdir()
+    shutil.copyfile(shipped, trial)
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    (trial.with_suffix(".json")).write_text(json.dumps({**card, "version": "2026.12.01"}))
+    state, status = tmp_path / "state.json", tmp_path / "status.json"
+    StateFile(state).swapped(trial, shipped)  # run 1 swapped it in, then crashed
+    box = Outbox(tmp_path / "outbox.db", "UAV-07")
+
+    def run() -> dict:  # 10 frames: each run ends before the trial's 50
+        run_flight(flight.out / "images", shipped, box, RunConfig(state=state, status=status), progress=False)
+        return json.loads(status.read_text())
+
+    second = run()  # run 2: the trial model again, one crashed start behind it
+    assert (second["release"], second["state"], second["crashes"]) == ("2026.12.01", "trial", 1)
+    third = run()  # run 2 "crashed" too (it ended before its trial did): back to the shipped model
+    assert (third["release"], third["state"]) == ("2026.11.22", "good")
+    assert third["refused"][-1]["model"] == "pli-next/2026.12.01" and "rolled back" in third["refused"][-1]["reason"]
