@@ -23,6 +23,11 @@ from edge.tiled import detect
 IOU = 0.8
 MARGIN = 0.1
 SCHEMA = "pli.golden/1"
+# TensorRT builds its own FP16 engine from the FP32 file on the Jetson: no golden frames can be
+# made for it in the cloud. It is checked against the FP32 build's frames with a looser IoU:
+# FP16 keeps 11 mantissa bits against INT8's 8, and INT8 moved 7 of 63 boxes to IoU 0.62-0.80
+# (docs/benchmarks.md), so FP16's smaller shifts are held to 0.7. Stated, not measured (no Jetson).
+TOLERANCE = {"TensorrtExecutionProvider": {"iou": 0.7}}
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -56,7 +61,12 @@ def make(detector: Detector, images: Mapping[str, np.ndarray], threshold: float,
         raise ValueError(f"no detection {margin} above the threshold {threshold} on any golden frame: "
                          "choose frames that show faults")
     return {"schema": SCHEMA, "threshold": threshold, "margin": margin, "iou": IOU, "tile": tile,
-            "classes": list(detector.names), "frames": frames}
+            "tolerance": TOLERANCE, "classes": list(detector.names), "frames": frames}
+
+
+def _provider(detector) -> str | None:
+    session = getattr(detector, "session", None)
+    return session.get_providers()[0] if session is not None else None
 
 
 def check(detector: Detector, golden: dict) -> list[str]:
@@ -64,6 +74,7 @@ def check(detector: Detector, golden: dict) -> list[str]:
     if golden.get("schema") != SCHEMA:
         return [f"golden frames of schema {golden.get('schema')!r}, expected {SCHEMA}"]
     problems, expected_total = [], 0
+    iou = golden.get("tolerance", {}).get(_provider(detector), {}).get("iou", golden.get("iou", IOU))
     for frame in golden["frames"]:
         image = cv2.imdecode(np.frombuffer(base64.b64decode(frame["jpeg_b64"]), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
@@ -75,9 +86,9 @@ def check(detector: Detector, golden: dict) -> list[str]:
             expected_total += 1
             same = [i for i, n in enumerate(names) if n == want["class"]]
             best = float(iou_matrix([want["box"]], dets.xyxy[same]).max()) if same else 0.0
-            if best < golden.get("iou", IOU):
+            if best < iou:
                 problems.append(f"{frame['image']}: {want['class']} at {[round(v) for v in want['box']]} not found "
-                                f"again (best IoU {best:.2f} < {golden.get('iou', IOU)})")
+                                f"again (best IoU {best:.2f} < {iou})")
     if expected_total == 0:
         problems.append("the golden frames hold no detection: they prove nothing")
     return problems

@@ -57,3 +57,37 @@ def test_golden_frames_without_a_detection_are_refused_and_a_blind_model_fails_t
     assert len(problems) == 1 and "defect" in problems[0] and "not found again" in problems[0]
     assert golden.check(_Blind(), {**doc, "frames": []}) == ["the golden frames hold no detection: they prove nothing"]
     assert "schema" in golden.check(_Blind(), {**doc, "schema": "other"})[0]
+
+
+class _Shifted:
+    """Finds the golden box moved to IoU 0.75 (as a lower precision might), on a given provider."""
+
+    names = ("insulator", "defect", "bird_nest")
+
+    class info:
+        imgsz = (640, 640)
+
+    def __init__(self, provider: str):
+        self.session = type("S", (), {"get_providers": lambda _self: [provider]})()
+
+    def __call__(self, image, conf=None):
+        from edge.detections import Detections
+
+        box = np.array([[10, 10, 30, 30]], np.float64)
+        box[0, 2] += 20 * (1 / 0.75 - 1)  # IoU with [10, 10, 30, 30] is 0.75
+        return Detections(box, np.array([0.9]), np.array([1]), self.names)
+
+
+def test_tensorrt_fp16_gets_its_own_stated_tolerance():
+    import base64
+
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))[1]
+    doc = {"schema": golden.SCHEMA, "threshold": 0.25, "margin": 0.1, "iou": 0.8, "tile": "off",
+           "tolerance": golden.TOLERANCE, "frames": [
+               {"image": "a.jpg", "jpeg_b64": base64.b64encode(jpeg.tobytes()).decode(),
+                "detections": [{"class": "defect", "box": [10, 10, 30, 30], "confidence": 0.9}]}]}
+    assert golden.check(_Shifted("TensorrtExecutionProvider"), doc) == []  # FP16 engine: IoU >= 0.7
+    cpu = golden.check(_Shifted("CPUExecutionProvider"), doc)
+    assert len(cpu) == 1 and "best IoU 0.75 < 0.8" in cpu[0]
