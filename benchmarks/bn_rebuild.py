@@ -44,6 +44,21 @@ def cpu_flags() -> str:
     return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f" {f}" in flags)
 
 
+def raw_weight_change(a: Path, b: Path) -> float:
+    """‖W_b − W_a‖ / ‖W_a‖ over the convolutions' own weights, batch norm left out: what the
+    optimizer moved (the folded weights also move with the running statistics)."""
+    import torch
+
+    def convs(p: Path) -> dict:
+        m = torch.load(p, map_location="cpu", weights_only=False)
+        m = (m.get("ema") or m["model"]).float()
+        return {k: v for k, v in m.state_dict().items() if k.endswith("conv.weight") and "dfl" not in k}
+
+    wa, wb = convs(a), convs(b)
+    num = sum(float(((wb[k] - wa[k]) ** 2).sum()) for k in wa)
+    return (num / sum(float((wa[k] ** 2).sum()) for k in wa)) ** 0.5
+
+
 def weight_change(a: Path, b: Path) -> float:
     """‖W_b − W_a‖ / ‖W_a‖ over every convolution weight (BN folded, as the drone runs it)."""
     import torch
@@ -107,6 +122,7 @@ def main() -> int:
                     deterministic=False, val=False)
         arm["finetune_s"] = round(time.perf_counter() - t0, 1)
         arm["weight_change"] = round(weight_change(pt, run.last), 5)
+        arm["raw_conv_weight_change"] = round(raw_weight_change(pt, run.last), 6)
         tuned = export_model(run.last, args.work / f"{mode}-ft.onnx", dynamic_batch=True)
         arm["after_cplid_val_map50"] = evaluate(tuned.onnx, data, "val").map50
         arm["drop_points"] = round(100 * (arm["before_cplid_val_map50"] - arm["after_cplid_val_map50"]), 2)

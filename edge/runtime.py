@@ -108,10 +108,12 @@ class ModelSlot:
                       key=lambda p: p.stat().st_mtime)
 
     def maybe_swap(self, reference: np.ndarray | None) -> None:
-        if self.updates is not None and self.status is not None and self.updates.last_refusal != self._update_refusal:
-            self._update_refusal = self.updates.last_refusal
-            if self._update_refusal:
-                self.status.refusal("update", self._update_refusal)
+        if self.updates is not None and self.status is not None:
+            if self.updates.last_refusal != self._update_refusal:
+                self._update_refusal = self.updates.last_refusal
+                if self._update_refusal:
+                    self.status.refusal("update", self._update_refusal)
+            self.status.regroup(self.updates.client.group)  # moved by a signed assignment
         wanted = self.updates.wanted if self.updates is not None else None
         if wanted is not None and wanted != self.path and wanted not in self._refused:
             self._try(wanted, reference)  # the group's current release, a rollback included

@@ -62,6 +62,13 @@ class StatusFile:
         self.report.refused = [*self.report.refused, entry][-5:]
         self.write()
 
+    def regroup(self, group: str | None) -> None:
+        if group != self.group:
+            self.group = group
+            if self.report is not None:
+                self.report.group = group
+                self.write()
+
     def state(self, state: str, last_good: str | None) -> None:
         if self.report is not None:
             self.report.state, self.report.last_good = state, last_good

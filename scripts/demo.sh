@@ -47,6 +47,42 @@ for _ in range(150):
         time.sleep(0.2)
 PY
 .venv/bin/pli cloud upload "$out/flight" --config "$out/device.json" --url "http://127.0.0.1:$port"
+# A signed model update (TUF): three offline root keys (two sign), online keys from files named in
+# the environment; a release (here the shipped INT8 model re-released, with its golden frames) is
+# recorded, signed for the canary group, and a canary drone's `pli edge run` takes it between frames.
+keys="$here/keys"
+mkdir -p "$keys"
+for k in root-1 root-2 root-3 targets snapshot timestamp; do
+  [ -s "$keys/$k.pem" ] || .venv/bin/pli -q cloud tuf keygen "$keys/$k.pem" > /dev/null
+done
+export PLI_TUF_TARGETS_KEY_FILE="$keys/targets.pem" PLI_TUF_SNAPSHOT_KEY_FILE="$keys/snapshot.pem" \
+       PLI_TUF_TIMESTAMP_KEY_FILE="$keys/timestamp.pem"
+.venv/bin/pli -q cloud tuf init --root-key "$keys/root-1.pem" --root-key "$keys/root-2.pem" \
+  --root-key "$keys/root-3.pub.json"
+release="2026.12.01-demo"
+rel="$here/release"
+rm -rf "$rel" && mkdir -p "$rel"
+cp models/pli-default-int8.onnx "$rel/pli-next-int8.onnx"
+.venv/bin/python - "$rel/pli-next-int8.onnx" "$release" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+model, version = Path(sys.argv[1]), sys.argv[2]
+card = json.loads(Path("models/pli-default-int8.json").read_text())
+card.update(version=version, file=model.name, sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+model.with_suffix(".json").write_text(json.dumps(card, indent=1))
+PY
+.venv/bin/pli edge golden "$rel/pli-next-int8.onnx" $(ls "$out"/flight/images/*.jpg | head -6) --card
+.venv/bin/pli -q cloud release add "$release" "$rel"/* --parent 2026.11.22
+.venv/bin/pli -q cloud release promote "$release" --group canary
+[ -s "$out/canary.key" ] || (umask 077 && .venv/bin/python -c "import os; print(os.urandom(32).hex())" > "$out/canary.key")
+.venv/bin/pli device init --drone-id UAV-02 --key-id 2 --ground-address 0179773 --key-file "$out/canary.key" \
+  --group canary --update-url "http://127.0.0.1:$port" --tuf-root "$PLI_CLOUD_DIR/tuf/metadata/1.root.json" \
+  --out "$out/canary/device.json"
+.venv/bin/pli edge run --config "$out/canary/device.json" --source "$out/flight/images" --flight-id "$flight_id-c" \
+  --model models/pli-default-int8.onnx --outbox "$out/canary/outbox.db"
+echo "the canary drone reports (tuf/status.json, published by pli link run): $(cat "$out/canary/tuf/status.json")"
+.venv/bin/pli -q cloud release show "$release" > "$here/release-$release.json"
+echo "release $release, as the registry shows it: $here/release-$release.json"
 kill $server
 .venv/bin/pli -q cloud report "$flight_id" --out "$out/report-$flight_id.pdf"
 echo "To look at it in the browser: pli cloud operator add <name>; pli cloud serve; open http://127.0.0.1:8000/ui/"

@@ -79,7 +79,15 @@ def add_release(session: Session, version: str, files: list[Path], parent: str |
     for f in files:
         shutil.copyfile(f, dest / f.name)
     first = cards[models[0].name]
-    row = ModelRelease(version=version, class_list_version=first.get("class_list_version"), sha256=_sha(models[0]),
+    class_list_version = first.get("class_list_version")
+    if class_list_version is None and first.get("classes"):
+        from comms.classes import class_list_for
+
+        try:  # a build made elsewhere: its class names say which list it packs alerts with
+            class_list_version = class_list_for(first["classes"]).version
+        except ValueError as exc:
+            raise RolloutError(f"{models[0].name}: {exc}", 400) from None
+    row = ModelRelease(version=version, class_list_version=class_list_version, sha256=_sha(models[0]),
                        card={"files": {f.name: _sha(dest / f.name) for f in files}, "parent": parent,
                              "builds": {n: {k: c.get(k) for k in ("precision", "classes", "imgsz", "conf", "golden",
                                                                   "metrics")}
