@@ -150,7 +150,12 @@ def register_data(sub: argparse._SubParsersAction) -> None:
                         description="Convert a dataset into YOLO layout with a stratified, group-aware, "
                         "seeded split; prints images and boxes per split and class.")
     p.add_argument("src", type=Path, help="source folder (or COCO JSON file)")
-    p.add_argument("--format", required=True, choices=["voc", "coco", "yolo"], help="source format")
+    p.add_argument("--format", required=True, choices=["voc", "coco", "yolo", "labelstudio"], help="source format "
+                   "(labelstudio: a Label Studio JSON export)")
+    p.add_argument("--images", type=Path, help="labelstudio: folder holding the tasks' photos (found by file name, "
+                   "Label Studio's upload prefix stripped)")
+    p.add_argument("--server", help="labelstudio: fetch photos found nowhere else from this Label Studio server "
+                   "(token in $PLI_LS_TOKEN)")
     p.add_argument("--out", required=True, type=Path, help="output dataset folder")
     p.add_argument("--split", help="train,val[,test] fractions, e.g. 0.8,0.2 (default 0.8,0.2, or the "
                    "source's own splits when it has them)")
@@ -243,16 +248,43 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ls_fetcher(server: str):
+    """Photos from a Label Studio server, with the token of $PLI_LS_TOKEN."""
+    import os
+    from urllib.parse import urljoin
+
+    import httpx
+
+    token = os.environ.get("PLI_LS_TOKEN")
+    if not token:
+        raise ValueError("--server needs the Label Studio token in $PLI_LS_TOKEN")
+
+    def fetch(url: str) -> bytes:
+        r = httpx.get(urljoin(server.rstrip("/") + "/", url), headers={"Authorization": f"Token {token}"},
+                      timeout=60, follow_redirects=True)
+        r.raise_for_status()
+        return r.content
+
+    return fetch
+
+
 def _import(args: argparse.Namespace) -> int:
     from training.data_import import import_dataset
     from training.dataset import parse_class_map
     from training.split import parse_ratios
     from training.stats import render_table
 
+    options = {}
+    if args.format == "labelstudio":
+        options = {"images": args.images}
+        if args.server:
+            options.update(fetch=_ls_fetcher(args.server), cache=args.out / "fetched")
+    elif args.images or args.server:
+        raise ValueError("--images and --server are for --format labelstudio")
     result = import_dataset(args.src, args.format, args.out,
                             ratios=parse_ratios(args.split) if args.split else None,
                             group_by=args.group_by, seed=args.seed, split_file=args.split_file,
-                            class_map=parse_class_map(args.map))
+                            class_map=parse_class_map(args.map), importer_options=options)
     print(render_table(result.stats, result.class_names))
     total = result.stats["all"]
     print(f"{total.images} images, " + ", ".join(f"{total.boxes[c]} {c} boxes" for c in result.class_names))

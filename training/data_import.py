@@ -48,6 +48,7 @@ def import_dataset(
     split_file: Path | None = None,
     progress: bool = True,
     class_map: dict[str, str | None] | None = None,
+    importer_options: dict | None = None,
 ) -> ImportResult:
     """`class_map` renames the source's classes (None drops one) before they are checked against
     the configured class list: a published set's own names (IDD's `broken`) become the project's."""
@@ -55,7 +56,7 @@ def import_dataset(
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
     report = Report()
-    raw = list(get_importer(fmt)(src, report))
+    raw = list(get_importer(fmt)(src, report, **(importer_options or {})))  # e.g. labelstudio's images
     samples = []
     for s in tqdm(raw, desc="checking images", unit="img", disable=not progress):
         size = readable_size(s.image, report)

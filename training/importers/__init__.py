@@ -27,7 +27,7 @@ def register(name: str) -> Callable[[Importer], Importer]:
 
 def get_importer(name: str) -> Importer:
     # Import the built-in formats on first use so that registering stays declarative.
-    from training.importers import coco, voc, yolo  # noqa: F401
+    from training.importers import coco, labelstudio, voc, yolo  # noqa: F401
 
     try:
         return IMPORTERS[name]

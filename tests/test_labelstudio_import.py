@@ -1,0 +1,103 @@
+"""`pli data import EXPORT.json --format labelstudio`: Label Studio's percent boxes back to pixels
+within a pixel, photos found by name with the upload prefix stripped, classes by name,
+unannotated or cancelled tasks reported and left out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from training.dataset import YoloDataset
+from training.importers.labelstudio import percent_to_xyxy, upload_name, xyxy_to_percent
+
+ROOT = Path(__file__).resolve().parents[1]
+sizes = st.tuples(st.integers(16, 8000), st.integers(16, 8000))
+
+
+@given(sizes, st.lists(st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.01, 0.1), st.floats(0.01, 0.1)),
+                       min_size=1, max_size=8))
+def test_percent_and_pixels_round_trip(size, rel):
+    w, h = size
+    r = np.array(rel)
+    xyxy = np.stack([r[:, 0] * w, r[:, 1] * h, (r[:, 0] + r[:, 2]) * w, (r[:, 1] + r[:, 3]) * h], 1)
+    p = xyxy_to_percent(xyxy, w, h)
+    back = percent_to_xyxy(p[:, 0], p[:, 1], p[:, 2], p[:, 3], np.zeros(len(p)), w, h)
+    np.testing.assert_allclose(back, xyxy, atol=1e-6)
+
+
+def test_a_rotated_rectangle_becomes_the_box_around_it():
+    # 40x20 px at (100, 50), turned 90 degrees clockwise about its top-left corner (y down)
+    b = percent_to_xyxy([10], [10], [4], [4], [90], 1000, 500)
+    np.testing.assert_allclose(b, [[80, 50, 100, 90]], atol=1e-9)
+
+
+@given(st.text(alphabet="abcdefghij_0123456789", min_size=1, max_size=12))
+def test_the_upload_prefix_is_stripped_and_only_it(stem):
+    assert upload_name(f"/data/upload/3/8f3a2b1c-{stem}.jpg") == f"{stem}.jpg"
+    assert upload_name(f"/data/local-files/?d=photos%2F{stem}.jpg") == f"{stem}.jpg"
+    assert upload_name(f"/data/upload/3/{stem}.jpg") == f"{stem}.jpg"
+
+
+def _result(label: str, box, size, rid: str) -> dict:
+    (x, y, w, h), (W, H) = xyxy_to_percent(np.array([box], float), *size)[0], size
+    return {"id": rid, "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": W,
+            "original_height": H, "image_rotation": 0,
+            "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}}
+
+
+def test_an_export_becomes_a_yolo_dataset_with_boxes_within_a_pixel(flight, tmp_path):
+    images = sorted((flight.out / "images").glob("*.jpg"))
+    truth = {}
+    tasks = []
+    for i, img in enumerate(images):
+        size = (960, 540)
+        boxes = [("defect", (10.3 + i, 20.7, 60.2 + i, 90.9)), ("insulator", (300.5, 100.25, 420.75, 380.0))]
+        truth[img.stem] = boxes
+        anns = [{"id": 10 * i + 1, "was_cancelled": False, "updated_at": "2026-12-01T10:00:00Z",
+                 "result": [_result(n, b, size, f"r{k}") for k, (n, b) in enumerate(boxes)]}]
+        if i == 0:  # an older annotation and a cancelled one: the latest kept one counts
+            anns.append({"id": 2, "was_cancelled": False, "updated_at": "2026-11-30T10:00:00Z",
+                         "result": [_result("bird_nest", (1, 1, 5, 5), size, "old")]})
+            anns.append({"id": 3, "was_cancelled": True, "updated_at": "2026-12-02T10:00:00Z", "result": []})
+        tasks.append({"id": i + 1, "data": {"image": f"/data/upload/7/{i:04x}beef-{img.name}"}, "annotations": anns})
+    tasks.append({"id": 99, "data": {"image": "/data/upload/7/0000beef-nobody.jpg"}, "annotations": []})
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    out = subprocess.run([sys.executable, "-m", "pli", "data", "import", str(export), "--format", "labelstudio",
+                          "--images", str(flight.out / "images"), "--out", str(tmp_path / "ds")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "task 99" in out.stderr and "no annotation" in out.stderr
+    ds = YoloDataset.open(tmp_path / "ds" / "data.yaml")
+    seen = 0
+    for split in ("train", "val"):
+        for img in ds.images(split):
+            _, xyxy, cls = ds.read(img)
+            want = truth[img.stem]
+            got = sorted(zip([ds.names[c] for c in cls], xyxy.tolist(), strict=True))
+            for (gn, gb), (wn, wb) in zip(got, sorted(want), strict=True):
+                assert gn == wn and np.abs(np.array(gb) - np.array(wb)).max() < 1.0
+            seen += 1
+    assert seen == len(images)
+
+
+def test_a_photo_found_nowhere_is_reported(tmp_path):
+    from training.dataset import Report
+    from training.importers.labelstudio import read_labelstudio
+
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps([{"id": 5, "data": {"image": "/data/upload/1/abcdef12-x.jpg"},
+                                   "annotations": [{"id": 1, "result": []}]}]))
+    report = Report()
+    assert list(read_labelstudio(export, report, images=tmp_path)) == []
+    assert "not found" in report.warnings[0][1]
+    export.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(ValueError, match="not a Label Studio JSON export"):
+        list(read_labelstudio(export, report))
