@@ -2,15 +2,16 @@
 # Set up this machine for the project, idempotently:
 #   - system packages via apt-get (only when run as root and something is missing),
 #   - .venv       : everything (training, cloud, dev) for the tests and the demo,
-#   - .venv-edge  : only the `edge` extra (what a drone gets: no torch, no ultralytics).
-# Usage: scripts/setup.sh [full] [edge]   (default: both)
+#   - .venv-edge  : only the `edge` extra (what a drone gets: no torch, no ultralytics),
+#   - .venv-ls    : the Label Studio server (its own pins, constraints-ls.txt).
+# Usage: scripts/setup.sh [full] [edge] [ls]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + chromium-driver: the pages' browser test (Debian's browser, driven by selenium)
 APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql chromium chromium-driver)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-want=("${@:-full edge}")
+want=("${@:-full edge ls}")
 want=" ${want[*]} "
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -27,16 +28,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 # Reinstall only when what defines the environment changed.
-fingerprint=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
+fingerprint=$(cat pyproject.toml constraints.txt constraints-ls.txt scripts/setup.sh | sha256sum | cut -c1-16)
 
-make_env() {  # dir, pip arguments...
+make_env() {  # dir, pip arguments...  ($CONSTRAINTS: the pins, default constraints.txt)
   local dir=$1; shift
   local stamp="$dir/.pli-setup-$fingerprint"
   if [ -f "$stamp" ]; then log "$dir up to date"; return; fi
   [ -x "$dir/bin/python" ] || { log "creating $dir"; "$PYTHON" -m venv "$dir"; }
   log "installing into $dir: $*"
   # (This machine's pip config names local wheel folders that may be absent: drop that noise.)
-  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt "$@" 2>&1 \
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check -c "${CONSTRAINTS:-constraints.txt}" "$@" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   rm -f "$dir"/.pli-setup-*
   touch "$stamp"
@@ -48,6 +49,10 @@ if [[ $want == *" full "* ]]; then
 fi
 if [[ $want == *" edge "* ]]; then
   make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis
+fi
+if [[ $want == *" ls "* ]]; then
+  # Label Studio's server pins its own numpy, OpenCV and SDK: a virtual environment of its own.
+  CONSTRAINTS=constraints-ls.txt make_env .venv-ls label-studio==1.23.2 label-studio-sdk==2.1.2
 fi
 
 # Front-end assets for the operators' pages, from the npm registry, checked against a pinned hash.

@@ -2,7 +2,7 @@
 # Set up (idempotent) and run every check: lint, the test suite, and the edge-only environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh full edge
+bash scripts/setup.sh full edge ls
 
 echo "[test] ruff"
 .venv/bin/ruff check .

@@ -114,3 +114,17 @@ def new_db(request, tmp_path):
 def db_url(new_db):
     """A fresh, migrated database on each backend."""
     return new_db()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server (its own venv, .venv-ls), started once per test session on
+    loopback with a fresh data folder (its admin and API token are made on first boot)."""
+    from annotation.server import LabelStudioServer
+
+    try:
+        server = LabelStudioServer(tmp_path_factory.mktemp("label-studio")).start()
+    except FileNotFoundError as exc:  # a missing service fails the test: scripts/setup.sh installs it
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

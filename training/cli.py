@@ -251,7 +251,7 @@ def _train(args: argparse.Namespace) -> int:
 def _ls_fetcher(server: str):
     """Photos from a Label Studio server, with the token of $PLI_LS_TOKEN."""
     import os
-    from urllib.parse import urljoin
+    from urllib.parse import urljoin, urlparse
 
     import httpx
 
@@ -260,8 +260,9 @@ def _ls_fetcher(server: str):
         raise ValueError("--server needs the Label Studio token in $PLI_LS_TOKEN")
 
     def fetch(url: str) -> bytes:
-        r = httpx.get(urljoin(server.rstrip("/") + "/", url), headers={"Authorization": f"Token {token}"},
-                      timeout=60, follow_redirects=True)
+        full = urljoin(server.rstrip("/") + "/", url)
+        same = urlparse(full).netloc == urlparse(server).netloc  # the token goes to Label Studio only
+        r = httpx.get(full, headers={"Authorization": f"Token {token}"} if same else {}, timeout=60)
         r.raise_for_status()
         return r.content
 

@@ -93,7 +93,10 @@ def read_labelstudio(src: Path, report: Report, images: Path | None = None,
             path = by_name.get(upload_name(url))
         if path is None and url and fetch is not None and cache is not None:
             body = fetch(url)
-            path = Path(cache) / f"{tid}-{upload_name(url)}"
+            name = upload_name(url)
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:  # a link like /annotation/images/7?sig=...
+                name += ".png" if body[:4] == b"\x89PNG" else ".jpg"
+            path = Path(cache) / f"{tid}-{name}"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
         if path is None:

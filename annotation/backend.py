@@ -1,0 +1,81 @@
+"""What the cloud answers Label Studio as its ML backend (`/ml/...`, cloud/api/routes/annotation.py),
+and the image links its tasks carry.
+
+Predictions come from the model the registry names for pre-annotation, as rectangles in
+Label Studio's percent units with a score per box and the model's version, so an operator
+opening a task sees the model's boxes. Task images are the cloud's own photos behind links
+signed with `PLI_ANNOTATION_SECRET` (HMAC, with an expiry): Label Studio's pages load them in
+the operator's browser, which holds no cloud token; a link without a valid signature is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from annotation.label_config import FROM_NAME, TO_NAME
+from edge.detections import Detections
+from training.importers.labelstudio import xyxy_to_percent
+
+LINK_TTL_S = 30 * 24 * 3600  # tasks wait in a queue for days
+
+
+def _secret() -> bytes:
+    secret = os.environ.get("PLI_ANNOTATION_SECRET")
+    if not secret:
+        raise KeyError("PLI_ANNOTATION_SECRET")
+    return secret.encode()
+
+
+def sign(image_id: int, expires: int | None = None) -> str:
+    """The query string that lets Label Studio (and the operator's browser) read one photo."""
+    exp = int(expires if expires is not None else time.time() + LINK_TTL_S)
+    sig = hmac.new(_secret(), f"{image_id}:{exp}".encode(), hashlib.sha256).hexdigest()
+    return f"exp={exp}&sig={sig}"
+
+
+def verify(image_id: int, exp: int, sig: str, now: float | None = None) -> bool:
+    if exp < (now if now is not None else time.time()):
+        return False
+    want = hmac.new(_secret(), f"{image_id}:{exp}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, sig)
+
+
+def image_task(base_url: str, image_id: int, **data) -> dict:
+    """A Label Studio task for one of the cloud's photos (its id kept for the way back)."""
+    url = f"{base_url.rstrip('/')}/annotation/images/{image_id}?{sign(image_id)}"
+    return {"data": {"image": url, "pli_image_id": image_id, **data}}
+
+
+def prediction(dets: Detections, width: int, height: int, model_version: str) -> dict:
+    """Detections as one Label Studio prediction: a rectangle per box, its score, the model."""
+    pct = xyxy_to_percent(dets.xyxy, width, height)
+    result = [{"id": uuid.uuid4().hex[:10], "type": "rectanglelabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+               "original_width": int(width), "original_height": int(height), "image_rotation": 0,
+               "score": round(float(s), 4),
+               "value": {"x": float(p[0]), "y": float(p[1]), "width": float(p[2]), "height": float(p[3]),
+                         "rotation": 0, "rectanglelabels": [dets.class_names[int(c)]]}}
+              for p, s, c in zip(pct, dets.confidence, dets.class_id, strict=True)]
+    score = float(np.mean(dets.confidence)) if len(dets) else 0.0
+    return {"result": result, "score": round(score, 4), "model_version": model_version}
+
+
+def predict(tasks: list[dict], load_image: Callable[[dict], np.ndarray | None],
+            detect: Callable[[np.ndarray], Detections], model_version: str) -> list[dict]:
+    """One prediction per task, in order; a task whose image cannot be read gets an empty one
+    (Label Studio expects a result per task)."""
+    out = []
+    for task in tasks:
+        image = load_image(task)
+        if image is None:
+            out.append({"result": [], "score": 0.0, "model_version": model_version})
+            continue
+        h, w = image.shape[:2]
+        out.append(prediction(detect(image), w, h, model_version))
+    return out

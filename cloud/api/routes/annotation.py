@@ -1,0 +1,109 @@
+"""Label Studio's side of the cloud: the ML-backend protocol (`/ml/health`, `/ml/setup`,
+`/ml/predict`, `/ml/webhook`), behind the basic auth Label Studio is configured with
+(`PLI_ML_USER`, `PLI_ML_PASSWORD`), and the task images behind signed links."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from sqlalchemy.orm import Session
+
+from annotation import backend
+from cloud.api.deps import ERRORS, db
+from cloud.models import Image
+from cloud.storage import store
+
+router = APIRouter(tags=["annotation"], responses=ERRORS)
+_basic = HTTPBasic(auto_error=False)
+DEFAULT_MODEL = Path(__file__).resolve().parents[3] / "models" / "pli-default.onnx"
+
+
+def label_studio(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
+    """Label Studio, as its ML backend settings authenticate it; nothing anonymous."""
+    password = os.environ.get("PLI_ML_PASSWORD")
+    if not password:
+        raise HTTPException(503, "the ML backend is off: PLI_ML_PASSWORD is not set")
+    user = os.environ.get("PLI_ML_USER", "label-studio")
+    if credentials is None or not (secrets.compare_digest(credentials.username.encode(), user.encode())
+                                   and secrets.compare_digest(credentials.password.encode(), password.encode())):
+        raise HTTPException(401, "Label Studio's basic auth is required", headers={"WWW-Authenticate": "Basic"})
+    return user
+
+
+@lru_cache(maxsize=2)
+def _preannotator(path: str):
+    from edge.detector import Detector
+    from edge.runtime import model_version
+
+    return Detector(Path(path)), model_version(Path(path))
+
+
+def preannotator():
+    """The model that pre-annotates: `PLI_PREANNOTATE_MODEL` (the registry's choice), else the
+    shipped default."""
+    return _preannotator(os.environ.get("PLI_PREANNOTATE_MODEL") or str(DEFAULT_MODEL))
+
+
+@router.get("/ml/health", summary="Label Studio's ML backend: alive")
+def ml_health(_: str = Depends(label_studio)) -> dict:
+    return {"status": "UP", "model_class": "pli-detector"}
+
+
+@router.post("/ml/setup", summary="Label Studio's ML backend: a project connects")
+def ml_setup(body: dict, _: str = Depends(label_studio)) -> dict:
+    return {"model_version": preannotator()[1]}
+
+
+def _load(session: Session):
+    def load(task: dict) -> np.ndarray | None:
+        image_id = (task.get("data") or {}).get("pli_image_id")
+        if image_id is None:
+            return None
+        row = session.get(Image, int(image_id))
+        if row is None or row.key is None:
+            return None
+        return cv2.imdecode(np.frombuffer(store().read(row.key), np.uint8), cv2.IMREAD_COLOR)
+
+    return load
+
+
+@router.post("/ml/predict", summary="Label Studio's ML backend: boxes for tasks")
+def ml_predict(body: dict, session: Session = Depends(db), _: str = Depends(label_studio)) -> dict:
+    from edge.tiled import detect
+
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        raise HTTPException(422, "expected {'tasks': [...]}")
+    detector, version = preannotator()
+    return {"results": backend.predict(tasks, _load(session), lambda im: detect(detector, im, "auto"), version)}
+
+
+@router.post("/ml/webhook", summary="Label Studio's ML backend: annotation events (recorded, never trained on here)")
+def ml_webhook(body: dict, _: str = Depends(label_studio)) -> dict:
+    return {"received": str(body.get("action", ""))[:64]}
+
+
+@router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
+            response_class=Response)
+def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_length=64),
+               session: Session = Depends(db)) -> Response:
+    try:
+        ok = bool(sig) and backend.verify(image_id, exp, sig)
+    except KeyError:
+        raise HTTPException(503, "task images are off: PLI_ANNOTATION_SECRET is not set") from None
+    if not ok:
+        raise HTTPException(403, "a signed, unexpired link is required")
+    row = session.get(Image, image_id)
+    if row is None or row.key is None:
+        raise HTTPException(404, f"no stored image {image_id}")
+    suffix = Path(row.name).suffix.lower()
+    return Response(store().read(row.key), media_type="image/png" if suffix == ".png" else "image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600"})
