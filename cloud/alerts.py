@@ -333,3 +333,25 @@ def _upsert_flights(session: Session, rows: list[dict]) -> None:
         started_at=case((t.c.started_at.is_(None) | (t.c.started_at > first), first), else_=t.c.started_at),
         ended_at=case((t.c.ended_at.is_(None) | (t.c.ended_at < last), last), else_=t.c.ended_at)),
         [{"b_id": f, "b_first": span[f][1], "b_last": span[f][2]} for f in order])
+
+
+def change_status(session: Session, row: Alert, status: str, actor: str, source: str, note: str = "",
+                  fault_class: str | None = None) -> None:
+    """An operator's verdict on an alert, with its audit trail: from the API, the pages and the
+    Label Studio review project alike. ValueError (one line) for a reclassification without a class."""
+    from cloud.models import AlertEvent, Fault
+
+    if status == "reclassified" and not fault_class:
+        raise ValueError("reclassified needs the right fault_class")
+    events = [("status", row.status, status)]
+    if status == "reclassified" and fault_class != row.fault_class:
+        events.append(("fault_class", row.fault_class, fault_class))
+        row.fault_class = fault_class
+    row.status = status
+    fault = session.get(Fault, row.fault_id) if row.fault_id else None
+    if fault is not None and status == "repaired":
+        fault.status = "repaired"  # a later clean pass confirms it
+    if fault is not None and status == "false_alarm" and fault.sightings <= 1:
+        fault.status = "false_alarm"
+    for name, old, new in events:
+        session.add(AlertEvent(alert_id=row.id, field=name, old=old, new=new, actor=actor, source=source, note=note))

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Boolean, func, select
 from sqlalchemy.orm import Session
 
+from cloud import alerts as alert_store
 from cloud import exports
 from cloud.alerts import API_COLUMNS, alert_json_of, api_doc
 from cloud.api.deps import ERRORS, Caller, db, require
-from cloud.models import ALERT_STATUSES, Alert, AlertEvent, Fault
+from cloud.models import ALERT_STATUSES, Alert, AlertEvent
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
 Severity = Literal["low", "medium", "high"]
@@ -120,21 +121,11 @@ def change_status(alert_id: str, change: StatusChange, session: Session = Depend
     row = session.get(Alert, alert_id)
     if row is None:
         raise HTTPException(404, f"no alert {alert_id}")
-    if change.status == "reclassified" and not change.fault_class:
-        raise HTTPException(400, "reclassified needs the right fault_class")
-    events = [("status", row.status, change.status)]
-    if change.status == "reclassified" and change.fault_class != row.fault_class:
-        events.append(("fault_class", row.fault_class, change.fault_class))
-        row.fault_class = change.fault_class
-    row.status = change.status
-    fault = session.get(Fault, row.fault_id) if row.fault_id else None
-    if fault is not None and change.status == "repaired":
-        fault.status = "repaired"  # a later clean pass confirms it
-    if fault is not None and change.status == "false_alarm" and fault.sightings <= 1:
-        fault.status = "false_alarm"
-    for field, old, new in events:
-        session.add(AlertEvent(alert_id=row.id, field=field, old=old, new=new, actor=f"{caller.name} ({caller.role})",
-                               source=caller.source, note=change.note))
+    try:
+        alert_store.change_status(session, row, change.status, f"{caller.name} ({caller.role})", caller.source,
+                                  change.note, change.fault_class)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
     session.commit()
     return alert_json_of(row)
 

@@ -29,9 +29,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[3] / "models" / "pli-default.on
 def label_studio(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
     """Label Studio, as its ML backend settings authenticate it; nothing anonymous."""
     password = os.environ.get("PLI_ML_PASSWORD")
-    if not password:
-        raise HTTPException(503, "the ML backend is off: PLI_ML_PASSWORD is not set")
     user = os.environ.get("PLI_ML_USER", "label-studio")
+    if not password:  # no credentials can be right: the backend is off
+        raise HTTPException(401, "the ML backend is off: PLI_ML_PASSWORD is not set")
     if credentials is None or not (secrets.compare_digest(credentials.username.encode(), user.encode())
                                    and secrets.compare_digest(credentials.password.encode(), password.encode())):
         raise HTTPException(401, "Label Studio's basic auth is required", headers={"WWW-Authenticate": "Basic"})
@@ -97,8 +97,8 @@ def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_leng
                session: Session = Depends(db)) -> Response:
     try:
         ok = bool(sig) and backend.verify(image_id, exp, sig)
-    except KeyError:
-        raise HTTPException(503, "task images are off: PLI_ANNOTATION_SECRET is not set") from None
+    except KeyError:  # no link can be valid
+        raise HTTPException(403, "task images are off: PLI_ANNOTATION_SECRET is not set") from None
     if not ok:
         raise HTTPException(403, "a signed, unexpired link is required")
     row = session.get(Image, image_id)
