@@ -88,5 +88,8 @@ class LabelStudio:
         """Every task of the project with its annotations, as Label Studio's JSON export."""
         return self._call("GET", f"/api/projects/{project}/export", params={"exportType": "JSON"}).json()
 
+    def user(self, user: int) -> dict:
+        return self._call("GET", f"/api/users/{user}/").json()
+
     def close(self) -> None:
         self.http.close()

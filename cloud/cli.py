@@ -259,6 +259,7 @@ def _worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    import cloud.annotations
     import cloud.notify  # noqa: F401 - registers its jobs
     from cloud.db import upgrade
     from cloud.jobs import Worker

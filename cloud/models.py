@@ -215,17 +215,6 @@ class Detection(Base):
     model_version: Mapped[str | None] = mapped_column(String(128))
 
 
-class Annotation(Base):
-    __tablename__ = "annotations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"), index=True)
-    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
-    task_id: Mapped[int | None] = mapped_column(Integer)  # Label Studio's
-    result: Mapped[dict] = mapped_column(JSON)
-    annotator: Mapped[str] = mapped_column(String(128), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
-
-
 class Campaign(Base):
     """A body of data with its own frozen test set (CPLID, the IDD photos, a fleet's flights)."""
 
@@ -259,6 +248,25 @@ class Deployment(Base):
     report: Mapped[dict | None] = mapped_column(JSON)  # a drone's latest report on this release and state
 
     __table_args__ = (Index("deployments_target_at", "target", "at"),)
+
+
+class Annotation(Base):
+    """An operator's annotation in Label Studio (its id there), however it reached us."""
+
+    __tablename__ = "annotations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    project: Mapped[int] = mapped_column(Integer)
+    task: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int | None] = mapped_column(Integer)  # the cloud's photo, when the cloud made the task
+    alert_id: Mapped[str | None] = mapped_column(String(64))  # a review task's alert
+    result: Mapped[list] = mapped_column(JSON)
+    completed_by: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[str] = mapped_column(String(40))  # Label Studio's own stamp, compared as given
+    via: Mapped[str] = mapped_column(String(16))  # webhook | poll
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+    __table_args__ = (Index("annotations_task", "project", "task"),)
 
 
 class Job(Base):

@@ -27,21 +27,44 @@ from comms.local_broker import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class Cloud:
+    """`pli cloud serve` on loopback, stopped and started again at will (same port, database)."""
+
+    def __init__(self, env: dict):
+        self.env, self.port, self.proc = env, free_port(), None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Cloud:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(self.port)],
+                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                if httpx.get(f"{self.base}/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError("the cloud did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, flight):
-    """`pli cloud serve` with the ML backend's password and the image-link secret in its
-    environment, and the flight's photos in its object store."""
+    """The cloud with the ML backend's password, the webhook's secret and the image-link secret
+    in its environment, and the flight's photos in its object store."""
+    from cloud.storage import LocalStore
+
     work = tmp_path_factory.mktemp("cloud-ls")
     env = {**os.environ, "PLI_DATABASE_URL": f"sqlite:///{work / 'cloud.db'}", "PLI_CLOUD_DIR": str(work / "cloud"),
-           "PLI_ML_USER": "label-studio", "PLI_ML_PASSWORD": "ml-secret-1", "PLI_ANNOTATION_SECRET": "links-secret-1"}
+           "PLI_ML_USER": "label-studio", "PLI_ML_PASSWORD": "ml-secret-1", "PLI_ANNOTATION_SECRET": "links-secret-1",
+           "PLI_LS_WEBHOOK_SECRET": "hook-secret-1"}
     upgrade(env["PLI_DATABASE_URL"])
     old = {"PLI_ANNOTATION_SECRET": os.environ.get("PLI_ANNOTATION_SECRET")}
     os.environ["PLI_ANNOTATION_SECRET"] = env["PLI_ANNOTATION_SECRET"]  # the tests sign links as the cloud does
-    from cloud.storage import LocalStore
-
     objects = LocalStore(work / "cloud" / "objects")  # where the server's default store keeps them
     ids = []
-
     with session_scope(env["PLI_DATABASE_URL"]) as s:
         for p in sorted((flight.out / "images").glob("*.jpg"))[:3]:
             key = f"photos/{p.name}"
@@ -50,19 +73,9 @@ def cloud(tmp_path_factory, flight):
             s.add(row)
             s.flush()
             ids.append(row.id)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield base, ids, env
-    proc.terminate()
-    proc.wait(10)
+    server = Cloud(env).start()
+    yield server.base, ids, env, server
+    server.stop()
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -72,7 +85,7 @@ def cloud(tmp_path_factory, flight):
 
 def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within_a_pixel(label_studio, cloud,
                                                                                           tmp_path):
-    base, ids, _ = cloud
+    base, ids, _, _ = cloud
     ls = LabelStudio(label_studio.url, label_studio.token)
     project = ls.create_project("campaign 1 - synthetic", detection_config(load_class_list()),
                                 evaluate_predictions_automatically=True)
@@ -120,7 +133,7 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
 
 
 def test_the_ml_backend_and_the_image_links_refuse_the_anonymous(cloud):
-    base, ids, _ = cloud
+    base, ids, _, _ = cloud
     assert httpx.get(f"{base}/ml/health").status_code == 401
     assert httpx.get(f"{base}/ml/health", auth=("label-studio", "wrong")).status_code == 401
     assert httpx.get(f"{base}/ml/health", auth=("label-studio", "ml-secret-1")).status_code == 200
@@ -131,3 +144,93 @@ def test_the_ml_backend_and_the_image_links_refuse_the_anonymous(cloud):
     assert httpx.get(link.replace(f"/images/{ids[0]}?", f"/images/{ids[1]}?")).status_code == 403  # another photo
     expired = f"{base}/annotation/images/{ids[0]}?{backend.sign(ids[0], expires=int(time.time()) - 1)}"
     assert httpx.get(expired).status_code == 403
+
+
+def _review(verdict: str, other: str | None = None) -> list[dict]:
+    result = [{"id": "v1", "type": "choices", "from_name": "verdict", "to_name": "image",
+               "value": {"choices": [verdict]}}]
+    if other:
+        result.append({"id": "c1", "type": "choices", "from_name": "correct_class", "to_name": "image",
+                       "value": {"choices": [other]}})
+    return result
+
+
+def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_alerts(label_studio, cloud,
+                                                                                       monkeypatch):
+    """The webhook records (and queues) each annotation; with the cloud stopped, an annotation
+    still made is found by reconciliation when it is back; a confirm and a false alarm in the
+    review project set the alerts' status, the Label Studio user named in the audit trail."""
+    from datetime import UTC, datetime
+
+    from annotation.cli import wire_project
+    from cloud import annotations
+    from cloud.alerts import record as record_alert
+    from cloud.models import Alert, AlertEvent, Annotation, Job
+    from comms import alert_json
+    from comms.alert import Alert as Record
+    from comms.classes import Severity
+
+    base, ids, env, server = cloud
+    url = env["PLI_DATABASE_URL"]
+    for k in ("PLI_ML_PASSWORD", "PLI_LS_WEBHOOK_SECRET"):
+        monkeypatch.setenv(k, env[k])
+    ls = LabelStudio(label_studio.url, label_studio.token)
+    project = wire_project(ls, "campaign webhook", base)
+    (t1, t2) = ls.import_tasks(project, [backend.image_task(base, i) for i in ids[:2]])
+    box = [{"id": "b1", "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 960,
+            "original_height": 540, "value": {"x": 10.0, "y": 10.0, "width": 5.0, "height": 5.0, "rotation": 0,
+                                              "rectanglelabels": ["defect"]}}]
+    a1 = ls.annotate(t1, box)
+
+    def stored() -> dict[int, str]:
+        with session_scope(url) as s:
+            return {a.id: a.via for a in s.query(Annotation)}
+
+    for _ in range(100):
+        if a1["id"] in stored():
+            break
+        time.sleep(0.1)
+    assert stored() == {a1["id"]: "webhook"}  # pushed by Label Studio, within the request's second
+    with session_scope(url) as s:
+        assert s.query(Job).filter(Job.kind == "annotations").count() >= 1  # applying is queued, not done inline
+
+    server.stop()  # the webhook of the next annotation is lost
+    a2 = ls.annotate(t2, box)
+    server.start()
+    assert a2["id"] not in stored()
+    with session_scope(url) as s:
+        assert annotations.reconcile(s, {project: ls.export(project)}) == {"annotations": 2, "new_or_newer": 1}
+    with session_scope(url) as s:  # and again: nothing new, nothing twice
+        assert annotations.reconcile(s, {project: ls.export(project)}) == {"annotations": 2, "new_or_newer": 0}
+    assert stored() == {a1["id"]: "webhook", a2["id"]: "poll"}
+
+    # The review project: two alerts, an operator's confirm and false alarm.
+    t0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    with session_scope(url) as s:
+        for seq in (1, 2):
+            rec = Record("UAV-07", seq, "F-rev", t0, 25.3, 103.1 + seq / 1000, 1600.0, "defect", 0.9, Severity.HIGH,
+                         position_source="laser", epoch=1, class_list_version=1, source_frame="IMG_1.JPG")
+            record_alert(s, "pli/fleet1/UAV-07/alerts", alert_json.dumps(rec))
+        alert_ids = [a.id for a in s.query(Alert).order_by(Alert.id)]
+    review = wire_project(ls, "alert review", base, review=True)
+    tasks = ls.import_tasks(review, [{"data": {"title": aid, "crop": backend.image_task(base, ids[0])["data"]["image"],
+                                               "image": backend.image_task(base, ids[0])["data"]["image"],
+                                               "pli_alert_id": aid}} for aid in alert_ids])
+    ls.annotate(tasks[0], _review("confirm"))
+    ls.annotate(tasks[1], _review("false alarm"))
+    for _ in range(100):
+        with session_scope(url) as s:
+            if s.query(Annotation).filter(Annotation.alert_id.is_not(None)).count() == 2:
+                break
+        time.sleep(0.1)
+    monkeypatch.setenv("PLI_LS_URL", label_studio.url)
+    monkeypatch.setenv("PLI_LS_TOKEN", label_studio.token)
+    with session_scope(url) as s:  # what the queued job does (cloud/annotations.py:apply_annotations)
+        assert annotations.apply_pending(s, annotations.label_studio_names())["reviews"] == 2
+    with session_scope(url) as s:
+        assert [s.get(Alert, a).status for a in alert_ids] == ["confirmed", "false_alarm"]
+        actors = {e.actor for e in s.query(AlertEvent).filter(AlertEvent.alert_id.in_(alert_ids))}
+    assert actors == {f"{label_studio.username} (label-studio)"}
+    assert httpx.post(f"{base}/annotation/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 401
+    assert httpx.post(f"{base}/annotation/webhook", json={"action": "ANNOTATION_CREATED"},
+                      headers={"X-PLI-Webhook": "wrong"}).status_code == 401

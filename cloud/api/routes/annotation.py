@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.orm import Session
@@ -86,9 +86,32 @@ def ml_predict(body: dict, session: Session = Depends(db), _: str = Depends(labe
     return {"results": backend.predict(tasks, _load(session), lambda im: detect(detector, im, "auto"), version)}
 
 
-@router.post("/ml/webhook", summary="Label Studio's ML backend: annotation events (recorded, never trained on here)")
-def ml_webhook(body: dict, _: str = Depends(label_studio)) -> dict:
-    return {"received": str(body.get("action", ""))[:64]}
+def _record(session: Session, body: dict) -> dict:
+    from cloud import annotations
+    from cloud.jobs import enqueue
+
+    action = str(body.get("action", ""))[:64]
+    new = annotations.from_webhook(session, body) if action.startswith("ANNOTATION") and "DELETED" not in action else 0
+    session.commit()
+    job = enqueue("annotations") if new else None  # applied by a worker, never inside the request
+    return {"action": action, "recorded": new, "job": job}
+
+
+@router.post("/ml/webhook", summary="Label Studio's ML backend: annotation events (recorded and queued)")
+def ml_webhook(body: dict, session: Session = Depends(db), _: str = Depends(label_studio)) -> dict:
+    return _record(session, body)
+
+
+def webhook_caller(x_pli_webhook: str | None = Header(None, max_length=256)) -> None:
+    """Label Studio's project webhook, by the header it is configured to send (`X-PLI-Webhook`)."""
+    secret = os.environ.get("PLI_LS_WEBHOOK_SECRET")
+    if not secret or x_pli_webhook is None or not secrets.compare_digest(x_pli_webhook.encode(), secret.encode()):
+        raise HTTPException(401, "Label Studio's webhook header is required")
+
+
+@router.post("/annotation/webhook", summary="Label Studio's webhook: annotations (recorded and queued)")
+def ls_webhook(body: dict, session: Session = Depends(db), _: None = Depends(webhook_caller)) -> dict:
+    return _record(session, body)
 
 
 @router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
