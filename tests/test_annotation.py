@@ -234,3 +234,56 @@ def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_
     assert httpx.post(f"{base}/annotation/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 401
     assert httpx.post(f"{base}/annotation/webhook", json={"action": "ANNOTATION_CREATED"},
                       headers={"X-PLI-Webhook": "wrong"}).status_code == 401
+
+
+def test_an_operator_opens_a_task_in_the_browser_and_sees_the_models_boxes(label_studio, cloud):
+    """Debian's Chromium, headless: log into Label Studio, open a task imported without
+    predictions; the page shows the cloud model's boxes (with their scores) over the photo the
+    cloud serves behind its signed link. The same photo without the link's token is refused."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, ids, _, _ = cloud
+    ls = LabelStudio(label_studio.url, label_studio.token)
+    project = ls.create_project("campaign browser", detection_config(load_class_list()),
+                                evaluate_predictions_automatically=True)
+    ls.add_ml_backend(project, f"{base}/ml", "pli cloud", "label-studio", "ml-secret-1")
+    (task,) = ls.import_tasks(project, [backend.image_task(base, ids[2])])
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        driver.get(f"{label_studio.url}/user/login/")
+        driver.find_element(By.NAME, "email").send_keys(label_studio.username)
+        driver.find_element(By.NAME, "password").send_keys(label_studio.password)
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(driver, 30).until(lambda d: "/user/login" not in d.current_url)
+        driver.get(f"{label_studio.url}/projects/{project}/data?tab=0&task={task}")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".lsf-outliner-item"))
+        time.sleep(1)
+        regions = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".lsf-outliner-item")]
+        predicted = ls.predictions(task)
+        assert predicted and predicted[0]["model_version"] == "pli-default/2026.11.22"
+        boxes = [r for r in predicted[0]["result"] if r["type"] == "rectanglelabels"]
+        assert len(regions) == len(boxes)  # every box of the model on the page
+        assert {r["value"]["rectanglelabels"][0] for r in boxes} == {t.split()[1] for t in regions}
+        assert "pli-defa" in driver.find_element(By.TAG_NAME, "body").text  # the prediction's model version tab
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "issue loading URL" not in body, body[:500]
+        shown = driver.execute_script(
+            "return [...document.images].filter(i => i.src.includes(arguments[0]) && i.naturalWidth > 0)"
+            ".map(i => i.naturalWidth)", f"/annotation/images/{ids[2]}?exp=")
+        assert shown and shown[0] == 960  # the photo itself, through the cloud's signed link
+        ARTIFACTS = ROOT / "test-artifacts"
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "label-studio-task.png"))
+        driver.get(f"{base}/annotation/images/{ids[2]}")  # no token: refused
+        assert "signed, unexpired link is required" in driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
+        ls.close()

@@ -128,5 +128,7 @@ def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_leng
     if row is None or row.key is None:
         raise HTTPException(404, f"no stored image {image_id}")
     suffix = Path(row.name).suffix.lower()
+    # Label Studio's page loads the photo cross-origin (crossorigin="anonymous"): the signed link is
+    # the credential, so any origin may read what it names, and nothing else.
     return Response(store().read(row.key), media_type="image/png" if suffix == ".png" else "image/jpeg",
-                    headers={"Cache-Control": "private, max-age=3600"})
+                    headers={"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"})
