@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("annotate", help="Label Studio: server, projects, reconciliation",
                        description="The operators' annotation tool. Credentials from the environment: "
                        "PLI_LS_URL, PLI_LS_TOKEN (and PLI_LS_PASSWORD for the server's first boot).")
-    asub = a.add_subparsers(dest="annotate_command", required=True, metavar="{server,project,reconcile}")
+    asub = a.add_subparsers(dest="annotate_command", required=True,
+                            metavar="{server,project,reconcile,export}")
     p = asub.add_parser("server", help="start Label Studio headless on loopback (until interrupted)")
     p.add_argument("--data-dir", type=Path, default=Path("pli-cloud/label-studio"))
     p.add_argument("--port", type=int, default=8081)
@@ -23,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cloud-url", required=True, help="the cloud as Label Studio reaches it")
     p.add_argument("--review", action="store_true", help="a review project (alerts' verdicts) instead")
     p.set_defaults(func=_project)
+    p = asub.add_parser("export", help="a project's annotations straight from the server into a YOLO dataset",
+                        description="Photos the cloud made tasks of come from its object store by their id; others "
+                        "are fetched from Label Studio with the token. Classes by name, boxes to the pixel.")
+    p.add_argument("--project", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", default="0.8,0.2", help="train,val[,test] fractions (default 0.8,0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_export)
     p = asub.add_parser("reconcile", help="read projects' annotations and record what the webhooks missed")
     p.add_argument("--project", type=int, action="append", required=True)
     p.set_defaults(func=_reconcile)
@@ -103,4 +112,49 @@ def _reconcile(args: argparse.Namespace) -> int:
     if counts["new_or_newer"]:
         counts["job"] = enqueue("annotations")
     print(json.dumps(counts))
+    return 0
+
+
+def cloud_images(cache: Path):
+    """The cloud's photos by id, as files (copied out of the object store once)."""
+    from cloud.db import session_scope
+    from cloud.models import Image
+    from cloud.storage import store
+
+    def resolve(image_id: str) -> Path | None:
+        with session_scope() as s:
+            row = s.get(Image, int(image_id))
+            key, name = (row.key, row.name) if row is not None else (None, "")
+        if key is None:
+            return None
+        dest = Path(cache) / f"{image_id}-{Path(name).name}"
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(store().read(key))
+        return dest
+
+    return resolve
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from annotation.client import image_fetcher
+    from training.data_import import import_dataset
+    from training.split import parse_ratios
+
+    ls = _client()
+    try:
+        tasks = ls.export(args.project)
+    finally:
+        ls.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / f"project-{args.project}.json"
+        export.write_text(json.dumps(tasks))
+        options = {"resolve_id": cloud_images(args.out / "photos"), "cache": args.out / "fetched",
+                   "fetch": image_fetcher(ls.url, os.environ["PLI_LS_TOKEN"])}
+        result = import_dataset(export, "labelstudio", args.out, ratios=parse_ratios(args.split), seed=args.seed,
+                                importer_options=options)
+    print(f"{result.stats['all'].images} images from project {args.project}; wrote {result.data_yaml}")
     return 0

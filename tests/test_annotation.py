@@ -85,7 +85,7 @@ def cloud(tmp_path_factory, flight):
 
 def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within_a_pixel(label_studio, cloud,
                                                                                           tmp_path):
-    base, ids, _, _ = cloud
+    base, ids, env, _ = cloud
     ls = LabelStudio(label_studio.url, label_studio.token)
     project = ls.create_project("campaign 1 - synthetic", detection_config(load_class_list()),
                                 evaluate_predictions_automatically=True)
@@ -130,6 +130,18 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
     expected = sorted(zip([r["value"]["rectanglelabels"][0] for r in result], want.tolist(), strict=True))
     assert [n for n, _ in got] == [n for n, _ in expected]  # classes by name
     assert np.abs(np.array([b for _, b in got]) - np.array([b for _, b in expected])).max() < 1.0
+
+    # The cloud does the same from the server directly, its photos from its own store by id.
+    direct = subprocess.run([sys.executable, "-m", "pli", "annotate", "export", "--project", str(project),
+                             "--out", str(tmp_path / "direct"), "--split", "1,0"], cwd=ROOT, capture_output=True,
+                            text=True, env={**env, "PLI_LS_URL": label_studio.url, "PLI_LS_TOKEN": label_studio.token})
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    ds2 = YoloDataset.open(tmp_path / "direct" / "data.yaml")
+    (img2,) = ds2.images("train")
+    _, xyxy2, cls2 = ds2.read(img2)
+    assert sorted(zip(cls2.tolist(), np.round(xyxy2, 3).tolist(), strict=True)) == sorted(
+        zip(cls.tolist(), np.round(xyxy, 3).tolist(), strict=True))
+    assert not (tmp_path / "direct" / "fetched").exists()  # nothing fetched: the cloud had the photo
 
 
 def test_the_ml_backend_and_the_image_links_refuse_the_anonymous(cloud):

@@ -248,27 +248,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ls_fetcher(server: str):
-    """Photos from a Label Studio server, with the token of $PLI_LS_TOKEN."""
-    import os
-    from urllib.parse import urljoin, urlparse
-
-    import httpx
-
-    token = os.environ.get("PLI_LS_TOKEN")
-    if not token:
-        raise ValueError("--server needs the Label Studio token in $PLI_LS_TOKEN")
-
-    def fetch(url: str) -> bytes:
-        full = urljoin(server.rstrip("/") + "/", url)
-        same = urlparse(full).netloc == urlparse(server).netloc  # the token goes to Label Studio only
-        r = httpx.get(full, headers={"Authorization": f"Token {token}"} if same else {}, timeout=60)
-        r.raise_for_status()
-        return r.content
-
-    return fetch
-
-
 def _import(args: argparse.Namespace) -> int:
     from training.data_import import import_dataset
     from training.dataset import parse_class_map
@@ -279,7 +258,14 @@ def _import(args: argparse.Namespace) -> int:
     if args.format == "labelstudio":
         options = {"images": args.images}
         if args.server:
-            options.update(fetch=_ls_fetcher(args.server), cache=args.out / "fetched")
+            import os
+
+            from annotation.client import image_fetcher
+
+            token = os.environ.get("PLI_LS_TOKEN")
+            if not token:
+                raise ValueError("--server needs the Label Studio token in $PLI_LS_TOKEN")
+            options.update(fetch=image_fetcher(args.server, token), cache=args.out / "fetched")
     elif args.images or args.server:
         raise ValueError("--images and --server are for --format labelstudio")
     result = import_dataset(args.src, args.format, args.out,
