@@ -101,3 +101,26 @@ def test_a_photo_found_nowhere_is_reported(tmp_path):
     export.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(ValueError, match="not a Label Studio JSON export"):
         list(read_labelstudio(export, report))
+
+
+boxes = st.lists(st.tuples(st.floats(0, 500), st.floats(0, 500), st.floats(5, 100), st.floats(5, 100),
+                           st.integers(0, 2)), max_size=8)
+
+
+@given(boxes)
+def test_edits_from_nothing_are_adds_and_from_the_truth_are_none(gt):
+    from annotation.edits import edits, total
+
+    g = np.array([[x, y, x + w, y + h] for x, y, w, h, _ in gt]).reshape(-1, 4)
+    c = np.array([k for *_, k in gt], int)
+    assert edits(np.zeros((0, 4)), np.zeros(0, int), g, c) == {"add": len(gt), "delete": 0, "move": 0, "kept": 0}
+    e = edits(g, c, g, c)
+    assert total(e) == 0 and e["kept"] == len(gt)
+
+
+def test_a_shifted_box_is_a_move_a_wrong_class_is_a_delete_and_an_add():
+    from annotation.edits import edits
+
+    gt = np.array([[0, 0, 100, 100], [200, 200, 300, 300]])
+    pred = np.array([[60, 0, 160, 100], [200, 200, 300, 300]])  # IoU 0.25: moved; the other: wrong class
+    assert edits(pred, np.array([0, 1]), gt, np.array([0, 2])) == {"add": 1, "delete": 1, "move": 1, "kept": 0}
