@@ -84,9 +84,11 @@ class LabelStudio:
     def predictions(self, task: int) -> list[dict]:
         return self._call("GET", "/api/predictions/", params={"task": task}).json()
 
-    def export(self, project: int) -> list[dict]:
-        """Every task of the project with its annotations, as Label Studio's JSON export."""
-        return self._call("GET", f"/api/projects/{project}/export", params={"exportType": "JSON"}).json()
+    def export(self, project: int, all_tasks: bool = False) -> list[dict]:
+        """The project's annotated tasks (every task with `all_tasks`) with their annotations, as
+        Label Studio's JSON export."""
+        params = {"exportType": "JSON", **({"download_all_tasks": "true"} if all_tasks else {})}
+        return self._call("GET", f"/api/projects/{project}/export", params=params).json()
 
     def user(self, user: int) -> dict:
         return self._call("GET", f"/api/users/{user}/").json()

@@ -94,7 +94,7 @@ def main() -> int:
                        class_map={"broken": "defect", "pollution-flashover": "flashover"})
     from training.dataset import YoloDataset
 
-    val = YoloDataset.open(cplid).images("val")
+    val = YoloDataset.open(idd).images("train")  # real 640x360 photos: "a 640 px task"
     out: dict = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "model": MODEL.name}
 
     # The cloud, with the photos in its store, and Label Studio.
@@ -159,7 +159,7 @@ def main() -> int:
         t0 = time.perf_counter()
         imported = ls.import_tasks(project, tasks)
         import_s = time.perf_counter() - t0
-        with_preds = sum(1 for t in ls.export(project) if t.get("predictions"))
+        with_preds = sum(1 for t in ls.export(project, all_tasks=True) if t.get("predictions"))
         out["batch_import"] = {"tasks": len(imported), "with_predictions": with_preds,
                                "predict_s": round(predict_s, 2), "import_s": round(import_s, 2)}
         ls.close()
