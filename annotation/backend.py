@@ -33,24 +33,44 @@ def _secret() -> bytes:
     return secret.encode()
 
 
-def sign(image_id: int, expires: int | None = None) -> str:
-    """The query string that lets Label Studio (and the operator's browser) read one photo."""
+def _subject(subject: int | str) -> str:
+    return f"image/{subject}" if isinstance(subject, int) else str(subject)
+
+
+def sign(subject: int | str, expires: int | None = None) -> str:
+    """The query string that lets Label Studio (and the operator's browser) read one photo (an
+    image id) or one alert's crop (`crop/<alert id>`)."""
     exp = int(expires if expires is not None else time.time() + LINK_TTL_S)
-    sig = hmac.new(_secret(), f"{image_id}:{exp}".encode(), hashlib.sha256).hexdigest()
+    sig = hmac.new(_secret(), f"{_subject(subject)}:{exp}".encode(), hashlib.sha256).hexdigest()
     return f"exp={exp}&sig={sig}"
 
 
-def verify(image_id: int, exp: int, sig: str, now: float | None = None) -> bool:
+def verify(subject: int | str, exp: int, sig: str, now: float | None = None) -> bool:
     if exp < (now if now is not None else time.time()):
         return False
-    want = hmac.new(_secret(), f"{image_id}:{exp}".encode(), hashlib.sha256).hexdigest()
+    want = hmac.new(_secret(), f"{_subject(subject)}:{exp}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(want, sig)
 
 
+def image_url(base_url: str, image_id: int) -> str:
+    return f"{base_url.rstrip('/')}/annotation/images/{image_id}?{sign(image_id)}"
+
+
 def image_task(base_url: str, image_id: int, **data) -> dict:
-    """A Label Studio task for one of the cloud's photos (its id kept for the way back)."""
-    url = f"{base_url.rstrip('/')}/annotation/images/{image_id}?{sign(image_id)}"
-    return {"data": {"image": url, "pli_image_id": image_id, **data}}
+    """A Label Studio task for one of the cloud's photos (its id kept for the way back).
+    `kind="missed_fault"` marks a photo where the model raised nothing but operators should look."""
+    return {"data": {"image": image_url(base_url, image_id), "pli_image_id": image_id, **data}}
+
+
+def review_task(base_url: str, alert: dict) -> dict:
+    """A review-project task for an alert: its crop, its photo, the verdict to give. `alert`:
+    id, fault_class, confidence, model_version, image_id (None when the photo is not uploaded)."""
+    aid = str(alert["id"])
+    crop = f"{base_url.rstrip('/')}/annotation/crops/{aid}?{sign(f'crop/{aid}')}"
+    title = f"{aid}: {alert['fault_class']} {float(alert['confidence']):.2f} ({alert.get('model_version') or '?'})"
+    return {"data": {"title": title, "crop": crop,
+                     "image": image_url(base_url, alert["image_id"]) if alert.get("image_id") else crop,
+                     "pli_alert_id": aid, **({"pli_image_id": alert["image_id"]} if alert.get("image_id") else {})}}
 
 
 def prediction(dets: Detections, width: int, height: int, model_version: str) -> dict:

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The operators' annotation tool. Credentials from the environment: "
                        "PLI_LS_URL, PLI_LS_TOKEN (and PLI_LS_PASSWORD for the server's first boot).")
     asub = a.add_subparsers(dest="annotate_command", required=True,
-                            metavar="{server,project,reconcile,export}")
+                            metavar="{server,project,tasks,review,reconcile,export}")
     p = asub.add_parser("server", help="start Label Studio headless on loopback (until interrupted)")
     p.add_argument("--data-dir", type=Path, default=Path("pli-cloud/label-studio"))
     p.add_argument("--port", type=int, default=8081)
@@ -24,6 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cloud-url", required=True, help="the cloud as Label Studio reaches it")
     p.add_argument("--review", action="store_true", help="a review project (alerts' verdicts) instead")
     p.set_defaults(func=_project)
+    p = asub.add_parser("tasks", help="tasks for the cloud's photos (by image id), optionally with predictions",
+                        description="One task per photo, pointing at the cloud behind a signed link. --predictions "
+                        "computes the boxes here and imports them with the tasks, in batches (for large sets; "
+                        "Label Studio's own 'retrieve predictions' times out past a minute). --missed-fault marks "
+                        "photos where the model raised nothing but operators should look.")
+    p.add_argument("--project", type=int, required=True)
+    p.add_argument("--cloud-url", required=True)
+    p.add_argument("--image", type=int, action="append", required=True, dest="images", help="image id (repeat)")
+    p.add_argument("--predictions", action="store_true")
+    p.add_argument("--missed-fault", action="store_true")
+    p.add_argument("--batch", type=int, default=100)
+    p.set_defaults(func=_tasks)
+    p = asub.add_parser("review", help="review tasks for alerts not reviewed yet (their crop and photo)")
+    p.add_argument("--project", type=int, required=True)
+    p.add_argument("--cloud-url", required=True)
+    p.add_argument("--flight", help="only this flight's alerts")
+    p.set_defaults(func=_review)
     p = asub.add_parser("export", help="a project's annotations straight from the server into a YOLO dataset",
                         description="Photos the cloud made tasks of come from its object store by their id; others "
                         "are fetched from Label Studio with the token. Classes by name, boxes to the pixel.")
@@ -157,4 +174,73 @@ def _export(args: argparse.Namespace) -> int:
         result = import_dataset(export, "labelstudio", args.out, ratios=parse_ratios(args.split), seed=args.seed,
                                 importer_options=options)
     print(f"{result.stats['all'].images} images from project {args.project}; wrote {result.data_yaml}")
+    return 0
+
+
+def photo_tasks(image_ids: list[int], cloud_url: str, predictions: bool = False,
+                missed_fault: bool = False) -> list[dict]:
+    """Tasks for the cloud's photos; with `predictions`, the pre-annotation model's boxes on them."""
+    import cv2
+    import numpy as np
+
+    from annotation import backend
+    from cloud.db import session_scope
+    from cloud.models import Image
+    from cloud.storage import store
+
+    extra = {"kind": "missed_fault"} if missed_fault else {}
+    tasks = [backend.image_task(cloud_url, i, **extra) for i in image_ids]
+    if predictions:
+        from cloud.api.routes.annotation import preannotator
+        from edge.tiled import detect
+
+        detector, version = preannotator()
+        with session_scope() as s:
+            keys = {i: (s.get(Image, i).key if s.get(Image, i) is not None else None) for i in image_ids}
+        for task, i in zip(tasks, image_ids, strict=True):
+            if keys[i] is None:
+                raise ValueError(f"image {i} is not in the cloud's store")
+            image = cv2.imdecode(np.frombuffer(store().read(keys[i]), np.uint8), cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            task["predictions"] = [backend.prediction(detect(detector, image, "auto"), w, h, version)]
+    return tasks
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    ls = _client()
+    made = []
+    try:
+        for start in tqdm(range(0, len(args.images), args.batch), desc="task batches", unit="batch"):
+            chunk = args.images[start:start + args.batch]
+            made += ls.import_tasks(args.project, photo_tasks(chunk, args.cloud_url, args.predictions,
+                                                              args.missed_fault))
+    finally:
+        ls.close()
+    print(f"{len(made)} tasks in project {args.project}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from annotation import backend
+    from cloud.db import session_scope
+    from cloud.models import Alert
+
+    ls = _client()
+    try:  # an alert already in the project is not tasked twice
+        queued = {(t.get("data") or {}).get("pli_alert_id") for t in ls.export(args.project, all_tasks=True)}
+        with session_scope() as s:
+            q = select(Alert).where(Alert.status == "new")
+            if args.flight:
+                q = q.where(Alert.flight_id == args.flight)
+            alerts = [{"id": a.id, "fault_class": a.fault_class, "confidence": a.confidence,
+                       "model_version": a.model_version, "image_id": a.image_id}
+                      for a in s.scalars(q.order_by(Alert.time)) if a.id not in queued]
+        made = ls.import_tasks(args.project, [backend.review_task(args.cloud_url, a) for a in alerts])
+    finally:
+        ls.close()
+    print(f"{len(made)} review tasks in project {args.project}")
     return 0

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import httpx
 
 
-class LabelStudioError(RuntimeError):
-    pass
+class LabelStudioError(ValueError):
+    """Label Studio refused a call (one line: its status and reason)."""
 
 
 class LabelStudio:
@@ -42,8 +42,11 @@ class LabelStudio:
 
     def import_tasks(self, project: int, tasks: Iterable[dict]) -> list[int]:
         """Tasks (each `{"data": {...}}`, optionally with `predictions`); returns their ids."""
+        tasks = list(tasks)
+        if not tasks:
+            return []  # Label Studio answers an empty import with an error
         before = set(self.task_ids(project))
-        self._call("POST", f"/api/projects/{project}/import", json=list(tasks))
+        self._call("POST", f"/api/projects/{project}/import", json=tasks)
         return sorted(set(self.task_ids(project)) - before)
 
     def task_ids(self, project: int) -> list[int]:

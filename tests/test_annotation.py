@@ -143,6 +143,18 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
         zip(cls.tolist(), np.round(xyxy, 3).tolist(), strict=True))
     assert not (tmp_path / "direct" / "fetched").exists()  # nothing fetched: the cloud had the photo
 
+    # A large set: tasks imported with the cloud's predictions, in batches; flagged missed-fault tasks.
+    made = subprocess.run([sys.executable, "-m", "pli", "annotate", "tasks", "--project", str(project), "--cloud-url",
+                           base, "--image", str(ids[1]), "--image", str(ids[2]), "--predictions", "--missed-fault",
+                           "--batch", "1"], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "PLI_LS_URL": label_studio.url, "PLI_LS_TOKEN": label_studio.token})
+    assert made.returncode == 0 and "2 tasks" in made.stdout, made.stderr[-2000:]
+    batch = [t for t in ls.export(project, all_tasks=True) if t["data"].get("kind") == "missed_fault"]
+    assert sorted(t["data"]["pli_image_id"] for t in batch) == sorted(ids[1:3])
+    for t in batch:
+        (pred,) = ls.predictions(t["id"])
+        assert pred["model_version"] == "pli-default/2026.11.22"
+
 
 def test_the_ml_backend_and_the_image_links_refuse_the_anonymous(cloud):
     base, ids, _, _ = cloud
@@ -222,12 +234,20 @@ def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_
         for seq in (1, 2):
             rec = Record("UAV-07", seq, "F-rev", t0, 25.3, 103.1 + seq / 1000, 1600.0, "defect", 0.9, Severity.HIGH,
                          position_source="laser", epoch=1, class_list_version=1, source_frame="IMG_1.JPG")
-            record_alert(s, "pli/fleet1/UAV-07/alerts", alert_json.dumps(rec))
+            record_alert(s, "pli/fleet1/UAV-07/alerts", alert_json.dumps(rec, b"\xff\xd8crop-jpeg"))
         alert_ids = [a.id for a in s.query(Alert).order_by(Alert.id)]
     review = wire_project(ls, "alert review", base, review=True)
-    tasks = ls.import_tasks(review, [{"data": {"title": aid, "crop": backend.image_task(base, ids[0])["data"]["image"],
-                                               "image": backend.image_task(base, ids[0])["data"]["image"],
-                                               "pli_alert_id": aid}} for aid in alert_ids])
+    cli_env = {**env, "PLI_LS_URL": label_studio.url, "PLI_LS_TOKEN": label_studio.token}
+    for _ in range(2):  # run twice: the second adds nothing
+        out = subprocess.run([sys.executable, "-m", "pli", "annotate", "review", "--project", str(review),
+                              "--cloud-url", base], cwd=ROOT, capture_output=True, text=True, env=cli_env)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert "0 review tasks" in out.stdout
+    by_alert = {t["data"]["pli_alert_id"]: t for t in ls.export(review, all_tasks=True)}
+    assert sorted(by_alert) == alert_ids
+    crop = by_alert[alert_ids[0]]["data"]["crop"]
+    assert httpx.get(crop).status_code == 200 and httpx.get(crop.split("?")[0]).status_code == 403
+    tasks = [by_alert[a]["id"] for a in alert_ids]
     ls.annotate(tasks[0], _review("confirm"))
     ls.annotate(tasks[1], _review("false alarm"))
     for _ in range(100):

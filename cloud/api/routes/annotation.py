@@ -114,16 +114,36 @@ def ls_webhook(body: dict, session: Session = Depends(db), _: None = Depends(web
     return _record(session, body)
 
 
-@router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
-            response_class=Response)
-def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_length=64),
-               session: Session = Depends(db)) -> Response:
+def _signed(subject: int | str, exp: int, sig: str) -> None:
     try:
-        ok = bool(sig) and backend.verify(image_id, exp, sig)
+        ok = bool(sig) and backend.verify(subject, exp, sig)
     except KeyError:  # no link can be valid
         raise HTTPException(403, "task images are off: PLI_ANNOTATION_SECRET is not set") from None
     if not ok:
         raise HTTPException(403, "a signed, unexpired link is required")
+
+
+_CORS = {"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"}
+
+
+@router.get("/annotation/crops/{alert_id}", summary="a review task's crop, behind a signed link",
+            response_class=Response)
+def task_crop(alert_id: str, exp: int = Query(0), sig: str = Query("", max_length=64),
+              session: Session = Depends(db)) -> Response:
+    from cloud.models import Alert
+
+    _signed(f"crop/{alert_id}", exp, sig)
+    row = session.get(Alert, alert_id)
+    if row is None or not row.thumbnail:
+        raise HTTPException(404, f"no crop for alert {alert_id}")
+    return Response(row.thumbnail, media_type="image/jpeg", headers=_CORS)
+
+
+@router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
+            response_class=Response)
+def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_length=64),
+               session: Session = Depends(db)) -> Response:
+    _signed(image_id, exp, sig)
     row = session.get(Image, image_id)
     if row is None or row.key is None:
         raise HTTPException(404, f"no stored image {image_id}")
@@ -131,4 +151,4 @@ def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_leng
     # Label Studio's page loads the photo cross-origin (crossorigin="anonymous"): the signed link is
     # the credential, so any origin may read what it names, and nothing else.
     return Response(store().read(row.key), media_type="image/png" if suffix == ".png" else "image/jpeg",
-                    headers={"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"})
+                    headers=_CORS)
