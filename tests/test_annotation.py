@@ -255,12 +255,28 @@ def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_
             if s.query(Annotation).filter(Annotation.alert_id.is_not(None)).count() == 2:
                 break
         time.sleep(0.1)
-    monkeypatch.setenv("PLI_LS_URL", label_studio.url)
-    monkeypatch.setenv("PLI_LS_TOKEN", label_studio.token)
-    with session_scope(url) as s:  # what the queued job does (cloud/annotations.py:apply_annotations)
-        assert annotations.apply_pending(s, annotations.label_studio_names())["reviews"] == 2
+    # The queued jobs run on a worker (`pli cloud worker`'s consumer, in this process, on the
+    # server's queue and database), not in the webhook's request.
+    from cloud import jobs
+
+    for k, v in {"PLI_LS_URL": label_studio.url, "PLI_LS_TOKEN": label_studio.token, "PLI_DATABASE_URL": url,
+                 "PLI_CLOUD_DIR": env["PLI_CLOUD_DIR"]}.items():
+        monkeypatch.setenv(k, v)
+    jobs.reset_queue()
+    worker = jobs.Worker(workers=1).start()
+    try:
+        for _ in range(200):
+            with session_scope(url) as s:
+                statuses = [s.get(Alert, a).status for a in alert_ids]
+            if "new" not in statuses:
+                break
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        jobs.reset_queue()
     with session_scope(url) as s:
         assert [s.get(Alert, a).status for a in alert_ids] == ["confirmed", "false_alarm"]
+        assert s.query(Annotation).filter(Annotation.applied.is_(False)).count() == 0
         actors = {e.actor for e in s.query(AlertEvent).filter(AlertEvent.alert_id.in_(alert_ids))}
     assert actors == {f"{label_studio.username} (label-studio)"}
     assert httpx.post(f"{base}/annotation/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 401
@@ -319,3 +335,12 @@ def test_an_operator_opens_a_task_in_the_browser_and_sees_the_models_boxes(label
     finally:
         driver.quit()
         ls.close()
+
+
+def test_pli_annotate_server_without_its_credentials_is_one_error_line(tmp_path, monkeypatch):
+    for k in ("PLI_LS_PASSWORD", "PLI_LS_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    out = subprocess.run([sys.executable, "-m", "pli", "annotate", "server", "--data-dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "pli: error: set PLI_LS_PASSWORD and PLI_LS_TOKEN: Label Studio's admin password and API token"]
