@@ -124,7 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = csub.add_parser("release", help="model releases and their rollout (canary, then fleet)",
                         description="Releases are recorded once (immutable) and signed for a group in the TUF "
                         "repository; the online signing keys come from the environment (see `pli cloud tuf`).")
-    rsub = r.add_subparsers(dest="release_command", required=True, metavar="{add,list,show,promote,assign,rollback}")
+    rsub = r.add_subparsers(dest="release_command", required=True,
+                            metavar="{add,list,show,promote,preannotate,assign,rollback}")
     p = rsub.add_parser("add", help="build and record a release from training weights (or from built files)",
                         description="`add WEIGHTS.pt --campaign NAME=DATA.yaml[:SPLIT] ...`: export FP32 and INT8 "
                         "ONNX, score both on every campaign's frozen test set, make golden frames per build, "
@@ -151,6 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version")
     p.add_argument("--group", choices=["canary", "fleet"], default="canary")
     p.set_defaults(func=_release_promote)
+    p = rsub.add_parser("preannotate", help="the release whose FP32 build pre-annotates Label Studio tasks")
+    p.add_argument("version")
+    p.set_defaults(func=_release_preannotate)
     p = rsub.add_parser("assign", help="move a drone to a rollout group (signed metadata; the ACL follows)",
                         description="Signs drones/DRONE/group.json in the TUF targets: a drone takes its group "
                         "from this and from nothing else after `pli device init`. With --acl, the broker's ACL is "
@@ -523,6 +527,19 @@ def _release_promote(args: argparse.Namespace) -> int:
     with session_scope() as s:
         d = rollout.promote(s, args.version, args.group, f"{getpass.getuser()} (cli)")
         print(f"release {args.version} signed for {d.target}")
+    return 0
+
+
+def _release_preannotate(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cloud.db import session_scope, upgrade
+    from cloud.registry import rollout
+
+    upgrade()
+    with session_scope() as s:
+        model = rollout.set_preannotation(s, args.version, f"{getpass.getuser()} (cli)")
+    print(f"Label Studio tasks are pre-annotated by {model} (release {args.version}) from now on")
     return 0
 
 

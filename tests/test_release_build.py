@@ -60,6 +60,13 @@ def test_release_add_builds_scores_and_records_a_release_from_weights(tiny_model
 
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
 
+    pre = subprocess.run([sys.executable, "-m", "pli", "cloud", "release", "preannotate", "2026.12.01"], env=env,
+                         cwd=ROOT, capture_output=True, text=True)
+    assert pre.returncode == 0, pre.stderr[-2000:]
+    from cloud.registry.rollout import preannotation_model
+
+    assert preannotation_model() == folder / fp32  # Label Studio's pre-annotation, not the fleet's model
+
     again = subprocess.run([sys.executable, "-m", "pli", "cloud", "release", "add", str(result.last),
                             "--version", "2026.12.01", "--imgsz", "160", "--campaign", f"tiles={data}:train"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -191,6 +191,34 @@ def assign(drone: str, fleet: str, group: str, acl_out: Path | None = None, sign
     return version  # the drone finds it at its next check (no announcement: it reads its old group's topic)
 
 
+PREANNOTATE = "preannotate.json"
+
+
+def set_preannotation(session: Session, version: str, by: str) -> Path:
+    """Name the release whose FP32 build pre-annotates Label Studio tasks (never the fleet's
+    model: that is promote's business)."""
+    release = get_release(session, version)
+    files = _files(release)
+    fp32 = [n for n, b in (release.card.get("builds") or {}).items() if b.get("precision") == "fp32"]
+    name = fp32[0] if fp32 else next((n for n in files if n.endswith(".onnx")), None)
+    if name is None:
+        raise RolloutError(f"release {version} has no ONNX build", 400)
+    doc = {"version": version, "model": str(files[name]), "by": by, "at": datetime.now(UTC).isoformat()}
+    out = registry_dir() / PREANNOTATE
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(out)
+    return files[name]
+
+
+def preannotation_model() -> Path | None:
+    """The model the registry names for pre-annotation, if it names one."""
+    try:
+        return Path(json.loads((registry_dir() / PREANNOTATE).read_text())["model"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def announce(group: str, version: str, targets_version: int, fleet: str | None = None) -> bool:
     """A retained message on the group's topic (cloud/registry/acl.py) telling its drones to check
     now: a hint only, what they install is what TUF verifies. Sent when `PLI_MQTT_HOST` names the

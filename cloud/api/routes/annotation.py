@@ -47,9 +47,12 @@ def _preannotator(path: str):
 
 
 def preannotator():
-    """The model that pre-annotates: `PLI_PREANNOTATE_MODEL` (the registry's choice), else the
-    shipped default."""
-    return _preannotator(os.environ.get("PLI_PREANNOTATE_MODEL") or str(DEFAULT_MODEL))
+    """The model that pre-annotates: `PLI_PREANNOTATE_MODEL`, else the release the registry
+    names (`pli cloud release preannotate VERSION`), else the shipped default."""
+    from cloud.registry.rollout import preannotation_model
+
+    path = os.environ.get("PLI_PREANNOTATE_MODEL") or preannotation_model() or DEFAULT_MODEL
+    return _preannotator(str(path))
 
 
 @router.get("/ml/health", summary="Label Studio's ML backend: alive")
