@@ -1,0 +1,68 @@
+"""Which images to label (cloud/selection.py), on small synthetic embeddings: k-center covers
+every cluster at least as tightly as random; near-duplicate consecutive frames are never both
+chosen; uncertainty weighs rare classes up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud.selection import Frames, coverage_radius, image_uncertainty, k_center, select
+
+
+def clusters(seed: int, k: int = 8, d: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 10, (k, d))
+    sizes = rng.integers(5, 200, k)  # unequal: random picks crowd into the big ones
+    x = np.concatenate([c + rng.normal(0, 0.5, (n, d)) for c, n in zip(centres, sizes, strict=True)])
+    return x.astype(np.float32), np.repeat(np.arange(k), sizes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_k_center_picks_from_every_cluster_and_covers_at_least_as_tightly_as_random(seed):
+    x, label = clusters(seed)
+    picks = select("coreset", 12, emb=x, seed=seed)
+    assert set(label[picks]) == set(range(8))
+    rand = select("random", 12, emb=x, seed=seed)
+    assert coverage_radius(x, picks) <= coverage_radius(x, rand)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["coreset", "uncertainty", "hybrid", "random"]),
+       st.integers(1, 30))
+def test_two_near_duplicate_consecutive_frames_are_never_both_chosen(seed, strategy, budget):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (20, 8)).astype(np.float32)
+    x = np.repeat(base, 2, axis=0) + rng.normal(0, 1e-3, (40, 8)).astype(np.float32)  # frame pairs
+    frames = Frames(np.array(["F1"] * 40), np.arange(40))
+    unc = rng.random(40)
+    picks = select(strategy, budget, emb=x, uncertainty=unc, frames=frames, seed=seed)
+    chosen = set(picks.tolist())
+    assert len(chosen) == len(picks) <= budget
+    assert not any(2 * i in chosen and 2 * i + 1 in chosen for i in range(20))
+    other_flight = select(strategy, 40, emb=x, uncertainty=unc, frames=Frames(np.arange(40), np.zeros(40, int)),
+                          seed=seed)
+    assert len(other_flight) == 40  # different flights: not duplicates, all may be chosen
+
+
+def test_already_labelled_images_are_not_chosen_again_and_count_as_covered():
+    x, _ = clusters(1)
+    first = k_center(x, 8)
+    more = k_center(x, 8, labelled=first)
+    assert not set(first) & set(more)
+    assert coverage_radius(x, np.concatenate([first, more])) <= coverage_radius(x, first)
+
+
+def test_uncertainty_is_highest_near_one_half_and_rare_classes_weigh_more():
+    conf = [np.array([0.5]), np.array([0.95]), np.array([0.5]), np.array([])]
+    cls = [np.array([0]), np.array([0]), np.array([1]), np.array([], int)]
+    many_insulators = conf + [np.array([0.5, 0.5, 0.5])]
+    u = image_uncertainty(many_insulators, cls + [np.array([0, 0, 0])], 3)
+    assert u[0] > u[1] and u[3] == 0 and u[2] > u[0]  # class 1 is rarer among the predictions
+    assert list(select("uncertainty", 2, uncertainty=u)) == [2, 0]  # ties keep their order
+    with pytest.raises(ValueError, match="needs embeddings"):
+        select("coreset", 2, uncertainty=u)
+    with pytest.raises(ValueError, match="strategy"):
+        select("greedy", 2, emb=np.zeros((3, 2)))
