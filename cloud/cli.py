@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,acl,openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,acl,"
+                            "openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -169,6 +170,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", choices=["canary", "fleet"], required=True)
     p.add_argument("--to", required=True, help="the release to go back to")
     p.set_defaults(func=_release_rollback)
+
+    cp = csub.add_parser("campaign", help="campaigns: datasets with a frozen test set",
+                         description="Import a campaign once: train / val / test (a fifth of its photos, frozen: "
+                         "every release is scored on the same ones).")
+    cpsub = cp.add_subparsers(dest="campaign_command", required=True, metavar="{add,list}")
+    p = cpsub.add_parser("add", help="import a campaign's photos and freeze its test set")
+    p.add_argument("name")
+    p.add_argument("src", type=Path)
+    p.add_argument("--format", required=True, choices=["voc", "coco", "yolo", "labelstudio"])
+    p.add_argument("--map", action="append", metavar="SRC=DST", help="rename a source class (DST empty: drop it)")
+    p.add_argument("--class-list", type=int, help="the class-list version the campaign is labelled with")
+    p.add_argument("--group-by", help="keep groups (flights) on one side of the split (see pli data import)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--description", default="")
+    p.set_defaults(func=_campaign_add)
+    p = cpsub.add_parser("list", help="campaigns and their frozen test sets")
+    p.set_defaults(func=_campaign_list)
 
     a = csub.add_parser("acl", help="the broker's ACL with per-drone rollout topics",
                         description="Mosquitto's patterns substitute only %u and %c: write the static ACL "
@@ -567,6 +585,32 @@ def _release_rollback(args: argparse.Namespace) -> int:
     with session_scope() as s:
         rollout.rollback(s, args.group, args.to, f"{getpass.getuser()} (cli)")
         print(f"{args.group} goes back to release {args.to}")
+    return 0
+
+
+def _campaign_add(args: argparse.Namespace) -> int:
+    from cloud import campaigns
+    from cloud.db import session_scope, upgrade
+    from training.dataset import parse_class_map
+
+    upgrade()
+    with session_scope() as s:
+        row = campaigns.add(s, args.name, args.src, args.format, parse_class_map(args.map), args.class_list,
+                            args.seed, args.description, args.group_by)
+        print(f"campaign {row.name}: {row.data}; {len(row.test_set)} photos frozen as its test set")
+    return 0
+
+
+def _campaign_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cloud.db import session_scope, upgrade
+    from cloud.models import Campaign
+
+    upgrade()
+    with session_scope() as s:
+        for c in s.scalars(select(Campaign).order_by(Campaign.id)):
+            print(f"{c.name:<16} class list {c.class_list_version}  test {len(c.test_set)} photos  {c.data}")
     return 0
 
 

@@ -225,6 +225,7 @@ class Campaign(Base):
     class_list_version: Mapped[int | None] = mapped_column(Integer)
     test_set: Mapped[list] = mapped_column(JSON, default=list)  # image names, frozen
     frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data: Mapped[str | None] = mapped_column(String(1024))  # its data.yaml (cloud/campaigns.py)
 
 
 class ModelRelease(Base):

@@ -134,7 +134,7 @@ def test_one_message_carries_one_epoch_and_one_class_list_version():
 
 def test_a_new_class_travels_under_its_list_version_and_an_unknown_version_is_named():
     t = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
-    flash = Alert("UAV-07", 9, "F1", t, 25.0, 102.0, 1500.0, "flashover", 0.8, Severity.HIGH, epoch=2,
+    flash = Alert("UAV-07", 9, "F1", t, 25.0, 102.0, 1500.0, "flashover", 0.8, Severity.MEDIUM, epoch=2,
                   class_list_version=2)
     payload = pack([flash], 7, KEY, LEVEL3_MIXED).payload
     assert [a.fault_class for a in unpack(payload, KEYS.get).alerts] == ["flashover"]

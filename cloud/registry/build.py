@@ -39,9 +39,18 @@ class Campaign:
 
     @classmethod
     def parse(cls, text: str) -> Campaign:
-        """`NAME=DATA.yaml[:SPLIT]`, the split defaulting to `test`, else `val` when the data has none."""
+        """`NAME=DATA.yaml[:SPLIT]`, the split defaulting to `test`, else `val` when the data has none;
+        or the name of a campaign the cloud holds (`pli cloud campaign add`): its frozen test set."""
         from training.dataset import YoloDataset, named_split
 
+        if "=" not in text:
+            from cloud import campaigns
+            from cloud.db import session_scope
+
+            with session_scope() as s:
+                row = campaigns.get(s, text)
+                campaigns.check_frozen(row)
+                return cls(row.name, Path(row.data), "test")
         name, data, split = named_split(text)
         if not data.exists():
             raise FileNotFoundError(f"campaign {name}: {data} does not exist")

@@ -84,7 +84,7 @@ def test_default_class_list_and_alert_rules():
 def test_class_list_versions_only_grow_at_the_end(tmp_path):
     lists = known_class_lists()
     assert lists[1].names == load_class_list().names and lists[1].version == load_class_list().version == 1
-    assert lists[2].names == [*lists[1].names, "flashover"] and lists[2].severity_of("flashover") is Severity.HIGH
+    assert lists[2].names == [*lists[1].names, "flashover"] and lists[2].severity_of("flashover") is Severity.MEDIUM
     assert class_list_for(lists[2].names).version == 2 and class_list_for(lists[1].names).version == 1
     reordered = parse_class_list('version = 3\n[[class]]\nname = "defect"\nfault = true\nseverity = "high"\n')
     with pytest.raises(ValueError, match="only ever appended"):
