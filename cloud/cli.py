@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "postgresql+psycopg://user@host:port/db), else the SQLite file pli-cloud/pli.db "
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
-                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,acl,"
-                            "openapi}")
+                            metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,select,"
+                            "acl,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -171,6 +171,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, help="the release to go back to")
     p.set_defaults(func=_release_rollback)
 
+    p = csub.add_parser("select", help="choose a campaign's photos for operators to label (coreset, uncertainty, "
+                        "hybrid, random)", description="Writes the choice as a dataset version and, with --project, "
+                        "makes it Label Studio tasks pre-annotated by the registry's model. --queue runs it as a job.")
+    p.add_argument("--campaign", required=True)
+    p.add_argument("--budget", type=int, required=True)
+    p.add_argument("--strategy", required=True, choices=["coreset", "uncertainty", "hybrid", "random"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", type=Path, help="PyTorch weights for the embeddings (default models/pli-default.pt)")
+    p.add_argument("--model", type=Path, help="ONNX detector for the uncertainty (default the shipped one)")
+    p.add_argument("--project", type=int, help="Label Studio project to put the tasks in")
+    p.add_argument("--cloud-url", help="the cloud as Label Studio reaches it (with --project)")
+    p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
+    p.set_defaults(func=_select)
+
     cp = csub.add_parser("campaign", help="campaigns: datasets with a frozen test set",
                          description="Import a campaign once: train / val / test (a fifth of its photos, frozen: "
                          "every release is scored on the same ones).")
@@ -282,7 +296,8 @@ def _worker(args: argparse.Namespace) -> int:
     import threading
 
     import cloud.annotations
-    import cloud.notify  # noqa: F401 - registers its jobs
+    import cloud.notify
+    import cloud.selection_job  # noqa: F401 - registers its jobs
     from cloud.db import upgrade
     from cloud.jobs import Worker
 
@@ -585,6 +600,22 @@ def _release_rollback(args: argparse.Namespace) -> int:
     with session_scope() as s:
         rollout.rollback(s, args.group, args.to, f"{getpass.getuser()} (cli)")
         print(f"{args.group} goes back to release {args.to}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from cloud import selection_job
+    from cloud.db import upgrade
+    from cloud.jobs import enqueue
+
+    upgrade()
+    kw = {"campaign": args.campaign, "budget": args.budget, "strategy": args.strategy, "seed": args.seed,
+          "weights": str(args.weights) if args.weights else None, "model": str(args.model) if args.model else None,
+          "project": args.project, "cloud_url": args.cloud_url}
+    if args.queue:
+        print(f"job {enqueue('select', **kw)} queued")
+    else:
+        print(json.dumps(selection_job.run_selection(**kw)))
     return 0
 
 

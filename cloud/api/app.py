@@ -11,7 +11,20 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from cloud.api.routes import alerts, annotation, faults, flights, health, jobs, releases, tokens, towers, tuf, uploads
+from cloud.api.routes import (
+    alerts,
+    annotation,
+    campaigns,
+    faults,
+    flights,
+    health,
+    jobs,
+    releases,
+    tokens,
+    towers,
+    tuf,
+    uploads,
+)
 from cloud.db import read_sessions, sessions
 from cloud.web import pages
 
@@ -26,7 +39,8 @@ def create_app(url: str | None = None) -> Measured:
     requests = Counter("pli_http_requests", "HTTP requests", ["route", "status"], registry=registry)
     latency = Histogram("pli_http_request_seconds", "HTTP request latency", ["route"], registry=registry)
 
-    for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads, tuf, annotation):
+    for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads, tuf, annotation,
+                   campaigns):
         app.include_router(module.router)
     app.include_router(pages.router)  # the operators' pages (not in the API's spec)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")

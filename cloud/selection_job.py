@@ -1,0 +1,118 @@
+"""`pli cloud select` and its job: a campaign's unlabelled photos -> the ones operators label.
+
+Embeddings (cloud/embeddings.py) and the detector's uncertainty feed a strategy of
+cloud/selection.py; the choice is written as a dataset version (`<PLI_CLOUD_DIR>/selections/
+<campaign>/<stamp>-<strategy>-<budget>.json`: which photos, how they were chosen) and, when a
+Label Studio project is named, becomes its tasks (the photos served by the cloud behind signed
+links, pre-annotated by the registry's model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from cloud.db import cloud_dir, session_scope
+from cloud.jobs import job
+from cloud.selection import Frames, image_uncertainty, select
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = REPO / "models" / "pli-default.pt"
+DEFAULT_MODEL = REPO / "models" / "pli-default.onnx"
+UNCERTAINTY_CONF = 0.05  # boxes the model barely believes are where it is unsure
+_FRAME = re.compile(r"^(?P<flight>.+)_(?P<index>\d+)$")
+
+
+def frames_of(paths: list[Path]) -> Frames:
+    """Flight and frame index from `<flight>_<frame>` names (as flights are stored); any other
+    photo is a flight of its own."""
+    flights, index = [], []
+    for i, p in enumerate(paths):
+        m = _FRAME.match(p.stem)
+        flights.append(m["flight"] if m else f"#{i}")
+        index.append(int(m["index"]) if m else 0)
+    return Frames(np.array(flights), np.array(index))
+
+
+def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
+    import cv2
+
+    from edge.detector import Detector
+    from edge.tiled import detect
+
+    det = Detector(model)
+    conf, cls = [], []
+    for p in paths:
+        d = detect(det, cv2.imread(str(p)), "auto", conf=UNCERTAINTY_CONF)
+        conf.append(d.confidence)
+        cls.append(d.class_id)
+    return image_uncertainty(conf, cls, len(det.names))
+
+
+def register_photos(campaign: str, paths: list[Path]) -> list[int]:
+    """The photos as the cloud's images (object store and `images` rows), for signed task links."""
+    from sqlalchemy import select as sql_select
+
+    from cloud.models import Image
+    from cloud.storage import store
+
+    ids = []
+    with session_scope() as s:
+        for p in paths:
+            key = f"campaigns/{campaign}/{p.name}"
+            row = s.scalar(sql_select(Image).where(Image.key == key))
+            if row is None:
+                store().put_file(key, p)
+                row = Image(name=p.name, key=key)
+                s.add(row)
+                s.flush()
+            ids.append(row.id)
+    return ids
+
+
+@job("select")
+def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weights: str | None = None,
+                  model: str | None = None, project: int | None = None, cloud_url: str | None = None) -> dict:
+    from cloud import campaigns
+    from training.dataset import YoloDataset
+
+    with session_scope() as s:
+        data = Path(campaigns.get(s, campaign).data)
+    pool = sorted(YoloDataset.open(data).images("train"))
+    if not pool:
+        raise ValueError(f"campaign {campaign} has no training photos to choose from")
+    emb = unc = None
+    if strategy in ("coreset", "hybrid", "random"):
+        from cloud.embeddings import embed
+
+        emb = embed(Path(weights or DEFAULT_WEIGHTS), pool, cloud_dir() / "embeddings", progress=False)
+    if strategy in ("uncertainty", "hybrid"):
+        unc = uncertainty(Path(model or DEFAULT_MODEL), pool)
+    picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed)
+    chosen = [pool[i] for i in picks]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = cloud_dir() / "selections" / campaign / f"{stamp}-{strategy}-{budget}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"campaign": campaign, "strategy": strategy, "budget": budget, "seed": seed, "pool": len(pool),
+           "weights": str(weights or DEFAULT_WEIGHTS), "images": [p.name for p in chosen], "created": stamp}
+    tasks = 0
+    if project is not None:
+        from annotation.cli import photo_tasks
+        from annotation.client import LabelStudio
+
+        if not cloud_url or not os.environ.get("PLI_LS_URL") or not os.environ.get("PLI_LS_TOKEN"):
+            raise ValueError("tasks need the cloud's URL and PLI_LS_URL, PLI_LS_TOKEN")
+        ids = register_photos(campaign, chosen)
+        ls = LabelStudio(os.environ["PLI_LS_URL"], os.environ["PLI_LS_TOKEN"])
+        try:
+            tasks = len(ls.import_tasks(project, photo_tasks(ids, cloud_url, predictions=True)))
+        finally:
+            ls.close()
+        doc["label_studio"] = {"project": project, "tasks": tasks, "image_ids": ids}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    return {"selected": len(chosen), "version": str(out), "tasks": tasks}

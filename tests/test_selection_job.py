@@ -1,0 +1,80 @@
+"""`pli cloud select` as a job: a campaign's photos embedded by the detector (cached), chosen,
+written as a dataset version and made Label Studio tasks with the model's boxes; queued
+through the API by an operator."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud import campaigns, jobs
+from cloud.db import session_scope, upgrade
+from cloud.tokens import create_token
+
+
+@pytest.fixture
+def campaign(flight, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    monkeypatch.setenv("PLI_DATABASE_URL", url)
+    monkeypatch.setenv("PLI_CLOUD_DIR", str(tmp_path / "cloud"))
+    monkeypatch.setenv("PLI_ANNOTATION_SECRET", "links-1")
+    upgrade(url)
+    with session_scope(url) as s:
+        campaigns.add(s, "synth", flight.out, "yolo")
+    return url
+
+
+def test_a_selection_is_a_dataset_version_and_label_studio_tasks(campaign, tmp_path, label_studio, monkeypatch):
+    from annotation.client import LabelStudio
+    from annotation.label_config import detection_config
+    from cloud.selection_job import run_selection
+    from comms.classes import load_class_list
+
+    ls = LabelStudio(label_studio.url, label_studio.token)
+    project = ls.create_project("synth selection", detection_config(load_class_list()))
+    monkeypatch.setenv("PLI_LS_URL", label_studio.url)
+    monkeypatch.setenv("PLI_LS_TOKEN", label_studio.token)
+    out = run_selection("synth", 3, "coreset", project=project, cloud_url="http://127.0.0.1:9")
+    doc = json.loads(Path(out["version"]).read_text())
+    assert out["selected"] == 3 == len(doc["images"]) == len(set(doc["images"])) and out["tasks"] == 3
+    tasks = ls.export(project, all_tasks=True)
+    assert len(tasks) == 3 and all(t["predictions"] for t in tasks)  # pre-annotated
+    cache = list((tmp_path / "cloud" / "embeddings").rglob("*.npy"))
+    assert len(cache) == doc["pool"]  # every photo of the pool embedded once, kept
+    again = run_selection("synth", 3, "coreset")  # from the cache, the same choice (same seed)
+    assert json.loads(Path(again["version"]).read_text())["images"] == doc["images"]
+    ls.close()
+
+
+def test_an_operator_queues_a_selection_through_the_api_and_a_worker_runs_it(campaign, monkeypatch):
+    from cloud.api.app import create_app
+
+    with session_scope(campaign) as s:
+        operator = create_token(s, "ops", "operator")
+        fleet = create_token(s, "uav", "fleet")
+    client = TestClient(create_app(campaign))
+    body = {"budget": 2, "strategy": "random", "seed": 1}
+    assert client.post("/campaigns/synth/select", json=body, headers={"Authorization": f"Bearer {fleet}"}
+                       ).status_code == 403
+    assert client.post("/campaigns/nope/select", json=body, headers={"Authorization": f"Bearer {operator}"}
+                       ).status_code == 404
+    r = client.post("/campaigns/synth/select", json=body, headers={"Authorization": f"Bearer {operator}"})
+    assert r.status_code == 202
+    job_id = r.json()["job"]
+    jobs.reset_queue()
+    worker = jobs.Worker(workers=1).start()
+    try:
+        for _ in range(300):
+            j = client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {operator}"}).json()
+            if j["status"] in ("done", "failed"):
+                break
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        jobs.reset_queue()
+    assert j["status"] == "done", j
+    assert j["result"]["selected"] == 2
