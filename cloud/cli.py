@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
                             metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,select,"
-                            "acl,openapi}")
+                            "pseudo-label,acl,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -185,6 +185,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
     p.set_defaults(func=_select)
 
+    p = csub.add_parser("pseudo-label", help="weak labels for a campaign's unlabelled photos (a dataset version)",
+                        description="The model's boxes, kept where the class's F1-best threshold on validation is "
+                        "cleared and test-time augmentation (and the next frame of a flight) agrees; reviews remove "
+                        "false alarms and add confirmed faults. Prints the batch's precision and recall.")
+    p.add_argument("--campaign", required=True)
+    p.add_argument("--labelled", type=Path, help="a selection (pli cloud select) whose photos keep their true labels")
+    p.add_argument("--model", type=Path, help="the teacher, ONNX (default the shipped model)")
+    p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
+    p.set_defaults(func=_pseudo_label)
+
     cp = csub.add_parser("campaign", help="campaigns: datasets with a frozen test set",
                          description="Import a campaign once: train / val / test (a fifth of its photos, frozen: "
                          "every release is scored on the same ones).")
@@ -297,6 +307,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     import cloud.annotations
     import cloud.notify
+    import cloud.pseudo_labels
     import cloud.selection_job  # noqa: F401 - registers its jobs
     from cloud.db import upgrade
     from cloud.jobs import Worker
@@ -616,6 +627,21 @@ def _select(args: argparse.Namespace) -> int:
         print(f"job {enqueue('select', **kw)} queued")
     else:
         print(json.dumps(selection_job.run_selection(**kw)))
+    return 0
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from cloud import pseudo_labels
+    from cloud.db import upgrade
+    from cloud.jobs import enqueue
+
+    upgrade()
+    labelled = json.loads(args.labelled.read_text())["images"] if args.labelled else None
+    kw = {"campaign": args.campaign, "labelled": labelled, "model": str(args.model) if args.model else None}
+    if args.queue:
+        print(f"job {enqueue('pseudo_label', **kw)} queued")
+    else:
+        print(json.dumps(pseudo_labels.run(**kw)))
     return 0
 
 

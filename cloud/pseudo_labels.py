@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cloud.jobs import job
 from edge.detections import Detections
 from edge.golden import iou_matrix
 
@@ -135,3 +136,87 @@ def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]]
         found += int(_matches(t_xyxy, t_cls, d.xyxy, d.class_id, MATCH_IOU).sum())  # true boxes they cover
     return {"boxes": n_pseudo, "true_boxes": n_true, "precision": round(right / n_pseudo, 4) if n_pseudo else None,
             "recall": round(found / n_true, 4) if n_true else None}
+
+
+def _flight_neighbours(paths: list) -> dict[int, int]:
+    """Index of the next frame of the same flight, for each photo that has one."""
+    from cloud.selection_job import frames_of
+
+    f = frames_of(paths)
+    where = {(str(fl), int(ix)): i for i, (fl, ix) in enumerate(zip(f.flight, f.index, strict=True))}
+    return {i: where[(str(fl), int(ix) + 1)] for i, (fl, ix) in enumerate(zip(f.flight, f.index, strict=True))
+            if (str(fl), int(ix) + 1) in where and not str(fl).startswith("#")}
+
+
+def run(campaign: str, labelled: list[str] | None = None, model=None, conf: float = 0.05) -> dict:
+    """A dataset version of the campaign's training photos: true labels for `labelled` (photo
+    names), pseudo-labels for the rest; with its batch's precision and recall against the
+    campaign's ground truth."""
+    import json
+    import os
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from cloud import campaigns
+    from cloud.db import cloud_dir, session_scope
+    from cloud.selection_job import DEFAULT_MODEL
+    from edge.detector import Detector
+    from edge.tiled import detect
+    from training.boxes import xyxy_to_yolo
+    from training.dataset import YoloDataset, label_path_for, yolo_lines
+
+    with session_scope() as s:
+        data = Path(campaigns.get(s, campaign).data)
+    ds = YoloDataset.open(data)
+    det = Detector(Path(model or DEFAULT_MODEL))
+    names = list(det.names)
+    to_model = {i: names.index(n) for i, n in enumerate(ds.names) if n in names}
+
+    def predict(im):
+        return detect(det, im, "auto", conf=conf)
+
+    def truth(path):
+        _, xyxy, cls = ds.read(path)
+        keep = np.array([int(c) in to_model for c in cls], bool)
+        return xyxy[keep], np.array([to_model[int(c)] for c in cls[keep]], int)
+
+    val = []
+    for p in ds.images("val"):
+        d = predict(cv2.imread(str(p)))
+        val.append((d.xyxy, d.confidence, d.class_id, *truth(p)))
+    thresholds = f1_thresholds(val, len(names))
+    pool = sorted(ds.images("train"))
+    done = set(labelled or [])
+    nxt = _flight_neighbours(pool)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = cloud_dir() / "pseudo" / campaign / stamp
+    (out / "images" / "train").mkdir(parents=True)
+    (out / "labels" / "train").mkdir(parents=True)
+    made, truths = [], []
+    for i, p in enumerate(pool):
+        os.symlink(p.resolve(), out / "images" / "train" / p.name)
+        label = out / "labels" / "train" / f"{p.stem}.txt"
+        if p.name in done:
+            label.write_text(label_path_for(p).read_text() if label_path_for(p).exists() else "")
+            continue
+        image = cv2.imread(str(p))
+        neighbour = cv2.imread(str(pool[nxt[i]])) if i in nxt else None
+        d = pseudo_label(predict, image, thresholds, neighbour=neighbour)
+        h, w = image.shape[:2]
+        ids = [ds.names.index(names[int(c)]) for c in d.class_id]  # the dataset's class ids
+        label.write_text(yolo_lines(ids, xyxy_to_yolo(d.xyxy, w, h)) if len(d) else "")
+        made.append(d)
+        truths.append(truth(p))
+    (out / "data.yaml").write_text(f"path: {out}\ntrain: images/train\nval: {ds.root / 'images' / 'val'}\n"
+                                   f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
+    report = {"campaign": campaign, "model": str(model or DEFAULT_MODEL),
+              "labelled": len(done & {p.name for p in pool}),
+              "pseudo_labelled": len(made), "thresholds": {names[c]: t for c, t in thresholds.items()},
+              **quality(made, truths), "data": str(out / "data.yaml")}
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+@job("pseudo_label")
+def pseudo_label_job(campaign: str, labelled: list[str] | None = None, model: str | None = None) -> dict:
+    return run(campaign, labelled, model)

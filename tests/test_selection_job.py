@@ -78,3 +78,21 @@ def test_an_operator_queues_a_selection_through_the_api_and_a_worker_runs_it(cam
         jobs.reset_queue()
     assert j["status"] == "done", j
     assert j["result"]["selected"] == 2
+
+
+def test_pseudo_labels_make_a_dataset_version_with_their_precision_and_recall(campaign, tmp_path):
+    from cloud import pseudo_labels
+    from training.dataset import YoloDataset, label_path_for
+
+    with session_scope(campaign) as s:
+        data = Path(campaigns.get(s, "synth").data)
+    train = sorted(YoloDataset.open(data).images("train"))
+    report = pseudo_labels.run("synth", labelled=[train[0].name])
+    assert report["labelled"] == 1 and report["pseudo_labelled"] == len(train) - 1
+    assert report["true_boxes"] > 0 and report["precision"] is not None and 0 <= report["recall"] <= 1
+    version = Path(report["data"]).parent
+    labels = sorted((version / "labels" / "train").glob("*.txt"))
+    assert len(labels) == len(train)
+    assert (version / "labels" / "train" / f"{train[0].stem}.txt").read_text() == label_path_for(train[0]).read_text()
+    ds = YoloDataset.open(Path(report["data"]))  # ultralytics' layout: images beside their labels
+    assert len(ds.images("train")) == len(train) and ds.names == YoloDataset.open(data).names

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import cloud.pseudo_labels
 import cloud.selection_job  # noqa: F401 - registers the `select` job
 from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.jobs import enqueue
@@ -38,3 +39,17 @@ def queue_selection(name: str, body: Selection, session: Session = Depends(db),
     if session.scalar(select(Campaign.id).where(Campaign.name == name)) is None:
         raise HTTPException(404, f"no campaign {name}")
     return {"job": enqueue("select", campaign=name, **body.model_dump())}
+
+
+class PseudoLabelling(BaseModel):
+    labelled: list[str] = Field(default_factory=list, max_length=100_000,
+                                description="photos that keep their true labels (a selection's images)")
+
+
+@router.post("/{name}/pseudo-label", summary="queue weak labels for the unlabelled photos (operator)",
+             status_code=202)
+def queue_pseudo_labels(name: str, body: PseudoLabelling, session: Session = Depends(db),
+                        _: Caller = Depends(require("operator"))) -> dict:
+    if session.scalar(select(Campaign.id).where(Campaign.name == name)) is None:
+        raise HTTPException(404, f"no campaign {name}")
+    return {"job": enqueue("pseudo_label", campaign=name, labelled=body.labelled)}
