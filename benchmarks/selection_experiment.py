@@ -89,7 +89,8 @@ def main() -> int:
                     emb = embed(DEFAULT_WEIGHTS, pool, args.work / "cloud" / "embeddings")
                 if strategy in ("uncertainty", "hybrid") and unc is None:
                     unc = uncertainty(DEFAULT_MODEL, pool)
-                picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed)
+                picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed,
+                               n=len(pool))
                 chosen = [pool[i] for i in picks]
             listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
             listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))

@@ -118,11 +118,13 @@ def _prune(order: np.ndarray, budget: int, dups: dict[int, list[int]]) -> np.nda
 
 def select(strategy: str, budget: int, emb: np.ndarray | None = None, uncertainty: np.ndarray | None = None,
            frames: Frames | None = None, labelled: np.ndarray | None = None, seed: int = 0,
-           shortlist: int = 4, dup_cos: float = DUP_COS) -> np.ndarray:
-    """`budget` image indices by `strategy` (one of STRATEGIES)."""
+           shortlist: int = 4, dup_cos: float = DUP_COS, n: int | None = None) -> np.ndarray:
+    """`budget` image indices by `strategy` (one of STRATEGIES). `n`: the pool's size, for random
+    without embeddings or uncertainty."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
-    n = len(emb) if emb is not None else len(uncertainty) if uncertainty is not None else 0
+    if n is None:
+        n = len(emb) if emb is not None else len(uncertainty) if uncertainty is not None else 0
     if strategy in ("coreset", "hybrid") and emb is None:
         raise ValueError(f"{strategy} needs embeddings")
     if strategy in ("uncertainty", "hybrid") and uncertainty is None:

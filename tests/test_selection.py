@@ -62,6 +62,8 @@ def test_uncertainty_is_highest_near_one_half_and_rare_classes_weigh_more():
     u = image_uncertainty(many_insulators, cls + [np.array([0, 0, 0])], 3)
     assert u[0] > u[1] and u[3] == 0 and u[2] > u[0]  # class 1 is rarer among the predictions
     assert list(select("uncertainty", 2, uncertainty=u)) == [2, 0]  # ties keep their order
+    assert sorted(select("random", 3, n=10, seed=4)) == sorted(set(select("random", 3, n=10, seed=4)))
+    assert len(select("random", 3, n=10)) == 3
     with pytest.raises(ValueError, match="needs embeddings"):
         select("coreset", 2, uncertainty=u)
     with pytest.raises(ValueError, match="strategy"):
