@@ -30,7 +30,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 RECIPE = {"imgsz": 640, "epochs": 30, "batch": 8, "freeze": 10, "warmup_epochs": 1, "warmup_bias_lr": 0.0,
           "val": False}
 RESULTS = REPO / "benchmarks" / "results" / "selection_experiment.json"
-DEFAULT_ARMS = "random:10,coreset:10,uncertainty:10,hybrid:10,all:100,random:5,coreset:5,random:20,coreset:20"
+DEFAULT_ARMS = ("random:10,coreset:10,uncertainty:10,hybrid:10,pseudo:10,all:100,random:5,coreset:5,random:20,"
+                "coreset:20")
 
 
 def cpu_flags() -> str:
@@ -82,7 +83,22 @@ def main() -> int:
             if key in runs:
                 continue
             budget = max(1, round(len(pool) * int(pct) / 100))
-            if strategy == "all":
+            pseudo = None
+            if strategy == "pseudo":  # experiment (b): the random arm's photos plus pseudo-labels on the rest
+                teacher_key = f"random:{pct}%:seed{seed}:ep{args.epochs}"
+                if teacher_key not in runs:
+                    print(f"{key}: needs {teacher_key} first", flush=True)
+                    continue
+                from cloud import pseudo_labels
+                from training.export import export_model
+
+                teacher = args.work / "runs" / teacher_key.replace(":", "_") / "weights" / "last.pt"
+                onnx = export_model(teacher, args.work / f"teacher-{pct}-s{seed}.onnx", dynamic_batch=True).onnx
+                labelled = [Path(x).name for x in (args.work / f"random-{pct}-s{seed}.txt").read_text().split()]
+                pseudo = pseudo_labels.run("idd", labelled, onnx)
+                yaml_path = Path(pseudo["data"])
+                chosen = pool
+            elif strategy == "all":
                 chosen = pool
             else:
                 if strategy in ("coreset", "hybrid") and emb is None:
@@ -92,11 +108,12 @@ def main() -> int:
                 picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed,
                                n=len(pool))
                 chosen = [pool[i] for i in picks]
-            listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
-            listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))
-            yaml_path = args.work / f"{strategy}-{pct}-s{seed}.yaml"
-            yaml_path.write_text(f"path: {ds.root}\ntrain: {listing}\nval: images/val\n"
-                                 f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
+            if pseudo is None:
+                listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
+                listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))
+                yaml_path = args.work / f"{strategy}-{pct}-s{seed}.yaml"
+                yaml_path.write_text(f"path: {ds.root}\ntrain: {listing}\nval: images/val\n"
+                                     f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
             t0 = time.perf_counter()
             run = train(yaml_path, model=str(DEFAULT_WEIGHTS), project=args.work / "runs", name=key.replace(":", "_"),
                         seed=seed, **{**RECIPE, "epochs": args.epochs})
@@ -104,7 +121,10 @@ def main() -> int:
             score = evaluate(run.last, data, "test", progress=False)
             runs[key] = {"strategy": strategy, "percent": int(pct), "photos": len(chosen), "seed": seed,
                          "train_s": round(seconds), "map50": round(score.map50, 4),
-                         "per_class": {k: round(v["map50"], 4) for k, v in score.per_class.items()}}
+                         "per_class": {k: round(v["map50"], 4) for k, v in score.per_class.items()},
+                         **({"pseudo_labels": {k: pseudo[k] for k in ("pseudo_labelled", "boxes", "true_boxes",
+                                                                       "precision", "recall", "thresholds")}}
+                            if pseudo else {})}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")
             print(json.dumps({key: runs[key]}), flush=True)
