@@ -75,59 +75,69 @@ def main() -> int:
                         "test": len(ds.images("test")), "val": len(ds.images("val")),
                         "recipe": {**RECIPE, "epochs": args.epochs}, "from": DEFAULT_WEIGHTS.name}
     runs = results.setdefault("runs", {})
-    emb = unc = None
+    cache: dict = {}
+
+    def features(strategy: str) -> tuple:
+        if strategy in ("coreset", "hybrid") and "emb" not in cache:
+            cache["emb"] = embed(DEFAULT_WEIGHTS, pool, args.work / "cloud" / "embeddings")
+        if strategy in ("uncertainty", "hybrid") and "unc" not in cache:
+            cache["unc"] = uncertainty(DEFAULT_MODEL, pool)
+        return cache.get("emb"), cache.get("unc")
+
+    def weights_of(key: str) -> Path:
+        return args.work / "runs" / key.replace(":", "_") / "weights" / "last.pt"
+
+    def run_arm(strategy: str, pct: str, seed: int) -> None:
+        key = f"{strategy}:{pct}%:seed{seed}:ep{args.epochs}"
+        budget = max(1, round(len(pool) * int(pct) / 100))
+        pseudo = None
+        if strategy == "pseudo":  # experiment (b): the random arm's photos plus pseudo-labels on the rest
+            teacher_key = f"random:{pct}%:seed{seed}:ep{args.epochs}"
+            if not weights_of(teacher_key).exists():  # the teacher's weights are not kept in the repo: retrain
+                print(f"{key}: training its teacher {teacher_key} first", flush=True)
+                run_arm("random", pct, seed)
+            from cloud import pseudo_labels
+            from training.export import export_model
+
+            onnx = export_model(weights_of(teacher_key), args.work / f"teacher-{pct}-s{seed}.onnx",
+                                dynamic_batch=True).onnx
+            labelled = [Path(x).name for x in (args.work / f"random-{pct}-s{seed}.txt").read_text().split()]
+            pseudo = pseudo_labels.run("idd", labelled, onnx)
+            yaml_path = Path(pseudo["data"])
+            chosen = pool
+        elif strategy == "all":
+            chosen = pool
+        else:
+            emb, unc = features(strategy)
+            picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed,
+                           n=len(pool))
+            chosen = [pool[i] for i in picks]
+        if pseudo is None:
+            listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
+            listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))
+            yaml_path = args.work / f"{strategy}-{pct}-s{seed}.yaml"
+            yaml_path.write_text(f"path: {ds.root}\ntrain: {listing}\nval: images/val\n"
+                                 f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
+        t0 = time.perf_counter()
+        run = train(yaml_path, model=str(DEFAULT_WEIGHTS), project=args.work / "runs", name=key.replace(":", "_"),
+                    seed=seed, **{**RECIPE, "epochs": args.epochs})
+        seconds = time.perf_counter() - t0
+        score = evaluate(run.last, data, "test", progress=False)
+        runs[key] = {"strategy": strategy, "percent": int(pct), "photos": len(chosen), "seed": seed,
+                     "train_s": round(seconds), "map50": round(score.map50, 4),
+                     "per_class": {k: round(v["map50"], 4) for k, v in score.per_class.items()},
+                     **({"pseudo_labels": {k: pseudo[k] for k in ("pseudo_labelled", "boxes", "true_boxes",
+                                                                   "precision", "recall", "thresholds")}}
+                        if pseudo else {})}
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps({key: runs[key]}), flush=True)
+
     for seed in [int(x) for x in args.seeds.split(",")]:
         for arm in args.arms.split(","):
             strategy, pct = arm.split(":")
-            key = f"{strategy}:{pct}%:seed{seed}:ep{args.epochs}"
-            if key in runs:
-                continue
-            budget = max(1, round(len(pool) * int(pct) / 100))
-            pseudo = None
-            if strategy == "pseudo":  # experiment (b): the random arm's photos plus pseudo-labels on the rest
-                teacher_key = f"random:{pct}%:seed{seed}:ep{args.epochs}"
-                if teacher_key not in runs:
-                    print(f"{key}: needs {teacher_key} first", flush=True)
-                    continue
-                from cloud import pseudo_labels
-                from training.export import export_model
-
-                teacher = args.work / "runs" / teacher_key.replace(":", "_") / "weights" / "last.pt"
-                onnx = export_model(teacher, args.work / f"teacher-{pct}-s{seed}.onnx", dynamic_batch=True).onnx
-                labelled = [Path(x).name for x in (args.work / f"random-{pct}-s{seed}.txt").read_text().split()]
-                pseudo = pseudo_labels.run("idd", labelled, onnx)
-                yaml_path = Path(pseudo["data"])
-                chosen = pool
-            elif strategy == "all":
-                chosen = pool
-            else:
-                if strategy in ("coreset", "hybrid") and emb is None:
-                    emb = embed(DEFAULT_WEIGHTS, pool, args.work / "cloud" / "embeddings")
-                if strategy in ("uncertainty", "hybrid") and unc is None:
-                    unc = uncertainty(DEFAULT_MODEL, pool)
-                picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed,
-                               n=len(pool))
-                chosen = [pool[i] for i in picks]
-            if pseudo is None:
-                listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
-                listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))
-                yaml_path = args.work / f"{strategy}-{pct}-s{seed}.yaml"
-                yaml_path.write_text(f"path: {ds.root}\ntrain: {listing}\nval: images/val\n"
-                                     f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
-            t0 = time.perf_counter()
-            run = train(yaml_path, model=str(DEFAULT_WEIGHTS), project=args.work / "runs", name=key.replace(":", "_"),
-                        seed=seed, **{**RECIPE, "epochs": args.epochs})
-            seconds = time.perf_counter() - t0
-            score = evaluate(run.last, data, "test", progress=False)
-            runs[key] = {"strategy": strategy, "percent": int(pct), "photos": len(chosen), "seed": seed,
-                         "train_s": round(seconds), "map50": round(score.map50, 4),
-                         "per_class": {k: round(v["map50"], 4) for k, v in score.per_class.items()},
-                         **({"pseudo_labels": {k: pseudo[k] for k in ("pseudo_labelled", "boxes", "true_boxes",
-                                                                       "precision", "recall", "thresholds")}}
-                            if pseudo else {})}
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-            print(json.dumps({key: runs[key]}), flush=True)
+            if f"{strategy}:{pct}%:seed{seed}:ep{args.epochs}" not in runs:
+                run_arm(strategy, pct, seed)
     print(json.dumps(results["runs"]))
     return 0
 

@@ -147,7 +147,11 @@ def label_studio_names() -> Callable[[str], str]:
 
 @job("annotations", retries=3, retry_delay=5)
 def apply_annotations() -> dict:
+    from cloud import learning
     from cloud.db import session_scope
 
     with session_scope() as session:
-        return apply_pending(session, label_studio_names())
+        done = apply_pending(session, label_studio_names())
+    with session_scope() as session:  # what the new annotations call for: a refresh, a full run
+        done["queued"] = learning.after_annotations(session)
+    return done

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
                             metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,select,"
-                            "pseudo-label,acl,openapi}")
+                            "pseudo-label,learn,acl,openapi}")
 
     d = csub.add_parser("db", help="database schema (Alembic)", description="Database schema tools.")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="{upgrade}")
@@ -182,6 +182,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="ONNX detector for the uncertainty (default the shipped one)")
     p.add_argument("--project", type=int, help="Label Studio project to put the tasks in")
     p.add_argument("--cloud-url", help="the cloud as Label Studio reaches it (with --project)")
+    p.add_argument("--missed", type=int, help="'missed fault' review tasks: photos where the model is unsure but "
+                   "raised nothing (default a fifth of the budget with --project)")
     p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
     p.set_defaults(func=_select)
 
@@ -192,8 +194,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign", required=True)
     p.add_argument("--labelled", type=Path, help="a selection (pli cloud select) whose photos keep their true labels")
     p.add_argument("--model", type=Path, help="the teacher, ONNX (default the shipped model)")
+    p.add_argument("--project", type=int, help="Label Studio project: the pseudo-labelled photos become its tasks")
+    p.add_argument("--cloud-url", help="the cloud as Label Studio reaches it (with --project)")
     p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
     p.set_defaults(func=_pseudo_label)
+
+    p = csub.add_parser("learn", help="fine-tune a candidate on a campaign's labels with replay, gate it, release "
+                        "it to the canary group", description="From the current release's weights (class head grown "
+                        "to the campaign's class list): the campaign's labels (or a pseudo-label version), a replay "
+                        "set chosen by coreset from earlier campaigns; scored with the parent on every campaign's "
+                        "frozen test set; released to the canary group only if the newest campaign improves, no "
+                        "earlier one drops more than --margin mAP50 points and every build keeps its golden frames.")
+    p.add_argument("--campaign", required=True)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--freeze", type=int, default=10, help="layers kept frozen (10: the backbone)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replay", type=int, help="photos of earlier campaigns replayed (default 50)")
+    p.add_argument("--pseudo", type=Path, help="a pseudo-label version's data.yaml (pli cloud pseudo-label)")
+    p.add_argument("--labelled", type=Path, help="a selection (pli cloud select): only its photos' labels")
+    p.add_argument("--margin", type=float, default=1.5, help="the most mAP50 points an earlier campaign may lose")
+    p.add_argument("--from", dest="weights", type=Path, help="start from these weights, not the current release's")
+    p.add_argument("--queue", action="store_true", help="enqueue for `pli cloud worker` instead of running here")
+    p.set_defaults(func=_learn)
 
     cp = csub.add_parser("campaign", help="campaigns: datasets with a frozen test set",
                          description="Import a campaign once: train / val / test (a fifth of its photos, frozen: "
@@ -306,6 +330,7 @@ def _worker(args: argparse.Namespace) -> int:
     import threading
 
     import cloud.annotations
+    import cloud.learning
     import cloud.notify
     import cloud.pseudo_labels
     import cloud.selection_job  # noqa: F401 - registers its jobs
@@ -622,7 +647,7 @@ def _select(args: argparse.Namespace) -> int:
     upgrade()
     kw = {"campaign": args.campaign, "budget": args.budget, "strategy": args.strategy, "seed": args.seed,
           "weights": str(args.weights) if args.weights else None, "model": str(args.model) if args.model else None,
-          "project": args.project, "cloud_url": args.cloud_url}
+          "project": args.project, "cloud_url": args.cloud_url, "missed": args.missed}
     if args.queue:
         print(f"job {enqueue('select', **kw)} queued")
     else:
@@ -637,12 +662,34 @@ def _pseudo_label(args: argparse.Namespace) -> int:
 
     upgrade()
     labelled = json.loads(args.labelled.read_text())["images"] if args.labelled else None
-    kw = {"campaign": args.campaign, "labelled": labelled, "model": str(args.model) if args.model else None}
+    kw = {"campaign": args.campaign, "labelled": labelled, "model": str(args.model) if args.model else None,
+          "project": args.project, "cloud_url": args.cloud_url}
     if args.queue:
         print(f"job {enqueue('pseudo_label', **kw)} queued")
     else:
         print(json.dumps(pseudo_labels.run(**kw)))
     return 0
+
+
+def _learn(args: argparse.Namespace) -> int:
+    from cloud import learning
+    from cloud.db import upgrade
+    from cloud.jobs import enqueue
+
+    upgrade()
+    kw = {"campaign": args.campaign, "recipe": {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
+                                                "freeze": args.freeze, "seed": args.seed},
+          "replay": args.replay, "pseudo": str(args.pseudo) if args.pseudo else None,
+          "labelled": json.loads(args.labelled.read_text())["images"] if args.labelled else None,
+          "margin_points": args.margin, "weights": str(args.weights) if args.weights else None}
+    if args.queue:
+        print(f"job {enqueue('learn', trigger='on demand (cli)', **kw)} queued")
+        return 0
+    out = learning.learn(trigger="on demand (cli)", **kw)
+    print(json.dumps({k: out[k] for k in ("run", "passed", "reasons", "release")}))
+    for who in ("parent", "candidate"):
+        print(f"  {who:<9} " + ", ".join(f"{c} mAP50 {v['map50']:.3f}" for c, v in out["matrix"][who].items()))
+    return 0 if out["passed"] else 3
 
 
 def _campaign_add(args: argparse.Namespace) -> int:

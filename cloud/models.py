@@ -270,6 +270,25 @@ class Annotation(Base):
     __table_args__ = (Index("annotations_task", "project", "task"),)
 
 
+class LearningRun(Base):
+    """One run of the learning loop (cloud/learning.py): what trained it, how it scored, the gates' word."""
+
+    __tablename__ = "learning_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))  # on demand | annotations | schedule
+    status: Mapped[str] = mapped_column(String(16))  # running | released | refused | failed
+    parent: Mapped[str | None] = mapped_column(String(64))  # the release it started from
+    recipe: Mapped[dict] = mapped_column(JSON, default=dict)
+    data: Mapped[dict | None] = mapped_column(JSON)  # which photos: new, pseudo-label version, replay
+    matrix: Mapped[dict | None] = mapped_column(JSON)  # mAP50 per campaign, candidate and parent
+    curve: Mapped[dict | None] = mapped_column(JSON)  # the training run's columns per epoch
+    decision: Mapped[dict | None] = mapped_column(JSON)  # passed, reasons
+    release: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Job(Base):
     """A queued job (huey runs it): recorded here so the API can show it."""
 

@@ -148,10 +148,12 @@ def _flight_neighbours(paths: list) -> dict[int, int]:
             if (str(fl), int(ix) + 1) in where and not str(fl).startswith("#")}
 
 
-def run(campaign: str, labelled: list[str] | None = None, model=None, conf: float = 0.05) -> dict:
+def run(campaign: str, labelled: list[str] | None = None, model=None, conf: float = 0.05,
+        project: int | None = None, cloud_url: str | None = None) -> dict:
     """A dataset version of the campaign's training photos: true labels for `labelled` (photo
     names), pseudo-labels for the rest; with its batch's precision and recall against the
-    campaign's ground truth."""
+    campaign's ground truth. With a Label Studio `project`, the pseudo-labelled photos become its
+    tasks, their weak boxes as the predictions operators accept, fix or reject."""
     import json
     import os
     from datetime import UTC, datetime
@@ -159,12 +161,14 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
 
     from cloud import campaigns
     from cloud.db import cloud_dir, session_scope
-    from cloud.selection_job import DEFAULT_MODEL
+    from cloud.selection_job import DEFAULT_MODEL, check_label_studio
     from edge.detector import Detector
     from edge.tiled import detect
     from training.boxes import xyxy_to_yolo
     from training.dataset import YoloDataset, label_path_for, yolo_lines
 
+    if project is not None:
+        check_label_studio(cloud_url)
     with session_scope() as s:
         data = Path(campaigns.get(s, campaign).data)
     ds = YoloDataset.open(data)
@@ -192,7 +196,7 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     out = cloud_dir() / "pseudo" / campaign / stamp
     (out / "images" / "train").mkdir(parents=True)
     (out / "labels" / "train").mkdir(parents=True)
-    made, truths = [], []
+    made, truths, photos, sizes = [], [], [], []
     for i, p in enumerate(pool):
         os.symlink(p.resolve(), out / "images" / "train" / p.name)
         label = out / "labels" / "train" / f"{p.stem}.txt"
@@ -207,16 +211,30 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
         label.write_text(yolo_lines(ids, xyxy_to_yolo(d.xyxy, w, h)) if len(d) else "")
         made.append(d)
         truths.append(truth(p))
+        photos.append(p)
+        sizes.append((w, h))
     (out / "data.yaml").write_text(f"path: {out}\ntrain: images/train\nval: {ds.root / 'images' / 'val'}\n"
                                    f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
     report = {"campaign": campaign, "model": str(model or DEFAULT_MODEL),
               "labelled": len(done & {p.name for p in pool}),
               "pseudo_labelled": len(made), "thresholds": {names[c]: t for c, t in thresholds.items()},
               **quality(made, truths), "data": str(out / "data.yaml")}
+    if project is not None:
+        from annotation import backend
+        from cloud.selection_job import label_studio_tasks, register_photos
+
+        version = f"pseudo-label {campaign} {stamp}"
+        ids = register_photos(campaign, photos)
+        tasks = [{**backend.image_task(cloud_url, i, kind="pseudo_label"),
+                  "predictions": [backend.prediction(d, w, h, version)]}
+                 for i, d, (w, h) in zip(ids, made, sizes, strict=True)]
+        report["label_studio"] = {"project": project, "tasks": label_studio_tasks(project, cloud_url, tasks),
+                                  "model_version": version}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
 @job("pseudo_label")
-def pseudo_label_job(campaign: str, labelled: list[str] | None = None, model: str | None = None) -> dict:
-    return run(campaign, labelled, model)
+def pseudo_label_job(campaign: str, labelled: list[str] | None = None, model: str | None = None,
+                     project: int | None = None, cloud_url: str | None = None) -> dict:
+    return run(campaign, labelled, model, project=project, cloud_url=cloud_url)

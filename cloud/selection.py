@@ -152,3 +152,16 @@ def coverage_radius(emb: np.ndarray, picks: np.ndarray) -> float:
     c = x[np.asarray(picks)]
     d = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
     return float(np.sqrt(np.maximum(d.min(1), 0)).max())
+
+
+def missed_fault_candidates(uncertainty: np.ndarray, top_confidence: np.ndarray, k: int, operating_conf: float,
+                            exclude: np.ndarray | None = None) -> np.ndarray:
+    """Up to `k` photos where the detector is unsure but raised nothing (no box at or above its
+    operating threshold), most uncertain first: the faults it may be missing, for a "missed fault"
+    review. `exclude`: photos already going to operators."""
+    unc = np.asarray(uncertainty, np.float64)
+    silent = (np.asarray(top_confidence, np.float64) < operating_conf) & (unc > 0)
+    if exclude is not None:
+        silent[np.asarray(exclude, np.int64)] = False
+    idx = np.flatnonzero(silent)
+    return idx[np.argsort(-unc[idx], kind="stable")][:max(0, k)]

@@ -4,7 +4,8 @@ Embeddings (cloud/embeddings.py) and the detector's uncertainty feed a strategy 
 cloud/selection.py; the choice is written as a dataset version (`<PLI_CLOUD_DIR>/selections/
 <campaign>/<stamp>-<strategy>-<budget>.json`: which photos, how they were chosen) and, when a
 Label Studio project is named, becomes its tasks (the photos served by the cloud behind signed
-links, pre-annotated by the registry's model).
+links, pre-annotated by the registry's model), plus "missed fault" review tasks: photos left out
+where the detector is unsure yet raised nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from cloud.db import cloud_dir, session_scope
 from cloud.jobs import job
-from cloud.selection import Frames, image_uncertainty, select
+from cloud.selection import Frames, image_uncertainty, missed_fault_candidates, select
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO / "models" / "pli-default.pt"
@@ -39,7 +40,8 @@ def frames_of(paths: list[Path]) -> Frames:
     return Frames(np.array(flights), np.array(index))
 
 
-def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
+def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
     import cv2
 
     from edge.detector import Detector
@@ -51,7 +53,12 @@ def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
         d = detect(det, cv2.imread(str(p)), "auto", conf=UNCERTAINTY_CONF)
         conf.append(d.confidence)
         cls.append(d.class_id)
-    return image_uncertainty(conf, cls, len(det.names))
+    top = np.array([c.max() if len(c) else 0.0 for c in conf])
+    return image_uncertainty(conf, cls, len(det.names)), top, det.info.conf
+
+
+def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
+    return scan(model, paths)[0]
 
 
 def register_photos(campaign: str, paths: list[Path]) -> list[int]:
@@ -76,24 +83,49 @@ def register_photos(campaign: str, paths: list[Path]) -> list[int]:
 
 
 @job("select")
+def check_label_studio(cloud_url: str | None) -> None:
+    """Fail before the work, not after it, when tasks could not be delivered."""
+    if not cloud_url or not os.environ.get("PLI_LS_URL") or not os.environ.get("PLI_LS_TOKEN"):
+        raise ValueError("tasks need the cloud's URL and PLI_LS_URL, PLI_LS_TOKEN")
+
+
+def label_studio_tasks(project: int, cloud_url: str | None, tasks: list[dict]) -> int:
+    """Put tasks in a Label Studio project (the one way jobs reach it); how many were made."""
+    from annotation.client import LabelStudio
+
+    check_label_studio(cloud_url)
+    ls = LabelStudio(os.environ["PLI_LS_URL"], os.environ["PLI_LS_TOKEN"])
+    try:
+        return len(ls.import_tasks(project, tasks)) if tasks else 0
+    finally:
+        ls.close()
+
+
 def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weights: str | None = None,
-                  model: str | None = None, project: int | None = None, cloud_url: str | None = None) -> dict:
+                  model: str | None = None, project: int | None = None, cloud_url: str | None = None,
+                  missed: int | None = None) -> dict:
+    """`missed`: how many "missed fault" review tasks to add (default a fifth of the budget, with
+    a project; 0 for none)."""
     from cloud import campaigns
     from training.dataset import YoloDataset
 
+    if project is not None:
+        check_label_studio(cloud_url)
     with session_scope() as s:
         data = Path(campaigns.get(s, campaign).data)
     pool = sorted(YoloDataset.open(data).images("train"))
     if not pool:
         raise ValueError(f"campaign {campaign} has no training photos to choose from")
-    emb = unc = None
+    emb = unc = top = None
+    missed = (max(1, budget // 5) if project is not None else 0) if missed is None else missed
     if strategy in ("coreset", "hybrid", "random"):
         from cloud.embeddings import embed
 
         emb = embed(Path(weights or DEFAULT_WEIGHTS), pool, cloud_dir() / "embeddings", progress=False)
-    if strategy in ("uncertainty", "hybrid"):
-        unc = uncertainty(Path(model or DEFAULT_MODEL), pool)
+    if strategy in ("uncertainty", "hybrid") or missed:
+        unc, top, operating = scan(Path(model or DEFAULT_MODEL), pool)
     picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed)
+    unsure = [pool[i] for i in missed_fault_candidates(unc, top, missed, operating, picks)] if missed else []
     chosen = [pool[i] for i in picks]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = cloud_dir() / "selections" / campaign / f"{stamp}-{strategy}-{budget}.json"
@@ -101,18 +133,15 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
     doc = {"campaign": campaign, "strategy": strategy, "budget": budget, "seed": seed, "pool": len(pool),
            "weights": str(weights or DEFAULT_WEIGHTS), "images": [p.name for p in chosen], "created": stamp}
     tasks = 0
+    if unsure:
+        doc["missed_fault"] = [p.name for p in unsure]
     if project is not None:
         from annotation.cli import photo_tasks
-        from annotation.client import LabelStudio
 
-        if not cloud_url or not os.environ.get("PLI_LS_URL") or not os.environ.get("PLI_LS_TOKEN"):
-            raise ValueError("tasks need the cloud's URL and PLI_LS_URL, PLI_LS_TOKEN")
         ids = register_photos(campaign, chosen)
-        ls = LabelStudio(os.environ["PLI_LS_URL"], os.environ["PLI_LS_TOKEN"])
-        try:
-            tasks = len(ls.import_tasks(project, photo_tasks(ids, cloud_url, predictions=True)))
-        finally:
-            ls.close()
-        doc["label_studio"] = {"project": project, "tasks": tasks, "image_ids": ids}
+        review = register_photos(campaign, unsure)
+        tasks = label_studio_tasks(project, cloud_url, photo_tasks(ids, cloud_url, predictions=True)
+                                   + photo_tasks(review, cloud_url, predictions=True, missed_fault=True))
+        doc["label_studio"] = {"project": project, "tasks": tasks, "image_ids": ids, "missed_fault_ids": review}
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    return {"selected": len(chosen), "version": str(out), "tasks": tasks}
+    return {"selected": len(chosen), "missed_fault": len(unsure), "version": str(out), "tasks": tasks}

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.selection import Frames, coverage_radius, image_uncertainty, k_center, select
+from cloud.selection import (
+    Frames,
+    coverage_radius,
+    image_uncertainty,
+    k_center,
+    missed_fault_candidates,
+    select,
+)
 
 
 def clusters(seed: int, k: int = 8, d: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +75,19 @@ def test_uncertainty_is_highest_near_one_half_and_rare_classes_weigh_more():
         select("coreset", 2, uncertainty=u)
     with pytest.raises(ValueError, match="strategy"):
         select("greedy", 2, emb=np.zeros((3, 2)))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=40), st.integers(0, 10))
+@settings(max_examples=60, deadline=None)
+def test_missed_fault_reviews_come_only_from_unsure_photos_that_raised_nothing(photos, k):
+    unc = np.array([u for u, _ in photos])
+    top = np.array([t for _, t in photos])
+    exclude = np.arange(0, len(photos), 3)
+    got = missed_fault_candidates(unc, top, k, 0.5, exclude)
+    assert len(got) <= k and len(set(got.tolist())) == len(got)
+    assert all(top[i] < 0.5 and unc[i] > 0 and i not in exclude for i in got)
+    assert np.all(np.diff(unc[got]) <= 0)  # most uncertain first
+    eligible = [i for i in range(len(photos)) if top[i] < 0.5 and unc[i] > 0 and i not in exclude]
+    assert len(got) == min(k, len(eligible))
+    if got.size and len(eligible) > len(got):  # nothing left out was more uncertain than what was taken
+        assert unc[[i for i in eligible if i not in got]].max() <= unc[got].min()

@@ -40,12 +40,16 @@ def test_a_selection_is_a_dataset_version_and_label_studio_tasks(campaign, tmp_p
     monkeypatch.setenv("PLI_LS_TOKEN", label_studio.token)
     out = run_selection("synth", 3, "coreset", project=project, cloud_url="http://127.0.0.1:9")
     doc = json.loads(Path(out["version"]).read_text())
-    assert out["selected"] == 3 == len(doc["images"]) == len(set(doc["images"])) and out["tasks"] == 3
+    assert out["selected"] == 3 == len(doc["images"]) == len(set(doc["images"]))
+    missed = doc.get("missed_fault", [])
+    assert out["missed_fault"] == len(missed) <= 1 and not set(missed) & set(doc["images"])
+    assert out["tasks"] == 3 + len(missed)
     tasks = ls.export(project, all_tasks=True)
-    assert len(tasks) == 3 and all(t["predictions"] for t in tasks)  # pre-annotated
+    assert len(tasks) == out["tasks"] and all(t["predictions"] for t in tasks)  # pre-annotated
+    assert sum(t["data"].get("kind") == "missed_fault" for t in tasks) == len(missed)
     cache = list((tmp_path / "cloud" / "embeddings").rglob("*.npy"))
     assert len(cache) == doc["pool"]  # every photo of the pool embedded once, kept
-    again = run_selection("synth", 3, "coreset")  # from the cache, the same choice (same seed)
+    again = run_selection("synth", 3, "coreset")  # no project, from the cache: the same choice (same seed)
     assert json.loads(Path(again["version"]).read_text())["images"] == doc["images"]
     ls.close()
 
@@ -96,3 +100,33 @@ def test_pseudo_labels_make_a_dataset_version_with_their_precision_and_recall(ca
     assert (version / "labels" / "train" / f"{train[0].stem}.txt").read_text() == label_path_for(train[0]).read_text()
     ds = YoloDataset.open(Path(report["data"]))  # ultralytics' layout: images beside their labels
     assert len(ds.images("train")) == len(train) and ds.names == YoloDataset.open(data).names
+
+
+def test_pseudo_labels_become_label_studio_tasks_with_their_weak_boxes(campaign, label_studio, monkeypatch):
+    from annotation.client import LabelStudio
+    from annotation.label_config import detection_config
+    from cloud import pseudo_labels
+    from comms.classes import load_class_list
+
+    ls = LabelStudio(label_studio.url, label_studio.token)
+    project = ls.create_project("synth pseudo-labels", detection_config(load_class_list()))
+    with pytest.raises(ValueError, match="PLI_LS_URL"):  # refused before the work, not after it
+        pseudo_labels.run("synth", project=project, cloud_url="http://127.0.0.1:9")
+    monkeypatch.setenv("PLI_LS_URL", label_studio.url)
+    monkeypatch.setenv("PLI_LS_TOKEN", label_studio.token)
+    report = pseudo_labels.run("synth", project=project, cloud_url="http://127.0.0.1:9")
+    assert report["label_studio"]["tasks"] == report["pseudo_labelled"] > 0
+    tasks = ls.export(project, all_tasks=True)
+    assert len(tasks) == report["pseudo_labelled"] and all(t["data"]["kind"] == "pseudo_label" for t in tasks)
+    version = Path(report["data"]).parent
+    for t in tasks:  # each task's prediction is exactly the photo's pseudo-labels
+        pred = t["predictions"][0]
+        assert pred["model_version"] == report["label_studio"]["model_version"]
+        from cloud.models import Image
+
+        with session_scope(campaign) as s:
+            name = s.get(Image, t["data"]["pli_image_id"]).name
+        lines = (version / "labels" / "train" / f"{Path(name).stem}.txt").read_text().splitlines()
+        assert len(pred["result"]) == len(lines)
+    assert sum(len(t["predictions"][0]["result"]) for t in tasks) == report["boxes"]
+    ls.close()

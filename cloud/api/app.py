@@ -19,6 +19,7 @@ from cloud.api.routes import (
     flights,
     health,
     jobs,
+    learning,
     releases,
     tokens,
     towers,
@@ -40,7 +41,7 @@ def create_app(url: str | None = None) -> Measured:
     latency = Histogram("pli_http_request_seconds", "HTTP request latency", ["route"], registry=registry)
 
     for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads, tuf, annotation,
-                   campaigns):
+                   campaigns, learning):
         app.include_router(module.router)
     app.include_router(pages.router)  # the operators' pages (not in the API's spec)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")

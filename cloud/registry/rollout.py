@@ -203,12 +203,19 @@ def set_preannotation(session: Session, version: str, by: str) -> Path:
     name = fp32[0] if fp32 else next((n for n in files if n.endswith(".onnx")), None)
     if name is None:
         raise RolloutError(f"release {version} has no ONNX build", 400)
-    doc = {"version": version, "model": str(files[name]), "by": by, "at": datetime.now(UTC).isoformat()}
+    return set_preannotation_model(files[name], version, by)
+
+
+def set_preannotation_model(model: Path, version: str, by: str) -> Path:
+    """Point pre-annotation at a model file: a release's build, or an interactive refresh's
+    (cloud/learning.py) that never reaches the fleet."""
+    doc = {"version": version, "model": str(model), "by": by, "at": datetime.now(UTC).isoformat()}
     out = registry_dir() / PREANNOTATE
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     tmp.replace(out)
-    return files[name]
+    return Path(model)
 
 
 def preannotation_model() -> Path | None:

@@ -110,6 +110,31 @@ def overview(request: Request, session: Session = Depends(db)) -> Response:
                  table=table, drones=drones)
 
 
+def curve_points(values: list[float], width: int = 360, height: int = 120) -> str:
+    """An SVG polyline's points for one learning-curve column (scaled to the box, y up)."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    step = width / max(1, len(values) - 1)
+    return " ".join(f"{i * step:.1f},{height - (v - lo) / span * height:.1f}" for i, v in enumerate(values))
+
+
+@router.get("/ui/learning")
+def learning(request: Request, session: Session = Depends(db)) -> Response:
+    """Every learning run: its gate decision, the mAP matrix (candidate against parent on every
+    campaign's frozen test set) and its learning curves."""
+    from cloud.models import LearningRun
+
+    me = _me(request, session)
+    if me is None:
+        return _to_login(request)
+    runs = list(session.scalars(select(LearningRun).order_by(LearningRun.id.desc()).limit(50)))
+    curves = {r.id: {k: curve_points(v) for k, v in (r.curve or {}).items() if "loss" in k or "mAP50" in k}
+              for r in runs}
+    return _page(request, "learning.html", me, runs=runs, curves=curves)
+
+
 def _flight(request: Request, session: Session, flight_id: str) -> tuple[Login, Report] | Response:
     """The operator and the flight's report, or the answer instead: to the login, or 404."""
     me = _me(request, session)

@@ -31,6 +31,7 @@ class Selection(BaseModel):
     seed: int = Field(0, ge=0, le=2**31)
     project: int | None = Field(None, ge=1, description="Label Studio project to put the tasks in")
     cloud_url: str | None = Field(None, max_length=512, description="the cloud as Label Studio reaches it")
+    missed: int | None = Field(None, ge=0, le=100_000, description="'missed fault' review tasks (default budget/5)")
 
 
 @router.post("/{name}/select", summary="queue the choice of photos to label (operator)", status_code=202)
@@ -44,6 +45,8 @@ def queue_selection(name: str, body: Selection, session: Session = Depends(db),
 class PseudoLabelling(BaseModel):
     labelled: list[str] = Field(default_factory=list, max_length=100_000,
                                 description="photos that keep their true labels (a selection's images)")
+    project: int | None = Field(None, ge=1, description="Label Studio project for the pseudo-labelled photos")
+    cloud_url: str | None = Field(None, max_length=512, description="the cloud as Label Studio reaches it")
 
 
 @router.post("/{name}/pseudo-label", summary="queue weak labels for the unlabelled photos (operator)",
@@ -52,4 +55,4 @@ def queue_pseudo_labels(name: str, body: PseudoLabelling, session: Session = Dep
                         _: Caller = Depends(require("operator"))) -> dict:
     if session.scalar(select(Campaign.id).where(Campaign.name == name)) is None:
         raise HTTPException(404, f"no campaign {name}")
-    return {"job": enqueue("pseudo_label", campaign=name, labelled=body.labelled)}
+    return {"job": enqueue("pseudo_label", campaign=name, **body.model_dump())}

@@ -1,0 +1,431 @@
+"""The learning loop: operators' labels and pseudo-labels in, a candidate model through the
+gates, a canary release out (`pli cloud learn`, the `learn` job).
+
+A run fine-tunes the current release's weights (its class head grown to the newest class list,
+training/heads.py) on the campaign's new labels, the accepted pseudo-labels and a replay set
+chosen by k-center coreset from earlier campaigns; scores candidate and parent on every
+campaign's frozen test set (the mAP matrix); and passes the candidate only if
+
+- the newest campaign improves,
+- no earlier campaign drops by more than the margin (1.5 mAP50 points by default),
+- every build (FP32, INT8) reproduces its golden frames, as the drone will check on probation.
+
+A passed candidate becomes a registry release signed for the canary group; the fleet-wide step
+stays an operator's `pli cloud release promote`. Every run (data, recipe, matrix, curve, decision)
+is a `learning_runs` row, shown by the API and the learning page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from cloud.db import cloud_dir, session_scope
+from cloud.jobs import job
+
+log = logging.getLogger(__name__)
+MARGIN_POINTS = 1.5
+REPLAY_PHOTOS = 50  # photos of earlier campaigns replayed in every full run (fewer when they have fewer)
+LEARN_AFTER_ENV, REFRESH_EVERY_ENV = "PLI_LEARN_AFTER", "PLI_REFRESH_EVERY"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a candidate is fine-tuned: stated with every run, equal across the runs compared."""
+
+    epochs: int = 30
+    imgsz: int = 640
+    batch: int = 8
+    freeze: int = 10  # the backbone: what two CPU cores can afford
+    lr0: float | None = None  # None: ultralytics' choice (AdamW at its small-data rate)
+    seed: int = 0
+    warmup_epochs: float = 1.0
+
+    def overrides(self) -> dict:
+        out = {"freeze": self.freeze, "warmup_epochs": self.warmup_epochs, "warmup_bias_lr": 0.0, "val": False,
+               "seed": self.seed}
+        if self.lr0 is not None:
+            out |= {"optimizer": "SGD", "lr0": self.lr0}
+        return out
+
+
+QUICK = Recipe(epochs=3)  # the interactive refresh: minutes on this CPU
+
+
+@dataclass
+class Decision:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def gate(candidate: dict[str, float], parent: dict[str, float], newest: str, margin_points: float = MARGIN_POINTS,
+         golden_failures: dict[str, list[str]] | None = None) -> Decision:
+    """The gates on mAP50 per campaign (0..1), candidate against parent."""
+    reasons = []
+    if candidate.get(newest, 0.0) <= parent.get(newest, 0.0):
+        reasons.append(f"{newest} (newest) does not improve: {parent.get(newest, 0.0):.4f} -> "
+                       f"{candidate.get(newest, 0.0):.4f}")
+    for name, before in parent.items():
+        if name == newest:
+            continue
+        drop = (before - candidate.get(name, 0.0)) * 100
+        if drop > margin_points:
+            reasons.append(f"{name} forgets: {before:.4f} -> {candidate.get(name, 0.0):.4f} "
+                           f"(-{drop:.2f} points > {margin_points})")
+    for build, failures in (golden_failures or {}).items():
+        if failures:
+            reasons.append(f"{build} misses its golden frames: {'; '.join(failures[:3])}")
+    return Decision(not reasons, reasons)
+
+
+def weights_dir() -> Path:
+    from cloud.registry.rollout import registry_dir
+
+    return registry_dir() / "weights"
+
+
+def release_weights(version: str | None) -> Path:
+    """The PyTorch weights a release was built from (kept beside the registry, never a TUF target:
+    drones get ONNX only); the shipped weights for the release the fleet started with."""
+    from cloud.selection_job import DEFAULT_WEIGHTS
+
+    if version is not None and (weights_dir() / f"{version}.pt").exists():
+        return weights_dir() / f"{version}.pt"
+    return DEFAULT_WEIGHTS
+
+
+def current_release(session, group: str = "fleet") -> str | None:
+    """The release the group runs now (its latest deployment), else the newest release."""
+    from sqlalchemy import select
+
+    from cloud.models import Deployment, ModelRelease
+
+    dep = session.scalar(select(Deployment).where(Deployment.target == group).order_by(Deployment.id.desc()))
+    if dep is not None:
+        return session.get(ModelRelease, dep.release_id).version
+    return session.scalar(select(ModelRelease.version).order_by(ModelRelease.id.desc()))
+
+
+def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path]]], val: Path) -> Path:
+    """One training set from several datasets: `parts` are (tag, its data.yaml, its photos), the
+    labels remapped by class name onto `names`; `val` the newest campaign's data.yaml (its val)."""
+    from training.dataset import YoloDataset, label_path_for
+
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "images" / "train").mkdir(parents=True)
+    (out / "labels" / "train").mkdir(parents=True)
+    for tag, data, photos in parts:
+        src_names = YoloDataset.open(data).names
+        missing = sorted(set(src_names) - set(names))
+        if missing:
+            raise ValueError(f"{tag}: classes {missing} are not in the class list {names}")
+        remap = {i: names.index(n) for i, n in enumerate(src_names)}
+        for p in photos:
+            stem = f"{tag}__{p.stem}"
+            os.symlink(p.resolve(), out / "images" / "train" / f"{stem}{p.suffix}")
+            src = label_path_for(p)
+            lines = []
+            for line in (src.read_text().splitlines() if src.exists() else []):
+                parts_ = line.split()
+                if parts_:
+                    lines.append(" ".join([str(remap[int(parts_[0])]), *parts_[1:]]))
+            (out / "labels" / "train" / f"{stem}.txt").write_text("".join(f"{x}\n" for x in lines))
+    val_ds = YoloDataset.open(val)
+    (out / "data.yaml").write_text(
+        f"path: {out}\ntrain: images/train\nval: {val_ds.root / 'images' / 'val'}\n"
+        f"names: {json.dumps(dict(enumerate(names)))}\n")
+    return out / "data.yaml"
+
+
+def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: int = 0) -> list[tuple[str, Path]]:
+    """`size` photos of earlier campaigns' training splits, chosen by k-center on the detector's
+    embeddings so the replay covers what the fleet already knew, not its most common scene."""
+    from cloud.embeddings import embed
+    from cloud.selection import k_center
+    from training.dataset import YoloDataset
+
+    pool = [(name, p) for name, data in earlier for p in sorted(YoloDataset.open(data).images("train"))]
+    if size <= 0 or not pool:
+        return []
+    if size >= len(pool):
+        return pool
+    emb = embed(weights, [p for _, p in pool], cloud_dir() / "embeddings", progress=False)
+    return [pool[int(i)] for i in k_center(emb, size, seed=seed)]
+
+
+def matrix_row(weights: Path, campaigns: dict[str, Path], imgsz: int) -> dict[str, dict]:
+    """mAP50 of one model on every campaign's frozen test set (per class too), at the recipe's
+    input size (parent and candidate alike)."""
+    from training.evaluate import evaluate
+
+    out = {}
+    for name, data in campaigns.items():
+        r = evaluate(weights, data, "test", imgsz=imgsz, progress=False)
+        out[name] = {"map50": round(r.map50, 4), "per_class": {k: round(v["map50"], 4) for k, v in r.per_class.items()}}
+    return out
+
+
+def read_curve(run_dir: Path) -> dict[str, list[float]]:
+    """ultralytics' results.csv as columns (epoch, losses, and metrics when validated)."""
+    import csv
+
+    path = run_dir / "results.csv"
+    if not path.exists():
+        return {}
+    rows = list(csv.DictReader(path.open()))
+    return {k.strip(): [float(r[k]) for r in rows if r[k].strip()] for k in (rows[0] if rows else {})}
+
+
+def _campaign_rows(session, upto: str) -> list:
+    from sqlalchemy import select
+
+    from cloud import campaigns
+    from cloud.models import Campaign
+
+    newest = campaigns.get(session, upto)
+    rows = list(session.scalars(select(Campaign).where(Campaign.id <= newest.id).order_by(Campaign.id)))
+    for r in rows:
+        campaigns.check_frozen(r)
+    return rows
+
+
+def _record(run_id: int, **fields) -> None:
+    from cloud.models import LearningRun
+
+    with session_scope() as s:
+        row = s.get(LearningRun, run_id)
+        for k, v in fields.items():
+            setattr(row, k, v)
+
+
+@job("learn")
+def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None, labelled: list[str] | None = None,
+          pseudo: str | None = None, replay: int | None = None, margin_points: float = MARGIN_POINTS,
+          group: str = "canary", version: str | None = None, weights: str | None = None,
+          annotations_at_trigger: int | None = None) -> dict:
+    """One full run. `labelled`: the campaign's training photos with operators' labels (default
+    all); `pseudo`: a pseudo-label dataset version (pli cloud pseudo-label) to train on instead,
+    its true labels included; `replay`: photos from earlier campaigns (default REPLAY_PHOTOS);
+    `weights`: start from these instead of the current release's."""
+    from cloud.models import LearningRun
+    from cloud.registry.build import Campaign as TestSet
+    from cloud.registry.build import build
+    from cloud.registry.rollout import add_release, promote
+    from edge import golden
+    from edge.detector import Detector
+    from training.dataset import YoloDataset
+    from training.heads import grow_head
+    from training.train import train
+
+    rec = Recipe(**(recipe or {}))
+    replay = REPLAY_PHOTOS if replay is None else replay
+    with session_scope() as s:
+        rows = _campaign_rows(s, campaign)
+        tests = {r.name: Path(r.data) for r in rows}
+        parent = current_release(s)
+        run = LearningRun(campaign=campaign, trigger=trigger, status="running", parent=parent,
+                          recipe=asdict(rec), started_at=datetime.now(UTC))
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    work = cloud_dir() / "learning" / f"run-{run_id}"
+    try:
+        data = tests[campaign]
+        ds = YoloDataset.open(data)
+        names = ds.names
+        start = Path(weights) if weights else release_weights(parent)
+        parent_weights = grow_head(start, names, work / "parent.pt")
+        train_photos = sorted(ds.images("train"))
+        if labelled is not None:
+            keep = set(labelled)
+            train_photos = [p for p in train_photos if p.name in keep]
+        parts: list[tuple[str, Path, list[Path]]] = []
+        if pseudo:
+            pseudo_ds = YoloDataset.open(Path(pseudo))
+            parts.append(("pseudo", Path(pseudo), sorted(pseudo_ds.images("train"))))
+        else:
+            parts.append((campaign, data, train_photos))
+        earlier = [(r.name, Path(r.data)) for r in rows if r.name != campaign]
+        replayed = replay_set(earlier, replay, start, rec.seed)
+        for name, data_e in earlier:
+            mine = [p for n, p in replayed if n == name]
+            if mine:
+                parts.append((f"replay-{name}", data_e, mine))
+        data_yaml = assemble(work / "data", names, parts, data)
+        snapshot = {"new": [p.name for p in train_photos] if not pseudo else None, "pseudo": pseudo,
+                    "annotations_at_trigger": annotations_at_trigger,
+                    "replay": {name: [p.name for n, p in replayed if n == name] for name, _ in earlier}}
+        _record(run_id, data=snapshot)
+        log.info("learning run %d: %d photos (%s), replay %d, recipe %s", run_id, sum(len(p[2]) for p in parts),
+                 ", ".join(f"{t} {len(p)}" for t, _, p in parts), len(replayed), asdict(rec))
+        result = train(data_yaml, model=str(parent_weights), imgsz=rec.imgsz, epochs=rec.epochs, batch=rec.batch,
+                       project=work, name="train", **rec.overrides())
+        candidate = result.last
+        cand_row = matrix_row(candidate, tests, rec.imgsz)
+        parent_row = matrix_row(parent_weights, tests, rec.imgsz)
+        matrix = {"candidate": cand_row, "parent": parent_row}
+        _record(run_id, matrix=matrix, curve=read_curve(result.run_dir))
+        decision = gate({k: v["map50"] for k, v in cand_row.items()}, {k: v["map50"] for k, v in parent_row.items()},
+                        campaign, margin_points)
+        release = None
+        if decision.passed:  # only then the builds: exporting and calibrating costs minutes
+            version = version or f"learn-{run_id}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+            files = build(candidate, version, work / "release", [TestSet(n, d, "test") for n, d in tests.items()],
+                          training_data=data_yaml, parent=parent, imgsz=rec.imgsz)
+            failures = {}
+            for card in (f for f in files if f.name.endswith(".json") and f.name.startswith("pli-")):
+                doc = json.loads(card.read_text())
+                gold = json.loads((card.parent / doc["golden"]).read_text())
+                failures[card.name] = golden.check(Detector(card.with_suffix("").with_suffix(".onnx")), gold)
+            decision = gate({k: v["map50"] for k, v in cand_row.items()},
+                            {k: v["map50"] for k, v in parent_row.items()}, campaign, margin_points, failures)
+            if decision.passed:
+                weights_dir().mkdir(parents=True, exist_ok=True)
+                shutil.copy2(candidate, weights_dir() / f"{version}.pt")
+                with session_scope() as s:
+                    add_release(s, version, files, parent)
+                    promote(s, version, group, f"learning run {run_id}")
+                release = version
+        _record(run_id, status="released" if release else "refused", decision=asdict(decision), release=release,
+                finished_at=datetime.now(UTC))
+        log.info("learning run %d: %s%s", run_id, "released to " + group if release else "refused",
+                 "" if decision.passed else ": " + "; ".join(decision.reasons))
+        return {"run": run_id, "passed": decision.passed, "reasons": decision.reasons, "release": release,
+                "matrix": matrix}
+    except Exception as exc:
+        _record(run_id, status="failed", decision={"passed": False, "reasons": [f"{type(exc).__name__}: {exc}"]},
+                finished_at=datetime.now(UTC))
+        raise
+
+
+def backward_transfer(matrix: dict[str, dict], newest: str) -> float:
+    """Mean change (points) of the earlier campaigns' mAP50 from parent to candidate (negative: forgetting)."""
+    old = [k for k in matrix["parent"] if k != newest]
+    if not old:
+        return 0.0
+    return float(np.mean([(matrix["candidate"][k]["map50"] - matrix["parent"][k]["map50"]) * 100 for k in old]))
+
+
+def annotation_tasks(session) -> list[dict]:
+    """The operators' annotations on the cloud's photos, latest per task, as Label Studio's export
+    has them (training/importers/labelstudio.py reads it)."""
+    from sqlalchemy import select
+
+    from cloud.models import Annotation
+
+    latest: dict[tuple[int, int], Annotation] = {}
+    for a in session.scalars(select(Annotation).where(Annotation.image_id.is_not(None)).order_by(Annotation.id)):
+        key = (a.project, a.task)
+        if key not in latest or a.updated_at >= latest[key].updated_at:
+            latest[key] = a
+    return [{"id": a.task, "data": {"pli_image_id": a.image_id},
+             "annotations": [{"id": a.id, "result": a.result, "updated_at": a.updated_at}]} for a in latest.values()]
+
+
+def _newest_campaign(session) -> str | None:
+    from sqlalchemy import select
+
+    from cloud.models import Campaign
+
+    return os.environ.get("PLI_LEARN_CAMPAIGN") or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
+
+
+@job("refresh")
+def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
+    """The interactive refresh: a quick fine-tune (frozen backbone, a few epochs) on every operator
+    annotation so far, from the previous refresh, that becomes the model pre-annotating Label
+    Studio tasks, never the fleet's."""
+    from annotation.cli import cloud_images
+    from cloud.models import LearningRun
+    from cloud.registry.rollout import set_preannotation_model
+    from training.data_import import import_dataset
+    from training.dataset import YoloDataset
+    from training.export import export_model
+    from training.heads import grow_head
+    from training.train import train
+
+    rec = Recipe(**{**asdict(QUICK), **(recipe or {})})
+    with session_scope() as s:
+        campaign = campaign or _newest_campaign(s)
+        if campaign is None:
+            raise ValueError("no campaign to refresh for")
+        rows = _campaign_rows(s, campaign)
+        tasks = annotation_tasks(s)
+        from sqlalchemy import select
+
+        last = s.scalar(select(LearningRun).where(LearningRun.trigger == "refresh", LearningRun.status == "refreshed")
+                        .order_by(LearningRun.id.desc()))
+        start = Path(last.data["weights"]) if last is not None and Path(last.data["weights"]).exists() else \
+            release_weights(current_release(s))
+        run = LearningRun(campaign=campaign, trigger="refresh", status="running", parent=current_release(s),
+                          recipe=asdict(rec), started_at=datetime.now(UTC))
+        s.add(run)
+        s.flush()
+        run_id = run.id
+    if not tasks:
+        _record(run_id, status="failed", decision={"passed": False, "reasons": ["no annotations yet"]},
+                finished_at=datetime.now(UTC))
+        raise ValueError("no operator annotations to learn from yet")
+    work = cloud_dir() / "learning" / f"refresh-{run_id}"
+    try:
+        data = Path(rows[-1].data)
+        names = YoloDataset.open(data).names
+        export = work / "annotations.json"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        export.write_text(json.dumps(tasks))
+        imported = import_dataset(export, "labelstudio", work / "labelled", ratios=[1.0, 0.0, 0.0], progress=False,
+                                  importer_options={"resolve_id": cloud_images(work / "photos")}).data_yaml
+        photos = sorted(YoloDataset.open(imported).images("train"))
+        data_yaml = assemble(work / "data", names, [("ops", imported, photos)], data)
+        weights = grow_head(start, names, work / "start.pt")
+        result = train(data_yaml, model=str(weights), imgsz=rec.imgsz, epochs=rec.epochs, batch=rec.batch,
+                       project=work, name="train", **rec.overrides())
+        onnx = export_model(result.last, work / f"refresh-{run_id}.onnx", imgsz=rec.imgsz, dynamic_batch=True,
+                            version=f"refresh-{run_id}").onnx
+        set_preannotation_model(onnx, f"refresh-{run_id}", f"refresh run {run_id}")
+        _record(run_id, status="refreshed", data={"annotations": len(tasks), "photos": len(photos),
+                                                  "weights": str(result.last), "model": str(onnx), "from": str(start)},
+                curve=read_curve(result.run_dir), finished_at=datetime.now(UTC))
+        log.info("refresh %d: %d annotated photos, pre-annotation now %s", run_id, len(photos), onnx.name)
+        return {"run": run_id, "annotations": len(tasks), "model": str(onnx)}
+    except Exception as exc:
+        _record(run_id, status="failed", decision={"passed": False, "reasons": [f"{type(exc).__name__}: {exc}"]},
+                finished_at=datetime.now(UTC))
+        raise
+
+
+def after_annotations(session) -> list[str]:
+    """Queue what new annotations call for: a refresh every PLI_REFRESH_EVERY (25) of them, a
+    full run after PLI_LEARN_AFTER (100); never a second one while one is queued or running."""
+    from sqlalchemy import func, select
+
+    from cloud.jobs import enqueue
+    from cloud.models import Annotation, Job, LearningRun
+
+    campaign = _newest_campaign(session)
+    if campaign is None:
+        return []
+    total = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.image_id.is_not(None)))
+    queued = []
+    for kind, env, default, trigger in (("refresh", REFRESH_EVERY_ENV, 25, "refresh"),
+                                        ("learn", LEARN_AFTER_ENV, 100, "annotations")):
+        every = int(os.environ.get(env, default))
+        if every <= 0:
+            continue
+        busy = session.scalar(select(Job.id).where(Job.kind == kind, Job.status.in_(("queued", "running"))))
+        seen = [r.data.get("annotations_at_trigger", r.data.get("annotations", 0))
+                for r in session.scalars(select(LearningRun).where(LearningRun.trigger == trigger))
+                if r.data]
+        if busy is None and total - max(seen, default=0) >= every:
+            args = {"campaign": campaign} if kind == "refresh" else {"campaign": campaign, "trigger": trigger,
+                                                                       "annotations_at_trigger": total}
+            queued.append(enqueue(kind, **args))
+    return queued

@@ -1,0 +1,171 @@
+"""The learning loop (cloud/learning.py) on tiny synthetic campaigns: the gates as rules; the class
+head grown without losing the known classes; and the whole loop: a candidate made to forget on
+purpose is refused, one trained with replay is released to the canary group and a canary drone
+takes it through TUF; the runs are on the API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from cloud.db import session_scope, upgrade
+from cloud.learning import gate
+from cloud.tokens import create_token
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gates_refuse_a_stalled_newest_campaign_forgetting_and_missed_golden_frames():
+    parent = {"cplid": 0.90, "idd": 0.20}
+    assert gate({"cplid": 0.89, "idd": 0.30}, parent, "idd").passed  # -1 point: within the margin
+    d = gate({"cplid": 0.88, "idd": 0.30}, parent, "idd")  # -2 points
+    assert not d.passed and "cplid forgets" in d.reasons[0]
+    assert gate({"cplid": 0.88, "idd": 0.30}, parent, "idd", margin_points=2.5).passed
+    d = gate({"cplid": 0.95, "idd": 0.20}, parent, "idd")
+    assert not d.passed and "does not improve" in d.reasons[0]
+    d = gate({"cplid": 0.90, "idd": 0.30}, parent, "idd", golden_failures={"pli-x-int8.json": ["frame 3: missed"]})
+    assert not d.passed and "golden" in d.reasons[0]
+    assert gate({"idd": 0.3}, {}, "idd").passed  # a first campaign: nothing to forget
+
+
+def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path):
+    import torch
+
+    from training.heads import grow_head, names_of
+
+    result, _ = tiny_model
+    old = names_of(result.last)
+    grown = grow_head(result.last, [*old, "flashover"], tmp_path / "grown.pt")
+    assert names_of(grown) == [*old, "flashover"]
+    with pytest.raises(ValueError, match="only grow at the end"):
+        grow_head(result.last, ["flashover", *old], tmp_path / "bad.pt")
+    assert grow_head(result.last, old, tmp_path / "same.pt") == result.last  # nothing to grow
+    a = torch.load(result.last, weights_only=False)["model"].float().eval()
+    b = torch.load(grown, weights_only=False)["model"].float().eval()
+    x = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        ya, yb = a(x)[0], b(x)[0]
+    assert yb.shape[1] == ya.shape[1] + 1
+    np.testing.assert_allclose(yb[:, :ya.shape[1]].numpy(), ya.numpy(), atol=1e-3)  # boxes and old classes as before
+
+
+def _negative_flight(src: Path, out: Path) -> Path:
+    """A flight as a camera with another look would see it (colours inverted, boxes unchanged):
+    a campaign the shipped model has not learnt."""
+    import shutil
+
+    import cv2
+
+    shutil.copytree(src, out)
+    for p in (out / "images").glob("*.jpg"):
+        cv2.imwrite(str(p), 255 - cv2.imread(str(p)))
+    return out
+
+
+@pytest.fixture
+def two_campaigns(flight, tmp_path, monkeypatch):
+    """Campaign `a` (a synthetic flight the shipped model knows), campaign `b` (another flight,
+    inverted), a TUF repository and `pli cloud serve` for the drones."""
+    from cloud import campaigns, jobs
+    from cloud.registry import keys
+    from cloud.registry.tuf_repo import TufRepo
+    from training.synth.flight import generate_flight
+
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    env = {"PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(tmp_path / "cloud"), "PLI_TUF_DIR": str(tmp_path / "repo")}
+    for role in keys.ONLINE_ROLES:
+        keys.generate(tmp_path / "online" / f"{role}.pem")
+        env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(tmp_path / "online" / f"{role}.pem")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    jobs.reset_queue()
+    upgrade(url)
+    root_keys = [keys.generate(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
+    signers = [keys.load_signer(tmp_path / "offline" / f"root-{i}.pem") for i in range(2)]
+    TufRepo.create(tmp_path / "repo", root_keys, signers, {r: keys.online_signer(r) for r in keys.ONLINE_ROLES})
+    other = generate_flight(tmp_path / "flight-b", frames=16, size=(960, 540), seed=21, progress=False)
+    with session_scope(url) as s:
+        campaigns.add(s, "a", flight.out, "yolo")
+        campaigns.add(s, "b", _negative_flight(other.out, tmp_path / "negative-b"), "yolo")
+        fleet = create_token(s, "uav-1", "fleet")
+        operator = create_token(s, "ops", "operator")
+    from comms.local_broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)],
+                            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield {"url": url, "base": base, "fleet": fleet, "operator": operator, "tmp": tmp_path}
+    proc.terminate()
+    proc.wait(10)
+    jobs.reset_queue()
+
+
+def _blind_labels(campaign_data: Path, out: Path) -> Path:
+    """`b`'s training photos with every box removed: what a blind teacher's pseudo-labels are."""
+    from training.dataset import YoloDataset
+
+    ds = YoloDataset.open(campaign_data)
+    (out / "images" / "train").mkdir(parents=True)
+    (out / "labels" / "train").mkdir(parents=True)
+    for p in ds.images("train"):
+        os.symlink(p.resolve(), out / "images" / "train" / p.name)
+        (out / "labels" / "train" / f"{p.stem}.txt").write_text("")
+    (out / "data.yaml").write_text(f"path: {out}\ntrain: images/train\nval: images/train\nnames: {ds.names}\n")
+    return out / "data.yaml"
+
+
+def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_canary_drones(two_campaigns):
+    from fastapi.testclient import TestClient
+
+    from cloud import campaigns
+    from cloud.api.app import create_app
+    from cloud.learning import learn
+    from edge.update import UpdateClient, install_root
+
+    env = two_campaigns
+    # from the shipped weights (no release yet); a few dozen steps, so no warmup
+    small = {"imgsz": 320, "batch": 2, "warmup_epochs": 0, "freeze": 0}
+    with session_scope(env["url"]) as s:
+        b_data = Path(campaigns.get(s, "b").data)
+    blind = _blind_labels(b_data, env["tmp"] / "blind")
+    # made to forget: no replay, a blind teacher's empty pseudo-labels, a learning rate far too high
+    bad = learn("b", recipe={**small, "epochs": 2, "lr0": 0.5}, pseudo=str(blind), replay=0)
+    m = bad["matrix"]
+    assert not bad["passed"] and bad["release"] is None
+    assert any(r.startswith("a forgets") for r in bad["reasons"]), (bad["reasons"], m)
+    assert m["candidate"]["a"]["map50"] < m["parent"]["a"]["map50"] - 0.015  # it did forget: the gate saw it
+
+    good = learn("b", recipe={**small, "epochs": 10}, replay=4, margin_points=5.0)  # tiny test sets: a wider margin
+    m = good["matrix"]
+    assert good["passed"], (good["reasons"], m)
+    assert m["candidate"]["b"]["map50"] > m["parent"]["b"]["map50"]
+    assert m["candidate"]["a"]["map50"] >= m["parent"]["a"]["map50"] - 0.05
+
+    root = (env["tmp"] / "repo" / "metadata" / "1.root.json").read_bytes()
+    install_root(env["tmp"] / "canary", root)
+    release = UpdateClient(env["tmp"] / "canary", env["base"], env["fleet"], "canary").check()
+    assert release is not None and release.version == good["release"]
+    assert any(name.endswith(".onnx") for name in release.files)
+    install_root(env["tmp"] / "fleet", root)  # the fleet group waits for an operator's approval
+    assert UpdateClient(env["tmp"] / "fleet", env["base"], env["fleet"], "fleet").check() is None
+
+    client = TestClient(create_app(env["url"]))
+    runs = client.get("/learning/runs", headers={"Authorization": f"Bearer {env['operator']}"}).json()
+    assert [(r["status"], r["release"]) for r in runs] == [("released", good["release"]), ("refused", None)]
+    one = client.get(f"/learning/runs/{runs[1]['id']}", headers={"Authorization": f"Bearer {env['operator']}"}).json()
+    assert one["matrix"] == bad["matrix"] and one["curve"]["train/box_loss"] and one["data"]["pseudo"] == str(blind)
+    assert client.get("/learning/runs", headers={"Authorization": f"Bearer {env['fleet']}"}).status_code == 403
