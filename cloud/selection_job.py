@@ -82,7 +82,6 @@ def register_photos(campaign: str, paths: list[Path]) -> list[int]:
     return ids
 
 
-@job("select")
 def check_label_studio(cloud_url: str | None) -> None:
     """Fail before the work, not after it, when tasks could not be delivered."""
     if not cloud_url or not os.environ.get("PLI_LS_URL") or not os.environ.get("PLI_LS_TOKEN"):
@@ -101,6 +100,7 @@ def label_studio_tasks(project: int, cloud_url: str | None, tasks: list[dict]) -
         ls.close()
 
 
+@job("select")
 def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weights: str | None = None,
                   model: str | None = None, project: int | None = None, cloud_url: str | None = None,
                   missed: int | None = None) -> dict:

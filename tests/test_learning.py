@@ -169,3 +169,56 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     one = client.get(f"/learning/runs/{runs[1]['id']}", headers={"Authorization": f"Bearer {env['operator']}"}).json()
     assert one["matrix"] == bad["matrix"] and one["curve"]["train/box_loss"] and one["data"]["pseudo"] == str(blind)
     assert client.get("/learning/runs", headers={"Authorization": f"Bearer {env['fleet']}"}).status_code == 403
+
+
+def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only(flight, tmp_path, monkeypatch):
+    """Every K annotations (here 3) queue a quick refresh; it trains on the operators' boxes and
+    becomes the model Label Studio's tasks are pre-annotated with; the fleet's releases are
+    untouched; no new annotations, no new refresh."""
+    from annotation import backend
+    from cloud import annotations, campaigns, jobs
+    from cloud.learning import after_annotations, refresh
+    from cloud.models import Job, LearningRun, ModelRelease
+    from cloud.registry.rollout import preannotation_model
+    from cloud.selection_job import register_photos
+    from edge.detections import Detections
+    from training.dataset import YoloDataset
+
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    monkeypatch.setenv("PLI_DATABASE_URL", url)
+    monkeypatch.setenv("PLI_CLOUD_DIR", str(tmp_path / "cloud"))
+    monkeypatch.setenv("PLI_REFRESH_EVERY", "3")
+    monkeypatch.setenv("PLI_LEARN_AFTER", "0")  # full runs: not in this test
+    jobs.reset_queue()
+    upgrade(url)
+    with session_scope(url) as s:
+        data = Path(campaigns.add(s, "a", flight.out, "yolo").data)
+    ds = YoloDataset.open(data)
+    photos = sorted(ds.images("train"))[:4]
+    ids = register_photos("a", photos)
+    with session_scope(url) as s:
+        for n, (image_id, p) in enumerate(zip(ids, photos, strict=True)):
+            pixels, xyxy, cls = ds.read(p)
+            h, w = pixels.shape[:2]
+            result = backend.prediction(Detections(xyxy, np.ones(len(cls)), cls, ds.names), w, h, "ops")["result"]
+            annotations.record(s, 1, {"id": 100 + n, "data": {"pli_image_id": image_id}},
+                               {"id": 500 + n, "result": result, "updated_at": f"2026-12-01T10:0{n}:00Z"}, "webhook")
+            if n == 1:
+                assert after_annotations(s) == []  # two so far: not yet
+    with session_scope(url) as s:
+        queued = after_annotations(s)
+    with session_scope(url) as s:
+        assert len(queued) == 1 and s.get(Job, queued[0]).kind == "refresh"
+    with session_scope(url) as s:
+        assert after_annotations(s) == []  # one is queued already
+    out = refresh("a", recipe={"imgsz": 320, "epochs": 2, "batch": 2, "warmup_epochs": 0})
+    assert out["annotations"] == 4 and preannotation_model() == Path(out["model"]) and Path(out["model"]).exists()
+    with session_scope(url) as s:
+        s.get(Job, queued[0]).status = "done"  # (the worker's mark, as it would have set it)
+    with session_scope(url) as s:
+        run = s.get(LearningRun, out["run"])
+        assert run.trigger == "refresh" and run.status == "refreshed" and run.data["photos"] == 4
+        assert run.curve["train/box_loss"]
+        assert s.query(ModelRelease).count() == 0  # the fleet's releases: untouched
+        assert after_annotations(s) == []  # nothing new since the refresh
+    jobs.reset_queue()

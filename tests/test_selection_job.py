@@ -120,7 +120,7 @@ def test_pseudo_labels_become_label_studio_tasks_with_their_weak_boxes(campaign,
     assert len(tasks) == report["pseudo_labelled"] and all(t["data"]["kind"] == "pseudo_label" for t in tasks)
     version = Path(report["data"]).parent
     for t in tasks:  # each task's prediction is exactly the photo's pseudo-labels
-        pred = t["predictions"][0]
+        (pred,) = ls.predictions(t["id"])
         assert pred["model_version"] == report["label_studio"]["model_version"]
         from cloud.models import Image
 
@@ -128,5 +128,5 @@ def test_pseudo_labels_become_label_studio_tasks_with_their_weak_boxes(campaign,
             name = s.get(Image, t["data"]["pli_image_id"]).name
         lines = (version / "labels" / "train" / f"{Path(name).stem}.txt").read_text().splitlines()
         assert len(pred["result"]) == len(lines)
-    assert sum(len(t["predictions"][0]["result"]) for t in tasks) == report["boxes"]
+    assert sum(len(ls.predictions(t["id"])[0]["result"]) for t in tasks) == report["boxes"]
     ls.close()
