@@ -1,7 +1,8 @@
 """The tables of experiments (a) and (b) of issue 16 from benchmarks/results/selection_experiment.json:
-mean and spread (min..max) over the seeds run, per arm, as markdown for docs/benchmarks.md.
+mean and spread (min..max) over the seeds run, per arm, as markdown for docs/benchmarks.md; and
+the plot of IDD test mAP50 against the share of labelled photos (docs/selection_experiment.png).
 
-    .venv/bin/python benchmarks/selection_table.py
+    .venv/bin/python benchmarks/selection_table.py [--plot docs/selection_experiment.png]
 """
 
 from __future__ import annotations
@@ -19,7 +20,41 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ({min(values):.3f}..{max(values):.3f})"
 
 
+def plot(arms: dict[tuple[str, int], list[dict]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy in ("random", "coreset", "uncertainty", "hybrid", "pseudo"):
+        pts = sorted((pct, [r["map50"] for r in runs]) for (st, pct), runs in arms.items() if st == strategy)
+        if not pts:
+            continue
+        x = [p for p, _ in pts]
+        mean = [sum(v) / len(v) for _, v in pts]
+        err = [[m - min(v) for m, (_, v) in zip(mean, pts, strict=True)],
+               [max(v) - m for m, (_, v) in zip(mean, pts, strict=True)]]
+        label = "random + pseudo-labels" if strategy == "pseudo" else strategy
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label, linestyle="-" if len(x) > 1 else "none")
+    for (st, _), runs in arms.items():
+        if st == "all":
+            ax.axhline(sum(r["map50"] for r in runs) / len(runs), color="grey", linestyle="--", label="all labels")
+    ax.set_xlabel("IDD training photos labelled (%)")
+    ax.set_ylabel("IDD test mAP50")
+    ax.set_title("Which photos to label (one recipe; bars: min..max over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plot", type=Path, help="write the plot there")
+    args = ap.parse_args()
     doc = json.loads(RESULTS.read_text())
     arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for run in doc["runs"].values():
@@ -40,6 +75,8 @@ def main() -> int:
             q = r["pseudo_labels"]
             print(f"| {r['percent']} % labelled | {r['seed']} | {q['pseudo_labelled']} | {q['boxes']} | "
                   f"{q['true_boxes']} | {q['precision']} | {q['recall']} |")
+    if args.plot:
+        plot(arms, args.plot)
     return 0
 
 

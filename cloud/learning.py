@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MARGIN_POINTS = 1.5
 REPLAY_PHOTOS = 50  # photos of earlier campaigns replayed in every full run (fewer when they have fewer)
 LEARN_AFTER_ENV, REFRESH_EVERY_ENV = "PLI_LEARN_AFTER", "PLI_REFRESH_EVERY"
+RECIPE_ENV, MARGIN_ENV = "PLI_LEARN_RECIPE", "PLI_LEARN_MARGIN"  # the service's recipe (JSON), its margin
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,21 @@ def _campaign_rows(session, upto: str) -> list:
     return rows
 
 
+def _campaign_of(session, image_id: int) -> str | None:
+    """The campaign a cloud photo belongs to (`campaigns/<name>/...` in the object store)."""
+    from cloud.models import Image
+
+    row = session.get(Image, int(image_id))
+    parts = row.key.split("/") if row is not None else []
+    return parts[1] if len(parts) > 2 and parts[0] == "campaigns" else None
+
+
+def _plain(name: str) -> str:
+    """A photo's own name from the importer's `<cloud id>-<name>` cache name."""
+    head, _, rest = name.partition("-")
+    return rest if head.isdigit() and rest else name
+
+
 def _record(run_id: int, **fields) -> None:
     from cloud.models import LearningRun
 
@@ -208,7 +224,7 @@ def _record(run_id: int, **fields) -> None:
 
 @job("learn")
 def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None, labelled: list[str] | None = None,
-          pseudo: str | None = None, replay: int | None = None, margin_points: float = MARGIN_POINTS,
+          pseudo: str | None = None, replay: int | None = None, margin_points: float | None = None,
           group: str = "canary", version: str | None = None, weights: str | None = None,
           annotations_at_trigger: int | None = None) -> dict:
     """One full run. `labelled`: the campaign's training photos with operators' labels (default
@@ -225,12 +241,15 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     from training.heads import grow_head
     from training.train import train
 
-    rec = Recipe(**(recipe or {}))
+    rec = Recipe(**{**json.loads(os.environ.get(RECIPE_ENV) or "{}"), **(recipe or {})})
     replay = REPLAY_PHOTOS if replay is None else replay
+    if margin_points is None:
+        margin_points = float(os.environ.get(MARGIN_ENV) or MARGIN_POINTS)
     with session_scope() as s:
         rows = _campaign_rows(s, campaign)
         tests = {r.name: Path(r.data) for r in rows}
         parent = current_release(s)
+        ops_tasks = [t for t in annotation_tasks(s) if _campaign_of(s, t["data"]["pli_image_id"]) == campaign]
         run = LearningRun(campaign=campaign, trigger=trigger, status="running", parent=parent,
                           recipe=asdict(rec), started_at=datetime.now(UTC))
         s.add(run)
@@ -248,6 +267,11 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
             keep = set(labelled)
             train_photos = [p for p in train_photos if p.name in keep]
         parts: list[tuple[str, Path, list[Path]]] = []
+        ops = operator_labels(ops_tasks, work / "operators")
+        if ops is not None:  # the operators' boxes replace the campaign's for the photos they annotated
+            done = {_plain(p.name) for p in ops[1]}
+            train_photos = [p for p in train_photos if p.name not in done]
+            parts.append(("operators", *ops))
         if pseudo:
             pseudo_ds = YoloDataset.open(Path(pseudo))
             parts.append(("pseudo", Path(pseudo), sorted(pseudo_ds.images("train"))))
@@ -261,6 +285,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
                 parts.append((f"replay-{name}", data_e, mine))
         data_yaml = assemble(work / "data", names, parts, data)
         snapshot = {"new": [p.name for p in train_photos] if not pseudo else None, "pseudo": pseudo,
+                    "operators": [p.name for p in ops[1]] if ops else [],
                     "annotations_at_trigger": annotations_at_trigger,
                     "replay": {name: [p.name for n, p in replayed if n == name] for name, _ in earlier}}
         _record(run_id, data=snapshot)
@@ -330,6 +355,22 @@ def annotation_tasks(session) -> list[dict]:
              "annotations": [{"id": a.id, "result": a.result, "updated_at": a.updated_at}]} for a in latest.values()]
 
 
+def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | None:
+    """The operators' annotations as a dataset (the photos fetched from the cloud's store)."""
+    from annotation.cli import cloud_images
+    from training.data_import import import_dataset
+    from training.dataset import YoloDataset
+
+    if not tasks:
+        return None
+    export = work / "annotations.json"
+    export.parent.mkdir(parents=True, exist_ok=True)
+    export.write_text(json.dumps(tasks))
+    data = import_dataset(export, "labelstudio", work / "labelled", ratios=[1.0, 0.0, 0.0], progress=False,
+                          importer_options={"resolve_id": cloud_images(work / "photos")}).data_yaml
+    return data, sorted(YoloDataset.open(data).images("train"))
+
+
 def _newest_campaign(session) -> str | None:
     from sqlalchemy import select
 
@@ -343,10 +384,8 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     """The interactive refresh: a quick fine-tune (frozen backbone, a few epochs) on every operator
     annotation so far, from the previous refresh, that becomes the model pre-annotating Label
     Studio tasks, never the fleet's."""
-    from annotation.cli import cloud_images
     from cloud.models import LearningRun
     from cloud.registry.rollout import set_preannotation_model
-    from training.data_import import import_dataset
     from training.dataset import YoloDataset
     from training.export import export_model
     from training.heads import grow_head
@@ -378,12 +417,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     try:
         data = Path(rows[-1].data)
         names = YoloDataset.open(data).names
-        export = work / "annotations.json"
-        export.parent.mkdir(parents=True, exist_ok=True)
-        export.write_text(json.dumps(tasks))
-        imported = import_dataset(export, "labelstudio", work / "labelled", ratios=[1.0, 0.0, 0.0], progress=False,
-                                  importer_options={"resolve_id": cloud_images(work / "photos")}).data_yaml
-        photos = sorted(YoloDataset.open(imported).images("train"))
+        imported, photos = operator_labels(tasks, work)
         data_yaml = assemble(work / "data", names, [("ops", imported, photos)], data)
         weights = grow_head(start, names, work / "start.pt")
         result = train(data_yaml, model=str(weights), imgsz=rec.imgsz, epochs=rec.epochs, batch=rec.batch,

@@ -149,11 +149,56 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     assert any(r.startswith("a forgets") for r in bad["reasons"]), (bad["reasons"], m)
     assert m["candidate"]["a"]["map50"] < m["parent"]["a"]["map50"] - 0.015  # it did forget: the gate saw it
 
-    good = learn("b", recipe={**small, "epochs": 10}, replay=4, margin_points=5.0)  # tiny test sets: a wider margin
+    # operators confirm boxes on three of b's photos: the third annotation queues a full run, with
+    # the service's recipe and margin (tiny test sets: a wider margin), and the worker trains it
+    import json
+
+    from annotation import backend
+    from cloud import annotations, jobs
+    from cloud.learning import after_annotations
+    from cloud.models import Job
+    from cloud.selection_job import register_photos
+    from edge.detections import Detections
+    from training.dataset import YoloDataset
+
+    os.environ.update({"PLI_LEARN_AFTER": "3", "PLI_REFRESH_EVERY": "0", "PLI_LEARN_MARGIN": "5",
+                       "PLI_LEARN_RECIPE": json.dumps({**small, "epochs": 10})})
+    ds = YoloDataset.open(b_data)
+    photos = sorted(ds.images("train"))[:3]
+    for n, (image_id, p) in enumerate(zip(register_photos("b", photos), photos, strict=True)):
+        pixels, xyxy, cls = ds.read(p)
+        result = backend.prediction(Detections(xyxy, np.ones(len(cls)), cls, ds.names), pixels.shape[1],
+                                    pixels.shape[0], "ops")["result"]
+        with session_scope(env["url"]) as s:
+            annotations.record(s, 1, {"id": 10 + n, "data": {"pli_image_id": image_id}},
+                               {"id": 70 + n, "result": result, "updated_at": f"2026-12-01T11:0{n}:00Z"}, "webhook")
+        with session_scope(env["url"]) as s:
+            queued = after_annotations(s)
+        assert len(queued) == (1 if n == 2 else 0)
+    worker = jobs.Worker(workers=1).start()
+    try:
+        for _ in range(1200):
+            with session_scope(env["url"]) as s:
+                job = s.get(Job, queued[0])
+                status, good = job.status, job.result
+            if status in ("done", "failed"):
+                break
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+        for k in ("PLI_LEARN_AFTER", "PLI_REFRESH_EVERY", "PLI_LEARN_MARGIN", "PLI_LEARN_RECIPE"):
+            os.environ.pop(k, None)
+    assert status == "done", job.error
     m = good["matrix"]
     assert good["passed"], (good["reasons"], m)
     assert m["candidate"]["b"]["map50"] > m["parent"]["b"]["map50"]
     assert m["candidate"]["a"]["map50"] >= m["parent"]["a"]["map50"] - 0.05
+    with session_scope(env["url"]) as s:
+        from cloud.models import LearningRun
+
+        run = s.get(LearningRun, good["run"])
+        assert run.trigger == "annotations" and len(run.data["operators"]) == 3  # trained on what they confirmed
+        assert not set(run.data["new"]) & {p.name for p in photos}  # their photos once, with the operators' boxes
 
     root = (env["tmp"] / "repo" / "metadata" / "1.root.json").read_bytes()
     install_root(env["tmp"] / "canary", root)
