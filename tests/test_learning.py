@@ -214,6 +214,16 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     one = client.get(f"/learning/runs/{runs[1]['id']}", headers={"Authorization": f"Bearer {env['operator']}"}).json()
     assert one["matrix"] == bad["matrix"] and one["curve"]["train/box_loss"] and one["data"]["pseudo"] == str(blind)
     assert client.get("/learning/runs", headers={"Authorization": f"Bearer {env['fleet']}"}).status_code == 403
+    from cloud.operators import add_operator
+
+    with session_scope(env["url"]) as s:
+        add_operator(s, "carol", "a long enough password")
+    assert client.get("/ui/learning", follow_redirects=False).status_code == 303  # a login first
+    client.post("/login", data={"name": "carol", "password": "a long enough password"})
+    page = client.get("/ui/learning")
+    assert page.status_code == 200
+    assert f"release {good['release']}" in page.text and "a forgets" in page.text  # both decisions shown
+    assert page.text.count("<polyline") >= 6  # the learning curves (losses per epoch) of both runs
 
 
 def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only(flight, tmp_path, monkeypatch):
