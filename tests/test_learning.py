@@ -6,17 +6,15 @@ takes it through TUF; the runs are on the API."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from cloud.db import session_scope, upgrade
 from cloud.learning import gate
+from cloud.local_server import CloudServer
 from cloud.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,21 +94,8 @@ def two_campaigns(flight, tmp_path, monkeypatch):
         campaigns.add(s, "b", _negative_flight(other.out, tmp_path / "negative-b"), "yolo")
         fleet = create_token(s, "uav-1", "fleet")
         operator = create_token(s, "ops", "operator")
-    from comms.local_broker import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)],
-                            env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield {"url": url, "base": base, "fleet": fleet, "operator": operator, "tmp": tmp_path}
-    proc.terminate()
-    proc.wait(10)
+    with CloudServer(env) as server:
+        yield {"url": url, "base": server.base, "fleet": fleet, "operator": operator, "tmp": tmp_path}
     jobs.reset_queue()
 
 

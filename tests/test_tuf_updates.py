@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -20,10 +19,10 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, MetaFile, Timestamp
 
 from cloud.db import session_scope, upgrade
+from cloud.local_server import CloudServer
 from cloud.registry import keys
 from cloud.registry.tuf_repo import TufRepo
 from cloud.tokens import create_token
-from comms.local_broker import free_port
 from edge.update import UpdateClient, UpdateRefused, install_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,19 +44,8 @@ def server(tmp_path_factory):
     for role in keys.ONLINE_ROLES:
         keys.generate(work / "online" / f"{role}.pem")
         env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(work / "online" / f"{role}.pem")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pli", "-q", "cloud", "serve", "--port", str(port)], env=env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield Served(base, work / "repo", fleet, operator, admin, env)
-    proc.terminate()
-    proc.wait(10)
+    with CloudServer(env) as server:
+        yield Served(server.base, work / "repo", fleet, operator, admin, env)
 
 
 class Served(NamedTuple):
