@@ -262,3 +262,34 @@ def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only
         assert s.query(ModelRelease).count() == 0  # the fleet's releases: untouched
         assert after_annotations(s) == []  # nothing new since the refresh
     jobs.reset_queue()
+
+
+def test_an_operator_queues_a_learning_run_through_the_api(flight, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from cloud import campaigns, jobs
+    from cloud.api.app import create_app
+    from cloud.models import Job
+
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    monkeypatch.setenv("PLI_DATABASE_URL", url)
+    monkeypatch.setenv("PLI_CLOUD_DIR", str(tmp_path / "cloud"))
+    jobs.reset_queue()
+    upgrade(url)
+    with session_scope(url) as s:
+        campaigns.add(s, "a", flight.out, "yolo")
+        operator, fleet = create_token(s, "ops", "operator"), create_token(s, "uav", "fleet")
+    client = TestClient(create_app(url))
+    body = {"campaign": "a", "recipe": {"epochs": 3, "imgsz": 320}, "replay": 10}
+    assert client.post("/learning/runs", json=body, headers={"Authorization": f"Bearer {fleet}"}).status_code == 403
+    ops = {"Authorization": f"Bearer {operator}"}
+    assert client.post("/learning/runs", json={**body, "campaign": "nope"}, headers=ops).status_code == 404
+    assert client.post("/learning/runs", json={**body, "recipe": {"imgsz": 333}}, headers=ops).status_code == 422
+    r = client.post("/learning/runs", json=body, headers=ops)
+    assert r.status_code == 202
+    with session_scope(url) as s:
+        job = s.get(Job, r.json()["job"])
+        assert job.kind == "learn" and job.status == "queued" and job.args["recipe"]["epochs"] == 3
+        assert job.args["trigger"] == "on demand (ops)" and job.args["replay"] == 10
+    assert client.get("/learning/runs/99", headers=ops).status_code == 404
+    jobs.reset_queue()
