@@ -44,13 +44,19 @@ class Campaign:
         from training.dataset import YoloDataset, named_split
 
         if "=" not in text:
+            from sqlalchemy.exc import SQLAlchemyError
+
             from cloud import campaigns
             from cloud.db import session_scope
 
-            with session_scope() as s:
-                row = campaigns.get(s, text)
-                campaigns.check_frozen(row)
-                return cls(row.name, Path(row.data), "test")
+            try:
+                with session_scope() as s:
+                    row = campaigns.get(s, text)
+                    campaigns.check_frozen(row)
+                    return cls(row.name, Path(row.data), "test")
+            except (ValueError, SQLAlchemyError) as exc:
+                raise ValueError(f"campaign {text!r}: give NAME=DATA.yaml[:SPLIT] or the name of a campaign the "
+                                 f"cloud holds ({str(exc).splitlines()[0][:120]})") from None
         name, data, split = named_split(text)
         if not data.exists():
             raise FileNotFoundError(f"campaign {name}: {data} does not exist")
