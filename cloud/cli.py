@@ -639,53 +639,63 @@ def _release_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _here_or_queued(args: argparse.Namespace, kind: str, run, **kw) -> dict | None:
+    """Run a job's function here and return its result, or with --queue enqueue it for
+    `pli cloud worker` (None)."""
+    from cloud.jobs import enqueue
+
+    if args.queue:
+        print(f"job {enqueue(kind, **kw)} queued")
+        return None
+    return run(**kw)
+
+
 def _select(args: argparse.Namespace) -> int:
     from cloud import selection_job
     from cloud.db import upgrade
-    from cloud.jobs import enqueue
 
     upgrade()
-    kw = {"campaign": args.campaign, "budget": args.budget, "strategy": args.strategy, "seed": args.seed,
-          "weights": str(args.weights) if args.weights else None, "model": str(args.model) if args.model else None,
-          "project": args.project, "cloud_url": args.cloud_url, "missed": args.missed}
-    if args.queue:
-        print(f"job {enqueue('select', **kw)} queued")
-    else:
-        print(json.dumps(selection_job.run_selection(**kw)))
+    out = _here_or_queued(args, "select", selection_job.run_selection, campaign=args.campaign, budget=args.budget,
+                          strategy=args.strategy, seed=args.seed,
+                          weights=str(args.weights) if args.weights else None,
+                          model=str(args.model) if args.model else None, project=args.project,
+                          cloud_url=args.cloud_url, missed=args.missed)
+    if out is not None:
+        print(json.dumps(out))
     return 0
+
+
+def _selected(path: Path | None) -> list[str] | None:
+    """The photos of a selection (pli cloud select's dataset version)."""
+    return json.loads(path.read_text())["images"] if path else None
 
 
 def _pseudo_label(args: argparse.Namespace) -> int:
     from cloud import pseudo_labels
     from cloud.db import upgrade
-    from cloud.jobs import enqueue
 
     upgrade()
-    labelled = json.loads(args.labelled.read_text())["images"] if args.labelled else None
-    kw = {"campaign": args.campaign, "labelled": labelled, "model": str(args.model) if args.model else None,
-          "project": args.project, "cloud_url": args.cloud_url}
-    if args.queue:
-        print(f"job {enqueue('pseudo_label', **kw)} queued")
-    else:
-        print(json.dumps(pseudo_labels.run(**kw)))
+    out = _here_or_queued(args, "pseudo_label", pseudo_labels.run, campaign=args.campaign,
+                          labelled=_selected(args.labelled), model=str(args.model) if args.model else None,
+                          project=args.project, cloud_url=args.cloud_url)
+    if out is not None:
+        print(json.dumps(out))
     return 0
 
 
 def _learn(args: argparse.Namespace) -> int:
     from cloud import learning
     from cloud.db import upgrade
-    from cloud.jobs import enqueue
 
     upgrade()
-    kw = {"campaign": args.campaign, "recipe": {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
-                                                "freeze": args.freeze, "seed": args.seed},
-          "replay": args.replay, "pseudo": str(args.pseudo) if args.pseudo else None,
-          "labelled": json.loads(args.labelled.read_text())["images"] if args.labelled else None,
-          "margin_points": args.margin, "weights": str(args.weights) if args.weights else None}
-    if args.queue:
-        print(f"job {enqueue('learn', trigger='on demand (cli)', **kw)} queued")
+    out = _here_or_queued(args, "learn", learning.learn, campaign=args.campaign, trigger="on demand (cli)",
+                          recipe={"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
+                                  "freeze": args.freeze, "seed": args.seed},
+                          replay=args.replay, pseudo=str(args.pseudo) if args.pseudo else None,
+                          labelled=_selected(args.labelled), margin_points=args.margin,
+                          weights=str(args.weights) if args.weights else None)
+    if out is None:
         return 0
-    out = learning.learn(trigger="on demand (cli)", **kw)
     print(json.dumps({k: out[k] for k in ("run", "passed", "reasons", "release")}))
     for who in ("parent", "candidate"):
         print(f"  {who:<9} " + ", ".join(f"{c} mAP50 {v['map50']:.3f}" for c, v in out["matrix"][who].items()))
