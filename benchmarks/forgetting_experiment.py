@@ -1,15 +1,21 @@
-"""Experiment (c) of issue 17: CPLID (campaign 1) then IDD (campaign 2), fine-tuning only against
+"""Experiment (c) of issue 17: the shipped model's campaigns, then IDD, fine-tuning only against
 fine-tuning with replay, through the learning service itself (`cloud/learning.py:learn`, the
 gates included): the mAP matrix, each arm's gate decision.
 
-    .venv/bin/python benchmarks/forgetting_experiment.py [--replay 0,50] [--seeds 0] [--epochs 30]
+    .venv/bin/python benchmarks/forgetting_experiment.py [--arms 0:10,50:10] [--seeds 0] [--epochs 30]
 
-Recipe, equal for both arms: from models/pli-default.pt (class head grown to four classes, the
-three known ones kept), all of IDD's training photos, 640 px, backbone frozen (10 layers), batch 8,
-one warmup epoch. CPLID's campaign split is the cloud's own (a fifth frozen as its test set, by
-photo): it overlaps the photos the shipped model trained on, so its absolute mAP50 is optimistic;
-the drop from parent to candidate is what this measures. Resumable: each finished arm is kept in
-benchmarks/results/forgetting_experiment.json and skipped when run again.
+An arm is REPLAY:FREEZE: photos of the earlier campaigns replayed (0: fine-tune only) and backbone
+layers frozen (10: the service's recipe; 0: everything trains, the ceiling the compute allows).
+Otherwise equal: from models/pli-default.pt (class head grown to four classes, the three known
+ones kept), all of IDD's training photos, 640 px, batch 8, one warmup epoch, AdamW at
+ultralytics' automatic rate. The earlier campaigns are what the shipped model learnt: CPLID with
+the shipped model's own split (recipes/cplid_split.json: its test set is the 140 val photos the
+shipped model never trained on; replay comes from its 560 training photos) and synthetic flights
+as 640 px tiles (bird nests; new seeds: one flight to replay from, another to test on).
+
+Resumable: each finished arm is kept in benchmarks/results/forgetting_experiment.json and skipped
+when run again; a gate-passing candidate is released to the experiment's canary group as the
+service would, its build (FP32, INT8, cards, golden frames) kept under the work folder.
 """
 
 from __future__ import annotations
@@ -25,6 +31,56 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 RESULTS = REPO / "benchmarks" / "results" / "forgetting_experiment.json"
+IDD_MAP = {"broken": "defect", "pollution-flashover": "flashover"}
+FLIGHT_FRAMES = 24
+
+
+def flights_source(work: Path) -> Path:
+    """Synthetic flights cut into 640 px tiles, as the shipped model learnt them (bird nests, the
+    demo's look): one flight's tiles to train and replay from, another's as the test set (frames
+    of one flight on one side, so no overlapping tile is on both)."""
+    from training.synth.flight import generate_flight
+    from training.tiles import tile_dataset
+
+    out = work / "flights"
+    if (out / "data.yaml").exists():
+        return out / "data.yaml"
+    splits = {}
+    for seed, split in ((201, "train"), (202, "test")):
+        flight = generate_flight(work / f"flight-{seed}", FLIGHT_FRAMES, (1920, 1080), seed, progress=False).out
+        tile_dataset(flight, work / f"tiles-{seed}", size=640, overlap=0.2, keep_empty=0.05, seed=seed,
+                     progress=False)
+        splits[split] = str(work / f"tiles-{seed}" / "images" / "train")
+    out.mkdir(parents=True, exist_ok=True)
+    names = ["insulator", "defect", "bird_nest"]  # class-list version 1
+    (out / "data.yaml").write_text(json.dumps({**splits, "names": dict(enumerate(names))}))
+    return out / "data.yaml"
+
+
+def add_campaigns(work: Path, cplid: Path, idd: Path) -> None:
+    """The fleet's history as campaigns, oldest first: what the shipped model learnt (CPLID with
+    its own split: the 140 val photos it never trained on are the test set; synthetic flights,
+    fresh seeds), then IDD (class list 2, a fifth frozen as its test set)."""
+    from cloud import campaigns
+    from cloud.db import session_scope
+
+    shipped = json.loads((REPO / "recipes" / "cplid_split.json").read_text())["splits"]
+    split = work / "cplid_split.json"
+    split.write_text(json.dumps({"splits": {"train": shipped["train"], "test": shipped["val"]}}))
+    for name, src, fmt, mapping, cl, fixed in (
+            ("cplid", cplid, "voc", None, 1, split),
+            ("flights", None, "yolo", None, 1, None),
+            ("idd", idd / "annotations.json", "coco", IDD_MAP, 2, None)):
+        with session_scope() as s:
+            try:
+                campaigns.get(s, name)
+                continue
+            except ValueError:
+                pass
+        src = src or flights_source(work)
+        with session_scope() as s:
+            campaigns.add(s, name, src, fmt, mapping, cl, description=f"{name} (issue 17 experiments)",
+                          split_file=fixed, source_splits=name == "flights")
 
 
 def main() -> int:
@@ -32,7 +88,7 @@ def main() -> int:
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
     ap.add_argument("--idd", type=Path, default=REPO.parent / "shared" / "datasets" / "idd")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "forgetting_experiment")
-    ap.add_argument("--replay", default="0,50", help="replay sizes to compare (0: fine-tune only)")
+    ap.add_argument("--arms", default="0:10,50:10", help="REPLAY:FREEZE pairs, comma-separated")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
@@ -41,33 +97,30 @@ def main() -> int:
     os.environ["PLI_DATABASE_URL"] = f"sqlite:///{args.work / 'cloud.db'}"
     from selection_experiment import cpu_flags
 
-    from cloud import campaigns
-    from cloud.db import session_scope, upgrade
+    from cloud.db import upgrade
     from cloud.learning import backward_transfer, learn
 
     upgrade()
-    with session_scope() as s:
-        for name, src, fmt, mapping, cl in (
-                ("cplid", args.cplid, "voc", None, 1),
-                ("idd", args.idd / "annotations.json", "coco",
-                 {"broken": "defect", "pollution-flashover": "flashover"}, 2)):
-            try:
-                campaigns.get(s, name)
-            except ValueError:
-                campaigns.add(s, name, src, fmt, mapping, cl, description=f"{name} (forgetting experiment)")
+    add_campaigns(args.work, args.cplid, args.idd)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
-    results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "epochs": args.epochs, "imgsz": 640,
-                        "batch": 8, "freeze": 10, "from": "pli-default.pt", "order": ["cplid", "idd"]}
+    results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,
+                        "from": "pli-default.pt", "order": ["cplid", "flights", "idd"],
+                        "cplid_test": "recipes/cplid_split.json val (140 photos)",
+                        "flights": f"synthetic flights, {FLIGHT_FRAMES} frames 1920x1080 each, 640 px tiles: "
+                                   "seed 201 train, seed 202 test"}
     for seed in [int(x) for x in args.seeds.split(",")]:
-        for replay in [int(x) for x in args.replay.split(",")]:
-            key = f"replay{replay}:seed{seed}:ep{args.epochs}"
+        for arm in args.arms.split(","):
+            replay, freeze = (int(x) for x in arm.split(":"))
+            key = f"replay{replay}:freeze{freeze}:seed{seed}:ep{args.epochs}"
             if key in results["runs"]:
                 continue
             t0 = time.perf_counter()
-            # a gate-passing candidate would be built and released; the experiment wants the matrix
-            out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed},
-                        replay=replay, version=f"exp-c-{key.replace(':', '-')}")
-            results["runs"][key] = {"replay": replay, "seed": seed, "seconds": round(time.perf_counter() - t0),
+            out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed, "freeze": freeze},
+                        replay=replay, version=f"exp-c-{key.replace(':', '-')}",
+                        weights=str(REPO / "models" / "pli-default.pt"))  # every arm from the shipped model
+            results["runs"][key] = {"replay": replay, "freeze": freeze, "seed": seed, "epochs": args.epochs,
+                                    "seconds": round(time.perf_counter() - t0), "run": out["run"],
+                                    "release": out["release"],
                                     "matrix": out["matrix"], "passed": out["passed"], "reasons": out["reasons"],
                                     "backward_transfer_points": round(backward_transfer(out["matrix"], "idd"), 2)}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,11 @@ def campaign_dir(name: str) -> Path:
 
 def add(session: Session, name: str, src: Path, fmt: str, class_map: dict[str, str | None] | None = None,
         class_list_version: int | None = None, seed: int = 0, description: str = "",
-        group_by: str | None = None) -> Campaign:
-    """Import a campaign and freeze its test split (a fifth of its photos, split by photo)."""
+        group_by: str | None = None, split_file: Path | None = None, source_splits: bool = False) -> Campaign:
+    """Import a campaign and freeze its test split (a fifth of its photos, split by photo), or the
+    splits a split file or the source (`source_splits`: a YOLO data.yaml's) gives: a campaign the
+    fleet's model already trained on must keep that model's held-out photos as its test set, or
+    the forgetting gate would score seen photos."""
     from comms.classes import ENV_VAR, known_class_lists
     from training.data_import import import_dataset
     from training.dataset import YoloDataset
@@ -48,14 +51,17 @@ def add(session: Session, name: str, src: Path, fmt: str, class_map: dict[str, s
             from importlib import resources
 
             os.environ[ENV_VAR] = str(resources.files("comms").joinpath("class_lists", f"{class_list_version}.toml"))
-        result = import_dataset(src, fmt, out, ratios=list(RATIOS), seed=seed, class_map=class_map,
-                                group_by=group_by)
+        result = import_dataset(src, fmt, out, ratios=None if split_file or source_splits else list(RATIOS), seed=seed,
+                                class_map=class_map, group_by=group_by, split_file=split_file)
     finally:
         if old is None:
             os.environ.pop(ENV_VAR, None)
         else:
             os.environ[ENV_VAR] = old
-    test = sorted(p.name for p in YoloDataset.open(result.data_yaml).images("test"))
+    ds = YoloDataset.open(result.data_yaml)
+    test = sorted(p.name for p in ds.images("test")) if "test" in ds.splits else []
+    if not test:
+        raise ValueError(f"campaign {name}: no test photos (a split file must name a test split)")
     row = Campaign(name=name, description=description, class_list_version=class_list_version, test_set=test,
                    frozen_at=datetime.now(UTC), data=str(result.data_yaml))
     session.add(row)

@@ -231,6 +231,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-list", type=int, help="the class-list version the campaign is labelled with")
     p.add_argument("--group-by", help="keep groups (flights) on one side of the split (see pli data import)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-file", type=Path, help="fixed splits (pli data import's split.json form) instead of "
+                   "the random fifth: e.g. the model's own held-out photos as the test set")
     p.add_argument("--description", default="")
     p.set_defaults(func=_campaign_add)
     p = cpsub.add_parser("list", help="campaigns and their frozen test sets")
@@ -710,7 +712,7 @@ def _campaign_add(args: argparse.Namespace) -> int:
     upgrade()
     with session_scope() as s:
         row = campaigns.add(s, args.name, args.src, args.format, parse_class_map(args.map), args.class_list,
-                            args.seed, args.description, args.group_by)
+                            args.seed, args.description, args.group_by, args.split_file)
         print(f"campaign {row.name}: {row.data}; {len(row.test_set)} photos frozen as its test set")
     return 0
 

@@ -248,7 +248,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     with session_scope() as s:
         rows = _campaign_rows(s, campaign)
         tests = {r.name: Path(r.data) for r in rows}
-        parent = current_release(s)
+        parent = current_release(s) if weights is None else None  # explicit weights: no registry parent
         ops_tasks = [t for t in annotation_tasks(s) if _campaign_of(s, t["data"]["pli_image_id"]) == campaign]
         run = LearningRun(campaign=campaign, trigger=trigger, status="running", parent=parent,
                           recipe=asdict(rec), started_at=datetime.now(UTC))
@@ -284,7 +284,8 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
             if mine:
                 parts.append((f"replay-{name}", data_e, mine))
         data_yaml = assemble(work / "data", names, parts, data)
-        snapshot = {"new": [p.name for p in train_photos] if not pseudo else None, "pseudo": pseudo,
+        snapshot = {"start": str(start), "new": [p.name for p in train_photos] if not pseudo else None,
+                    "pseudo": pseudo,
                     "operators": [p.name for p in ops[1]] if ops else [],
                     "annotations_at_trigger": annotations_at_trigger,
                     "replay": {name: [p.name for n, p in replayed if n == name] for name, _ in earlier}}

@@ -136,6 +136,7 @@ class ModelSlot:
             self.state.swapped(path, self.path)  # on trial until it has run GOOD_AFTER_FRAMES frames
         old = self.version
         self.detector, self.path, self.version = det, path, model_version(path)
+        self.classes = class_list_for(det.names)  # a grown list (a new class-list version) from here on
         self.swaps += 1
         self.frames_on_current = 0
         if self.status is not None:
@@ -154,8 +155,9 @@ class ModelSlot:
 
     def verify(self, path: Path, reference: np.ndarray | None) -> Detector:
         """Probation of a candidate: its card's sha256, it loads, its classes are the running
-        model's and a class-list version the links know, and it finds its golden frames again
-        (edge/golden.py): a model that merely loads, or detects nothing, stays out."""
+        model's (grown or shrunk at the end only) and a class-list version the links know, and it
+        finds its golden frames again (edge/golden.py): a model that merely loads, or detects
+        nothing, stays out."""
         card_path = path.with_suffix(".json")
         if not card_path.exists():
             raise ValueError("no model card beside it")
@@ -163,8 +165,9 @@ class ModelSlot:
         if card.get("sha256") != file_sha256(path):
             raise ValueError("sha256 does not match its model card")
         det = Detector(path, threads=self.threads)
-        if det.names != self.detector.names:
-            raise ValueError(f"classes {det.names} differ from {self.detector.names}")
+        problem = class_change_problem(self.detector.names, det.names)
+        if problem:
+            raise ValueError(problem)
         class_list_for(det.names)  # a version the links can pack (raises ValueError otherwise)
         if reference is not None:
             out = det(reference)
@@ -177,6 +180,17 @@ class ModelSlot:
         if problems:
             raise ValueError(f"golden frames not reproduced: {problems[0]} ({len(problems)} in all)")
         return det
+
+
+def class_change_problem(running: list[str], candidate: list[str]) -> str | None:
+    """Why a model with `candidate` classes may not replace one with `running` classes, or None.
+    A class list grows at the end (a learning run adds `flashover`) and a rollback may take the
+    shorter list back; a class renamed or moved would make old ids mean something else."""
+    running, candidate = list(running), list(candidate)
+    n = min(len(running), len(candidate))
+    if running[:n] != candidate[:n]:
+        return f"classes {candidate} differ from {running} (a list may only grow or shrink at its end)"
+    return None
 
 
 def _release_of(path: Path) -> str | None:
@@ -236,6 +250,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     try:
         for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
             slot.maybe_swap(reference)
+            tracker.classes = slot.classes  # the running model's list (grown by an update, say)
             reference = reference if reference is not None else frame.image
             dets = detect(slot.detector, frame.image, cfg.tile, conf=cfg.conf)
             h, w = frame.image.shape[:2]

@@ -118,3 +118,18 @@ def test_model_swap_needs_a_matching_card_and_its_golden_frames(exported_fp32, f
     slot.maybe_swap(frame)
     slot.maybe_swap(frame)
     assert slot.swaps == 1 and slot.path.name == "v2.onnx"
+
+
+def test_a_model_update_may_grow_the_class_list_at_its_end_but_not_rename_or_reorder():
+    """A learning run grows the head (class-list version 2 adds flashover) and a rollback may go
+    back to the shorter list; a renamed or moved class would give old ids another meaning."""
+    from comms.classes import class_list_for
+    from edge.runtime import class_change_problem
+
+    v1 = ["insulator", "defect", "bird_nest"]
+    v2 = [*v1, "flashover"]
+    assert class_change_problem(v1, v1) is None
+    assert class_change_problem(v1, v2) is None and class_list_for(v2).version == 2
+    assert class_change_problem(v2, v1) is None  # the rollback
+    assert "differ" in class_change_problem(v1, ["insulator", "bird_nest", "defect"])
+    assert "differ" in class_change_problem(v2, ["insulator", "defect", "nest", "flashover"])
