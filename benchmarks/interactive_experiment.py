@@ -8,8 +8,9 @@ registry names for pre-annotation) and imported into a real Label Studio; the op
 task's predictions back through Label Studio's API, counts the boxes to add, delete and move
 (annotation/edits.py) and submits the true boxes; Label Studio's webhook brings them to the cloud
 (`pli cloud serve`), whose worker (`pli cloud worker`) applies them. Arm `refresh`: the service's
-quick refresh every 25 annotations (job `refresh`, QUICK recipe), and the operator starts the
-next batch once it has finished; arm `none`: no refresh, the shipped model throughout. Both arms
+quick refresh every 25 annotations (job `refresh`, QUICK recipe: 3 epochs; `refresh-eN`: N
+epochs, through PLI_REFRESH_RECIPE), and the operator starts the next batch once it has
+finished; arm `none`: no refresh, the shipped model throughout. Both arms
 meet the same photos in the same order (seeded).
 
 (e) With --learn-seed, that seed's `refresh` arm also has PLI_LEARN_AFTER=100: the 100th
@@ -173,7 +174,8 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server, out: dict) ->
                "PLI_TUF_DIR": str(work / "repo"), "PLI_ML_PASSWORD": secret, "PLI_LS_WEBHOOK_SECRET": secret,
                "PLI_ANNOTATION_SECRET": secret, "PLI_LS_URL": ls_server.url, "PLI_LS_TOKEN": ls_server.token,
                "PLI_CLASSES": str(REPO / "comms" / "class_lists" / "2.toml"), "PLI_LEARN_CAMPAIGN": "idd",
-               "PLI_REFRESH_EVERY": str(args.batch_size if arm == "refresh" else 0),
+               "PLI_REFRESH_EVERY": str(args.batch_size if arm.startswith("refresh") else 0),
+               "PLI_REFRESH_RECIPE": json.dumps({"epochs": int(arm.split("-e")[1])} if "-e" in arm else {}),
                "PLI_LEARN_AFTER": str(n_total if learn_too else 0)}
     assert ENV_VAR == "PLI_CLASSES"
     from cloud import jobs
@@ -229,7 +231,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server, out: dict) ->
 
                 wait_for("annotations applied", recorded, 600)
                 refresh_s = None
-                if arm == "refresh":
+                if arm.startswith("refresh"):
                     def refreshed(n: int = done):
                         with session_scope() as s:
                             rows = s.query(LearningRun).filter(LearningRun.trigger == "refresh").all()
@@ -311,7 +313,7 @@ def main() -> int:
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
     ap.add_argument("--idd", type=Path, default=REPO.parent / "shared" / "datasets" / "idd")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "interactive_experiment")
-    ap.add_argument("--arms", default="refresh,none")
+    ap.add_argument("--arms", default="refresh,none", help="refresh (QUICK), refresh-eN (N epochs), none")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--learn-seed", type=int, help="this seed's refresh arm also measures (e)")
     ap.add_argument("--batches", type=int, default=4)

@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Releases are recorded once (immutable) and signed for a group in the TUF "
                         "repository; the online signing keys come from the environment (see `pli cloud tuf`).")
     rsub = r.add_subparsers(dest="release_command", required=True,
-                            metavar="{add,list,show,promote,preannotate,assign,rollback}")
+                            metavar="{add,list,show,promote,preannotate,assign,rollback,ship}")
     p = rsub.add_parser("add", help="build and record a release from training weights (or from built files)",
                         description="`add WEIGHTS.pt --campaign NAME=DATA.yaml[:SPLIT] ...`: export FP32 and INT8 "
                         "ONNX, score both on every campaign's frozen test set, make golden frames per build, "
@@ -170,6 +170,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", choices=["canary", "fleet"], required=True)
     p.add_argument("--to", required=True, help="the release to go back to")
     p.set_defaults(func=_release_rollback)
+    p = rsub.add_parser("ship", help="copy a release's builds, cards, golden frames and weights out as NAME.*",
+                        description="What a checkout carries as its default model (models/pli-default.*): the "
+                        "release's files byte for byte, renamed, each card naming the release it is.")
+    p.add_argument("version")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.add_argument("--name", default="pli-default")
+    p.set_defaults(func=_release_ship)
 
     p = csub.add_parser("select", help="choose a campaign's photos for operators to label (coreset, uncertainty, "
                         "hybrid, random)", description="Writes the choice as a dataset version and, with --project, "
@@ -557,6 +564,17 @@ def _release_add(args: argparse.Namespace) -> int:
     with session_scope() as s:
         row = add_release(s, str(sources[0]), sources[1:], args.parent)
         print(f"release {row.version}: {len(row.card['files'])} files recorded")
+    return 0
+
+
+def _release_ship(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.registry.rollout import ship
+
+    upgrade()
+    with session_scope() as s:
+        for path in ship(s, args.version, args.out, args.name):
+            print(path)
     return 0
 
 

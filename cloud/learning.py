@@ -35,6 +35,7 @@ MARGIN_POINTS = 1.5
 REPLAY_PHOTOS = 50  # photos of earlier campaigns replayed in every full run (fewer when they have fewer)
 LEARN_AFTER_ENV, REFRESH_EVERY_ENV = "PLI_LEARN_AFTER", "PLI_REFRESH_EVERY"
 RECIPE_ENV, MARGIN_ENV = "PLI_LEARN_RECIPE", "PLI_LEARN_MARGIN"  # the service's recipe (JSON), its margin
+REFRESH_RECIPE_ENV = "PLI_REFRESH_RECIPE"  # the quick refresh's changes to QUICK (JSON)
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     from training.heads import grow_head
     from training.train import train
 
-    rec = Recipe(**{**asdict(QUICK), **(recipe or {})})
+    rec = Recipe(**{**asdict(QUICK), **json.loads(os.environ.get(REFRESH_RECIPE_ENV) or "{}"), **(recipe or {})})
     with session_scope() as s:
         campaign = campaign or _newest_campaign(s)
         if campaign is None:

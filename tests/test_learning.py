@@ -193,6 +193,20 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     install_root(env["tmp"] / "fleet", root)  # the fleet group waits for an operator's approval
     assert UpdateClient(env["tmp"] / "fleet", env["base"], env["fleet"], "fleet").check() is None
 
+    # shipped as a checkout's default model: the release's bytes, renamed, each card naming it
+    import hashlib
+
+    from cloud.registry.rollout import ship
+    from edge.detector import Detector
+
+    with session_scope(env["url"]) as s:
+        shipped = {p.name for p in ship(s, good["release"], env["tmp"] / "models", "pli-next")}
+    assert {"pli-next.onnx", "pli-next.json", "pli-next.golden.json", "pli-next-int8.onnx", "pli-next.pt"} <= shipped
+    card = json.loads((env["tmp"] / "models" / "pli-next.json").read_text())
+    assert card["release"] == good["release"] and card["golden"] == "pli-next.golden.json"
+    assert card["sha256"] == hashlib.sha256((env["tmp"] / "models" / "pli-next.onnx").read_bytes()).hexdigest()
+    assert Detector(env["tmp"] / "models" / "pli-next-int8.onnx").names == ds.names
+
     client = TestClient(create_app(env["url"]))
     runs = client.get("/learning/runs", headers={"Authorization": f"Bearer {env['operator']}"}).json()
     assert [(r["status"], r["release"]) for r in runs] == [("released", good["release"]), ("refused", None)]

@@ -108,6 +108,36 @@ def _files(release: ModelRelease) -> dict[str, Path]:
     return files
 
 
+def ship(session: Session, version: str, out: Path, name: str = "pli-default") -> list[Path]:
+    """A release's builds as the files a checkout carries (`models/<name>[-int8].onnx`, cards,
+    golden frames, the PyTorch weights): renamed, each card's `file` and `golden` following, and
+    `release` naming the registry release it is, so `pli cloud release add` of the copy is not
+    needed to know where it came from. The bytes (and so every sha256) stay the release's."""
+    from cloud.learning import weights_dir
+
+    release = get_release(session, version)
+    files = _files(release)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for build, info in release.card["builds"].items():
+        stem = name if info.get("precision") == "fp32" else f"{name}-{info.get('precision')}"
+        card = json.loads(files[Path(build).with_suffix(".json").name].read_text())
+        shutil.copyfile(files[build], out / f"{stem}.onnx")
+        shutil.copyfile(files[card["golden"]], out / f"{stem}.golden.json")
+        card |= {"file": f"{stem}.onnx", "golden": f"{stem}.golden.json", "release": version,
+                 "parent": release.card.get("parent") or card.get("parent")}
+        (out / f"{stem}.json").write_text(json.dumps(card, indent=1) + "\n")
+        written += [out / f"{stem}.onnx", out / f"{stem}.golden.json", out / f"{stem}.json"]
+    if "dataset.json" in files:
+        shutil.copyfile(files["dataset.json"], out / f"{name}.dataset.json")
+        written.append(out / f"{name}.dataset.json")
+    weights = weights_dir() / f"{version}.pt"
+    if weights.exists():
+        shutil.copyfile(weights, out / f"{name}.pt")
+        written.append(out / f"{name}.pt")
+    return written
+
+
 def get_release(session: Session, version: str) -> ModelRelease:
     row = session.scalar(select(ModelRelease).where(ModelRelease.version == version))
     if row is None:

@@ -1,0 +1,90 @@
+"""The tables of issue 17's experiments, as markdown for docs/benchmarks.md: (c) the mAP matrix
+per arm (benchmarks/results/forgetting_experiment.json, plus the service run of (e), which is the
+replay arm with the service's recipe), (d) operator edits per image, batch after batch
+(benchmarks/results/interactive_experiment.json), (e) annotation-to-drone time.
+
+    .venv/bin/python benchmarks/learning_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ORDER = ("cplid", "flights", "idd")
+
+
+def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str], seconds: float | None) -> list[str]:
+    rows = []
+    for who in ("parent", "candidate"):
+        row = matrix[who]
+        cells = [f"{row[c]['map50']:.3f}" if c in row else "" for c in ORDER]
+        idd = row.get("idd", {}).get("per_class", {})
+        per = " / ".join(f"{idd.get(k, 0.0):.3f}" for k in ("insulator", "defect", "flashover"))
+        if who == "parent":
+            rows.append(f"| {label}: parent (shipped) | {' | '.join(cells)} | {per} | | |")
+        else:
+            drop = {c: (matrix["parent"][c]["map50"] - row[c]["map50"]) * 100 for c in ORDER[:2] if c in row}
+            gate = "passed" if passed else "refused: " + "; ".join(reasons)
+            took = f"{seconds / 60:.0f} min" if seconds else ""
+            drops = ", ".join(f"{c} {-v:+.1f}" for c, v in drop.items())
+            rows.append(f"| {label}: candidate | {' | '.join(cells)} | {per} | {drops} | {gate} ({took}) |")
+    return rows
+
+
+def main() -> int:
+    out = []
+    forgetting = json.loads((RESULTS / "forgetting_experiment.json").read_text()) \
+        if (RESULTS / "forgetting_experiment.json").exists() else {"runs": {}}
+    interactive = json.loads((RESULTS / "interactive_experiment.json").read_text()) \
+        if (RESULTS / "interactive_experiment.json").exists() else {"runs": {}}
+    out += ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
+            "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in forgetting["runs"].values():
+        label = (f"replay {r['replay']}, freeze {r['freeze']}, {r['epochs']} epochs, seed {r['seed']}")
+        out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
+    for r in interactive["runs"].values():
+        e = r.get("e")
+        if e and e.get("matrix"):
+            rec = e["recipe"]
+            label = (f"service run of (e): replay {sum(e['replay'].values())}, freeze {rec['freeze']}, "
+                     f"{rec['epochs']} epochs, seed {rec['seed']}")
+            out += matrix_rows(label, e["matrix"], e["status"] == "released", (e["decision"] or {}).get("reasons", []),
+                               e["learn_run_s"])
+    out.append("")
+    out += ["| arm | seed | batch | annotations before | pre-annotating model | true boxes / image | "
+            "edits / image | add | delete | move | refresh after (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in interactive["runs"].values():
+        for b in r["batches"]:
+            out.append(f"| {r['arm']} | {r['seed']} | {b['batch']} | {b['annotations_before']} | {b['model']} | "
+                       f"{b['true_boxes_per_image']:.2f} | {b['edits_per_image']:.2f} | {b['add']} | {b['delete']} | "
+                       f"{b['move']} | {b['refresh_s_after'] if b['refresh_s_after'] is not None else ''} |")
+    out.append("")
+    out += ["| arm | seed | edits / image, batch 1 | after three refreshes (batch 4) | change |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in interactive["runs"].values():
+        first, last = r["batches"][0]["edits_per_image"], r["batches"][-1]["edits_per_image"]
+        out.append(f"| {r['arm']} | {r['seed']} | {first:.2f} | {last:.2f} | {r['edits_change_pct']:+.1f} % |")
+    for r in interactive["runs"].values():
+        e = r.get("e")
+        if not e:
+            continue
+        out += ["", "| step (e) | seconds |", "| --- | --- |",
+                f"| last annotation -> the full run starts (the refresh it also queued runs first) | "
+                f"{e['queue_wait_s']:.0f} |",
+                f"| the full run (train, matrix, gates, FP32 + INT8 builds, golden frames, release) | "
+                f"{e['learn_run_s']:.0f} |"]
+        if "drone_after_release_s" in e:
+            out += [f"| release -> the canary drone detects with it (update check every {e['drone_check_s']:.0f} s) "
+                    f"| {e['drone_after_release_s']:.0f} |",
+                    f"| **last annotation -> new model on the drone** | **{e['annotation_to_drone_s']:.0f}** |"]
+        else:
+            out.append(f"| drone | {e.get('drone_refused') or e['status']} |")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
