@@ -103,16 +103,26 @@ def release_weights(version: str | None) -> Path:
     return DEFAULT_WEIGHTS
 
 
+def shipped_version(weights: Path) -> str | None:
+    """The card version of the shipped model when `weights` are its PyTorch weights."""
+    from cloud.selection_job import DEFAULT_WEIGHTS
+
+    card = DEFAULT_WEIGHTS.with_suffix(".json")
+    if Path(weights).resolve() != DEFAULT_WEIGHTS.resolve() or not card.exists():
+        return None
+    return json.loads(card.read_text()).get("version")
+
+
 def current_release(session, group: str = "fleet") -> str | None:
-    """The release the group runs now (its latest deployment), else the newest release."""
+    """The release the group runs now (its latest deployment); None before the first, when the
+    group runs the shipped model. Never a release only the canary has: the next run would build
+    on a candidate nobody has approved."""
     from sqlalchemy import select
 
     from cloud.models import Deployment, ModelRelease
 
     dep = session.scalar(select(Deployment).where(Deployment.target == group).order_by(Deployment.id.desc()))
-    if dep is not None:
-        return session.get(ModelRelease, dep.release_id).version
-    return session.scalar(select(ModelRelease.version).order_by(ModelRelease.id.desc()))
+    return session.get(ModelRelease, dep.release_id).version if dep is not None else None
 
 
 def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path]]], val: Path) -> Path:
@@ -262,6 +272,9 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
         ds = YoloDataset.open(data)
         names = ds.names
         start = Path(weights) if weights else release_weights(parent)
+        if parent is None and shipped_version(start):  # lineage: the shipped model's version before any release
+            parent = shipped_version(start)
+            _record(run_id, parent=parent)
         parent_weights = grow_head(start, names, work / "parent.pt")
         train_photos = sorted(ds.images("train"))
         if labelled is not None:

@@ -25,6 +25,8 @@ from comms.classes import load_class_list
 from comms.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# what pre-annotations name: the shipped model and its card version
+SHIPPED_VERSION = "pli-default/" + json.loads((ROOT / "models" / "pli-default.json").read_text())["version"]
 
 
 class Cloud:
@@ -97,7 +99,7 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
     preds = opened.get("predictions") or ls.predictions(tasks[0])
     assert preds, opened
     p = preds[0]
-    assert p["model_version"] == "pli-default/2026.11.22"
+    assert p["model_version"] == SHIPPED_VERSION
     boxes = [r for r in p["result"] if r["type"] == "rectanglelabels"]
     assert boxes and all(0 < r["score"] <= 1 for r in boxes)
 
@@ -153,7 +155,7 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
     assert sorted(t["data"]["pli_image_id"] for t in batch) == sorted(ids[1:3])
     for t in batch:
         (pred,) = ls.predictions(t["id"])
-        assert pred["model_version"] == "pli-default/2026.11.22"
+        assert pred["model_version"] == SHIPPED_VERSION
 
 
 def test_the_ml_backend_and_the_image_links_refuse_the_anonymous(cloud):
@@ -316,7 +318,7 @@ def test_an_operator_opens_a_task_in_the_browser_and_sees_the_models_boxes(label
         time.sleep(1)
         regions = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".lsf-outliner-item")]
         predicted = ls.predictions(task)
-        assert predicted and predicted[0]["model_version"] == "pli-default/2026.11.22"
+        assert predicted and predicted[0]["model_version"] == SHIPPED_VERSION
         boxes = [r for r in predicted[0]["result"] if r["type"] == "rectanglelabels"]
         assert len(regions) == len(boxes)  # every box of the model on the page
         assert {r["value"]["rectanglelabels"][0] for r in boxes} == {t.split()[1] for t in regions}

@@ -121,7 +121,8 @@ def test_a_refused_update_keeps_the_model_and_is_reported(fleet_repo, flight, tm
     lines = [r.getMessage() for r in caplog.records if "update refused" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0]
     report = json.loads(status.read_text())
-    assert report["model"] == "pli-default/2026.11.22" and report["state"] == "given"
+    card_version = json.loads(shipped.with_suffix(".json").read_text())["version"]
+    assert report["model"] == f"pli-default/{card_version}" and report["state"] == "given"
     assert [r["model"] for r in report["refused"]] == ["update"] and "update refused" in report["refused"][0]["reason"]
 
 
