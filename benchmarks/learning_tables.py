@@ -71,17 +71,21 @@ def main() -> int:
         e = r.get("e")
         if not e:
             continue
+        released = e["status"] == "released"
+        what = "train, matrix, gates, FP32 + INT8 builds, golden frames, release" if released else \
+            "train, matrix, gates: refused, so nothing built or released"
         out += ["", "| step (e) | seconds |", "| --- | --- |",
                 f"| last annotation -> the full run starts (the refresh it also queued runs first) | "
                 f"{e['queue_wait_s']:.0f} |",
-                f"| the full run (train, matrix, gates, FP32 + INT8 builds, golden frames, release) | "
-                f"{e['learn_run_s']:.0f} |"]
+                f"| the full run ({what}) | {e['learn_run_s']:.0f} |"]
         if "drone_after_release_s" in e:
             out += [f"| release -> the canary drone detects with it (update check every {e['drone_check_s']:.0f} s) "
                     f"| {e['drone_after_release_s']:.0f} |",
                     f"| **last annotation -> new model on the drone** | **{e['annotation_to_drone_s']:.0f}** |"]
+        elif not released:
+            out.append("| the canary drone | keeps its model: no release to take |")
         else:
-            out.append(f"| drone | {e.get('drone_refused') or e['status']} |")
+            out.append(f"| the canary drone | refused the release: {e.get('drone_refused')} |")
     print("\n".join(out))
     return 0
 

@@ -157,20 +157,40 @@ def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path
     return out / "data.yaml"
 
 
+def replay_shares(size: int, available: dict[str, int]) -> dict[str, int]:
+    """`size` split evenly over the earlier campaigns, what a small one lacks going to the others:
+    a campaign of 57 flight tiles next to one of 560 photos must not get replayed in proportion
+    (10 of 50), or what only it teaches (bird nests, synthetic missing discs) is forgotten."""
+    out, left = {}, max(0, size)
+    names = sorted(available, key=lambda n: (available[n], n))
+    for i, name in enumerate(names):
+        share = -(-left // (len(names) - i))  # the ceiling: rounding's remainder goes to the smaller ones
+        out[name] = min(available[name], share)
+        left -= out[name]
+    return out
+
+
 def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: int = 0) -> list[tuple[str, Path]]:
-    """`size` photos of earlier campaigns' training splits, chosen by k-center on the detector's
-    embeddings so the replay covers what the fleet already knew, not its most common scene."""
+    """`size` photos of earlier campaigns' training splits, an even share of each
+    (`replay_shares`), chosen within each by k-center on the detector's embeddings so the replay
+    covers what the fleet already knew, not its most common scene."""
     from cloud.embeddings import embed
     from cloud.selection import k_center
     from training.dataset import YoloDataset
 
-    pool = [(name, p) for name, data in earlier for p in sorted(YoloDataset.open(data).images("train"))]
-    if size <= 0 or not pool:
+    pools = {name: sorted(YoloDataset.open(data).images("train")) for name, data in earlier}
+    pools = {name: photos for name, photos in pools.items() if photos}
+    if size <= 0 or not pools:
         return []
-    if size >= len(pool):
-        return pool
-    emb = embed(weights, [p for _, p in pool], cloud_dir() / "embeddings", progress=False)
-    return [pool[int(i)] for i in k_center(emb, size, seed=seed)]
+    out: list[tuple[str, Path]] = []
+    for name, k in replay_shares(size, {n: len(p) for n, p in pools.items()}).items():
+        photos = pools[name]
+        if k >= len(photos):
+            out += [(name, p) for p in photos]
+        elif k > 0:
+            emb = embed(weights, photos, cloud_dir() / "embeddings", progress=False)
+            out += [(name, photos[int(i)]) for i in k_center(emb, k, seed=seed)]
+    return out
 
 
 def matrix_row(weights: Path, campaigns: dict[str, Path], imgsz: int) -> dict[str, dict]:

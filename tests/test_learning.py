@@ -33,6 +33,16 @@ def test_gates_refuse_a_stalled_newest_campaign_forgetting_and_missed_golden_fra
     assert gate({"idd": 0.3}, {}, "idd").passed  # a first campaign: nothing to forget
 
 
+def test_replay_is_shared_evenly_over_earlier_campaigns_whatever_their_size():
+    from cloud.learning import replay_shares
+
+    assert replay_shares(50, {"cplid": 560, "flights": 57}) == {"cplid": 25, "flights": 25}
+    assert replay_shares(100, {"cplid": 560, "flights": 30}) == {"cplid": 70, "flights": 30}  # all it has
+    shares = replay_shares(7, {"a": 100, "b": 100, "c": 2})
+    assert sum(shares.values()) == 7 and shares["c"] == 2 and abs(shares["a"] - shares["b"]) <= 1
+    assert replay_shares(500, {"a": 3, "b": 4}) == {"a": 3, "b": 4} and replay_shares(0, {"a": 3}) == {"a": 0}
+
+
 def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path):
     import torch
 
