@@ -64,9 +64,7 @@ def add_campaigns(work: Path, cplid: Path, idd: Path) -> None:
     from cloud import campaigns
     from cloud.db import session_scope
 
-    shipped = json.loads((REPO / "recipes" / "cplid_split.json").read_text())["splits"]
-    split = work / "cplid_split.json"
-    split.write_text(json.dumps({"splits": {"train": shipped["train"], "test": shipped["val"]}}))
+    split = REPO / "recipes" / "cplid_campaign_split.json"  # the shipped split's val as the test set
     for name, src, fmt, mapping, cl, fixed in (
             ("cplid", cplid, "voc", None, 1, split),
             ("flights", None, "yolo", None, 1, None),
