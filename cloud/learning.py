@@ -3,7 +3,7 @@ gates, a canary release out (`pli cloud learn`, the `learn` job).
 
 A run fine-tunes the current release's weights (its class head grown to the newest class list,
 training/heads.py) on the campaign's new labels, the accepted pseudo-labels and a replay set
-chosen by k-center coreset from earlier campaigns; scores candidate and parent on every
+shared evenly over the earlier campaigns, chosen within each by k-center coreset; scores candidate and parent on every
 campaign's frozen test set (the mAP matrix); and passes the candidate only if
 
 - the newest campaign improves,
