@@ -250,7 +250,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     try:
         for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
             slot.maybe_swap(reference)
-            tracker.classes = slot.classes  # the running model's list (grown by an update, say)
+            tracker.use_classes(slot.classes)  # the running model's list (grown by an update, say)
             reference = reference if reference is not None else frame.image
             dets = detect(slot.detector, frame.image, cfg.tile, conf=cfg.conf)
             h, w = frame.image.shape[:2]

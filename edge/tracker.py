@@ -83,6 +83,14 @@ class FaultTracker:
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
 
+    def use_classes(self, classes: ClassList) -> None:
+        """The running model's list after a swap: a grown one adds classes; a rollback to a shorter
+        one drops the tracks of classes it no longer knows (they could never be packed)."""
+        if classes is self.classes:
+            return
+        self.classes = classes
+        self.tracks = [t for t in self.tracks if t.cls in classes.fault_names]
+
     def update(self, frame: int, dets: Detections, located: Located) -> list[ConfirmedFault]:
         """Feed one frame's detections and their ground positions; returns newly confirmed faults."""
         cfg = self.config

@@ -133,3 +133,23 @@ def test_a_model_update_may_grow_the_class_list_at_its_end_but_not_rename_or_reo
     assert class_change_problem(v2, v1) is None  # the rollback
     assert "differ" in class_change_problem(v1, ["insulator", "bird_nest", "defect"])
     assert "differ" in class_change_problem(v2, ["insulator", "defect", "nest", "flashover"])
+
+
+def test_the_tracker_follows_a_swapped_models_class_list():
+    """After a rollback to a shorter list, a track of a class that list lacks is dropped (it could
+    not be packed); after growth, the new class is tracked."""
+    from comms.classes import class_list_for
+    from edge.detections import Detections
+    from edge.geolocate import Located
+    from edge.tracker import FaultTracker
+
+    v1 = class_list_for(["insulator", "defect", "bird_nest"])
+    v2 = class_list_for(["insulator", "defect", "bird_nest", "flashover"])
+    tracker = FaultTracker(v2)
+    box = np.array([[10.0, 10.0, 50.0, 50.0], [100.0, 10.0, 150.0, 50.0]])
+    dets = Detections(box, np.array([0.9, 0.9]), np.array([1, 3]), v2.names)
+    here = Located(np.array([25.3, 25.3001]), np.array([103.1, 103.1001]), "laser")
+    tracker.update(0, dets, here)
+    assert sorted(t.cls for t in tracker.tracks) == ["defect", "flashover"]
+    tracker.use_classes(v1)
+    assert [t.cls for t in tracker.tracks] == ["defect"]
