@@ -336,6 +336,7 @@ def main() -> int:
     if not todo:
         print("every arm is done: " + str(args.results))
         return 0
+    shutil.rmtree(args.work / "ls", ignore_errors=True)  # a fresh Label Studio: an old one's token is gone
     ls_server = LabelStudioServer(args.work / "ls").start()
     try:
         for arm, seed in todo:
