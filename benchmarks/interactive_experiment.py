@@ -152,7 +152,7 @@ class Drone(threading.Thread):
             self.error = exc
 
 
-def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server, out: dict) -> dict:
+def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
     from annotation import backend
     from annotation.cli import photo_tasks, wire_project
     from annotation.client import LabelStudio
@@ -161,7 +161,6 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server, out: dict) ->
     from cloud.local_server import CloudServer
     from cloud.models import Annotation, LearningRun
     from cloud.selection_job import register_photos
-    from comms.classes import ENV_VAR
     from edge.detections import Detections
     from training.dataset import YoloDataset
 
@@ -177,7 +176,6 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server, out: dict) ->
                "PLI_REFRESH_EVERY": str(args.batch_size if arm.startswith("refresh") else 0),
                "PLI_REFRESH_RECIPE": json.dumps({"epochs": int(arm.split("-e")[1])} if "-e" in arm else {}),
                "PLI_LEARN_AFTER": str(n_total if learn_too else 0)}
-    assert ENV_VAR == "PLI_CLASSES"
     from cloud import jobs
 
     jobs.reset_queue()
@@ -341,7 +339,7 @@ def main() -> int:
     try:
         for arm, seed in todo:
             learn_too = arm == "refresh" and seed == args.learn_seed
-            out = run_arm(arm, seed, learn_too, args, ls_server, results)
+            out = run_arm(arm, seed, learn_too, args, ls_server)
             results["runs"][f"{arm}:seed{seed}:{args.batches}x{args.batch_size}"] = out
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1) + "\n")

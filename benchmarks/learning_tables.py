@@ -42,7 +42,7 @@ def main() -> int:
     out += ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
             "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in forgetting["runs"].values():
-        label = (f"replay {r['replay']}, freeze {r['freeze']}, {r['epochs']} epochs, seed {r['seed']}")
+        label = f"replay {r['replay']}, freeze {r['freeze']}, {r['epochs']} epochs, seed {r['seed']}"
         out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
     for r in interactive["runs"].values():
         e = r.get("e")

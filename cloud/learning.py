@@ -292,8 +292,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
         ds = YoloDataset.open(data)
         names = ds.names
         start = Path(weights) if weights else release_weights(parent)
-        if parent is None and shipped_version(start):  # lineage: the shipped model's version before any release
-            parent = shipped_version(start)
+        if parent is None and (parent := shipped_version(start)):  # lineage: the shipped model's version first
             _record(run_id, parent=parent)
         parent_weights = grow_head(start, names, work / "parent.pt")
         train_photos = sorted(ds.images("train"))
