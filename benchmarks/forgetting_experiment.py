@@ -89,6 +89,9 @@ def main() -> int:
     ap.add_argument("--arms", default="0:10,50:10", help="REPLAY:FREEZE pairs, comma-separated")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--replay-repeat", type=int, default=1,
+                    help="a campaign smaller than its replay share is shown up to this many times "
+                         "(Recipe.replay_repeat)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ["PLI_CLOUD_DIR"] = str(args.work / "cloud")
@@ -110,13 +113,16 @@ def main() -> int:
         for arm in args.arms.split(","):
             replay, freeze = (int(x) for x in arm.split(":"))
             key = f"replay{replay}:freeze{freeze}:seed{seed}:ep{args.epochs}"
+            key += f":repeat{args.replay_repeat}" if args.replay_repeat != 1 else ""
             if key in results["runs"]:
                 continue
             t0 = time.perf_counter()
-            out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed, "freeze": freeze},
+            out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed, "freeze": freeze,
+                                                                    "replay_repeat": args.replay_repeat},
                         replay=replay, version=f"exp-c-{key.replace(':', '-')}",
                         weights=str(REPO / "models" / "pli-default.pt"))  # every arm from the shipped model
             results["runs"][key] = {"replay": replay, "freeze": freeze, "seed": seed, "epochs": args.epochs,
+                                    "replay_repeat": args.replay_repeat,
                                     "seconds": round(time.perf_counter() - t0), "run": out["run"],
                                     "release": out["release"],
                                     "matrix": out["matrix"], "passed": out["passed"], "reasons": out["reasons"],

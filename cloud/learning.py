@@ -49,6 +49,7 @@ class Recipe:
     lr0: float | None = None  # None: ultralytics' choice (AdamW at its small-data rate)
     seed: int = 0
     warmup_epochs: float = 1.0
+    replay_repeat: int = 1  # a campaign smaller than its replay share is seen up to this many times per epoch
 
     def overrides(self) -> dict:
         out = {"freeze": self.freeze, "warmup_epochs": self.warmup_epochs, "warmup_bias_lr": 0.0, "val": False,
@@ -142,6 +143,10 @@ def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path
         remap = {i: names.index(n) for i, n in enumerate(src_names)}
         for p in photos:
             stem = f"{tag}__{p.stem}"
+            copies = 1
+            while (out / "labels" / "train" / f"{stem}.txt").exists():  # a photo listed again: trained on again
+                copies += 1
+                stem = f"{tag}__{p.stem}__{copies}"
             os.symlink(p.resolve(), out / "images" / "train" / f"{stem}{p.suffix}")
             src = label_path_for(p)
             lines = []
@@ -157,23 +162,28 @@ def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path
     return out / "data.yaml"
 
 
-def replay_shares(size: int, available: dict[str, int]) -> dict[str, int]:
+def replay_shares(size: int, available: dict[str, int], repeat: int = 1) -> dict[str, int]:
     """`size` split evenly over the earlier campaigns, what a small one lacks going to the others:
     a campaign of 57 flight tiles next to one of 560 photos must not get replayed in proportion
-    (10 of 50), or what only it teaches (bird nests, synthetic missing discs) is forgotten."""
+    (10 of 50), or what only it teaches (bird nests, synthetic missing discs) is forgotten. With
+    `repeat` > 1 a small campaign fills its share by showing its photos again (up to `repeat`
+    times each): eight synthetic missing discs next to hundreds of IDD's broken sheds, both
+    `defect`, fade otherwise (experiment (c))."""
     out, left = {}, max(0, size)
     names = sorted(available, key=lambda n: (available[n], n))
     for i, name in enumerate(names):
         share = -(-left // (len(names) - i))  # the ceiling: rounding's remainder goes to the smaller ones
-        out[name] = min(available[name], share)
+        out[name] = min(available[name] * max(1, repeat), share)
         left -= out[name]
     return out
 
 
-def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: int = 0) -> list[tuple[str, Path]]:
+def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: int = 0,
+               repeat: int = 1) -> list[tuple[str, Path]]:
     """`size` photos of earlier campaigns' training splits, an even share of each
     (`replay_shares`), chosen within each by k-center on the detector's embeddings so the replay
-    covers what the fleet already knew, not its most common scene."""
+    covers what the fleet already knew, not its most common scene; a campaign smaller than its
+    share is replayed whole, again and again up to `repeat` times, in the same order."""
     from cloud.embeddings import embed
     from cloud.selection import k_center
     from training.dataset import YoloDataset
@@ -183,10 +193,10 @@ def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: 
     if size <= 0 or not pools:
         return []
     out: list[tuple[str, Path]] = []
-    for name, k in replay_shares(size, {n: len(p) for n, p in pools.items()}).items():
+    for name, k in replay_shares(size, {n: len(p) for n, p in pools.items()}, repeat).items():
         photos = pools[name]
         if k >= len(photos):
-            out += [(name, p) for p in photos]
+            out += [(name, photos[i % len(photos)]) for i in range(k)]
         elif k > 0:
             emb = embed(weights, photos, cloud_dir() / "embeddings", progress=False)
             out += [(name, photos[int(i)]) for i in k_center(emb, k, seed=seed)]
@@ -311,7 +321,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
         else:
             parts.append((campaign, data, train_photos))
         earlier = [(r.name, Path(r.data)) for r in rows if r.name != campaign]
-        replayed = replay_set(earlier, replay, start, rec.seed)
+        replayed = replay_set(earlier, replay, start, rec.seed, rec.replay_repeat)
         for name, data_e in earlier:
             mine = [p for n, p in replayed if n == name]
             if mine:

@@ -41,6 +41,25 @@ def test_replay_is_shared_evenly_over_earlier_campaigns_whatever_their_size():
     shares = replay_shares(7, {"a": 100, "b": 100, "c": 2})
     assert sum(shares.values()) == 7 and shares["c"] == 2 and abs(shares["a"] - shares["b"]) <= 1
     assert replay_shares(500, {"a": 3, "b": 4}) == {"a": 3, "b": 4} and replay_shares(0, {"a": 3}) == {"a": 0}
+    # repeat: a small campaign fills its share by showing its photos again, up to `repeat` times
+    assert replay_shares(200, {"cplid": 560, "flights": 57}, repeat=2) == {"cplid": 100, "flights": 100}
+    assert replay_shares(300, {"cplid": 560, "flights": 57}, repeat=2) == {"cplid": 186, "flights": 114}
+
+
+def test_a_photo_replayed_twice_is_trained_on_twice(tmp_path):
+    from cloud.learning import assemble
+
+    src = tmp_path / "src"
+    for sub in ("images/train", "labels/train", "images/val"):
+        (src / sub).mkdir(parents=True)
+    (src / "data.yaml").write_text(f"path: {src}\ntrain: images/train\nval: images/val\nnames: {{0: defect}}\n")
+    photo = src / "images" / "train" / "a.jpg"
+    photo.write_bytes(b"jpeg")
+    (src / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    data = assemble(tmp_path / "out", ["insulator", "defect"], [("replay-x", src, [photo, photo, photo])], src)
+    labels = sorted((data.parent / "labels" / "train").glob("*.txt"))
+    assert len(labels) == 3 and len(list((data.parent / "images" / "train").iterdir())) == 3
+    assert {x.read_text() for x in labels} == {"1 0.5 0.5 0.1 0.1\n"}  # remapped onto the run's class list
 
 
 def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path):
