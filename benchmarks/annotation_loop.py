@@ -144,7 +144,7 @@ def main() -> int:
 
         # A batch of tasks with their predictions, imported at once
         det = Detector(MODEL)
-        version = "pli-default/2026.11.22"
+        version = "pli-default/" + json.loads(MODEL.with_suffix(".json").read_text())["version"]
         t0 = time.perf_counter()
         tasks = []
         for i, p in zip(ids, val[:args.batch], strict=True):

@@ -92,6 +92,7 @@ def main() -> int:
     ap.add_argument("--replay-repeat", type=int, default=1,
                     help="a campaign smaller than its replay share is shown up to this many times "
                          "(Recipe.replay_repeat)")
+    ap.add_argument("--lr0", type=float, help="SGD at this rate (Recipe.lr0); default: ultralytics' AdamW choice")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ["PLI_CLOUD_DIR"] = str(args.work / "cloud")
@@ -114,15 +115,17 @@ def main() -> int:
             replay, freeze = (int(x) for x in arm.split(":"))
             key = f"replay{replay}:freeze{freeze}:seed{seed}:ep{args.epochs}"
             key += f":repeat{args.replay_repeat}" if args.replay_repeat != 1 else ""
+            key += f":lr{args.lr0:g}" if args.lr0 else ""
             if key in results["runs"]:
                 continue
             t0 = time.perf_counter()
             out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed, "freeze": freeze,
-                                                                    "replay_repeat": args.replay_repeat},
+                                                                    "replay_repeat": args.replay_repeat, "lr0": args.lr0,
+                                                                    "lr0": args.lr0},
                         replay=replay, version=f"exp-c-{key.replace(':', '-')}",
                         weights=str(REPO / "models" / "pli-default.pt"))  # every arm from the shipped model
             results["runs"][key] = {"replay": replay, "freeze": freeze, "seed": seed, "epochs": args.epochs,
-                                    "replay_repeat": args.replay_repeat,
+                                    "replay_repeat": args.replay_repeat, "lr0": args.lr0,
                                     "seconds": round(time.perf_counter() - t0), "run": out["run"],
                                     "release": out["release"],
                                     "matrix": out["matrix"], "passed": out["passed"], "reasons": out["reasons"],

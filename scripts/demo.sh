@@ -72,7 +72,8 @@ card.update(version=version, file=model.name, sha256=hashlib.sha256(model.read_b
 model.with_suffix(".json").write_text(json.dumps(card, indent=1))
 PY
 .venv/bin/pli edge golden "$rel/pli-next-int8.onnx" $(ls "$out"/flight/images/*.jpg | head -6) --card
-.venv/bin/pli -q cloud release add "$release" "$rel"/* --parent 2026.11.22
+shipped=$(.venv/bin/python -c 'import json; print(json.load(open("models/pli-default.json"))["version"])')
+.venv/bin/pli -q cloud release add "$release" "$rel"/* --parent "$shipped"
 .venv/bin/pli -q cloud release promote "$release" --group canary
 [ -s "$out/canary.key" ] || (umask 077 && .venv/bin/python -c "import os; print(os.urandom(32).hex())" > "$out/canary.key")
 .venv/bin/pli device init --drone-id UAV-02 --key-id 2 --ground-address 0179773 --key-file "$out/canary.key" \

@@ -102,5 +102,5 @@ def test_a_crashing_trial_model_is_reported_with_its_crashes_and_its_rollback(fl
     second = run()  # run 2: the trial model again, one crashed start behind it
     assert (second["release"], second["state"], second["crashes"]) == ("2026.12.01", "trial", 1)
     third = run()  # run 2 "crashed" too (it ended before its trial did): back to the shipped model
-    assert (third["release"], third["state"]) == ("2026.11.22", "good")
+    assert (third["release"], third["state"]) == (card["version"], "good")
     assert third["refused"][-1]["model"] == "pli-next/2026.12.01" and "rolled back" in third["refused"][-1]["reason"]
