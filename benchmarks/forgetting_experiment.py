@@ -119,9 +119,9 @@ def main() -> int:
             if key in results["runs"]:
                 continue
             t0 = time.perf_counter()
-            out = learn("idd", trigger="experiment (c)", recipe={"epochs": args.epochs, "seed": seed, "freeze": freeze,
-                                                                    "replay_repeat": args.replay_repeat, "lr0": args.lr0,
-                                                                    "lr0": args.lr0},
+            recipe = {"epochs": args.epochs, "seed": seed, "freeze": freeze, "replay_repeat": args.replay_repeat,
+                      "lr0": args.lr0}
+            out = learn("idd", trigger="experiment (c)", recipe=recipe,
                         replay=replay, version=f"exp-c-{key.replace(':', '-')}",
                         weights=str(REPO / "models" / "pli-default.pt"))  # every arm from the shipped model
             results["runs"][key] = {"replay": replay, "freeze": freeze, "seed": seed, "epochs": args.epochs,
