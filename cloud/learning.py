@@ -353,7 +353,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
             for card in (f for f in files if f.name.endswith(".json") and f.name.startswith("pli-")):
                 doc = json.loads(card.read_text())
                 gold = json.loads((card.parent / doc["golden"]).read_text())
-                failures[card.name] = golden.check(Detector(card.with_suffix("").with_suffix(".onnx")), gold)
+                failures[card.name] = golden.check(Detector(card.parent / doc["file"]), gold)
             decision = gate({k: v["map50"] for k, v in cand_row.items()},
                             {k: v["map50"] for k, v in parent_row.items()}, campaign, margin_points, failures)
             if decision.passed:
