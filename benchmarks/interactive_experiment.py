@@ -14,8 +14,9 @@ finished; arm `none`: no refresh, the shipped model throughout. Both arms
 meet the same photos in the same order (seeded).
 
 (e) With --learn-seed, that seed's `refresh` arm also has PLI_LEARN_AFTER=100: the 100th
-annotation queues the full learning run (the service's recipe: 30 epochs, 640 px, backbone
-frozen, 50 CPLID photos replayed). A canary drone (`run_flight` with its update loop, as `pli
+annotation queues the full learning run (the service's recipe, cloud/learning.py:Recipe, and
+its replay; the runs recorded before 2026-12-02 had the first recipe: 30 epochs, AdamW, 50
+photos replayed). A canary drone (`run_flight` with its update loop, as `pli
 edge run` runs it, checking every --drone-check seconds) flies from the last annotation on; the
 figure is the time from that annotation to the first frame the new model detects on.
 

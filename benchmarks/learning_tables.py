@@ -42,14 +42,17 @@ def main() -> int:
     out += ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
             "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in forgetting["runs"].values():
-        label = f"replay {r['replay']}, freeze {r['freeze']}, {r['epochs']} epochs, seed {r['seed']}"
+        repeat = f" (small campaigns up to x{r['replay_repeat']})" if r.get("replay_repeat", 1) != 1 else ""
+        opt = f"SGD {r['lr0']:g}" if r.get("lr0") else "AdamW auto"
+        label = f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, {opt}, seed {r['seed']}"
         out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
     for r in interactive["runs"].values():
         e = r.get("e")
         if e and e.get("matrix"):
             rec = e["recipe"]
+            opt = f"SGD {rec['lr0']:g}" if rec.get("lr0") else "AdamW auto"
             label = (f"service run of (e): replay {sum(e['replay'].values())}, freeze {rec['freeze']}, "
-                     f"{rec['epochs']} epochs, seed {rec['seed']}")
+                     f"{rec['epochs']} epochs, {opt}, seed {rec['seed']}")
             out += matrix_rows(label, e["matrix"], e["status"] == "released", (e["decision"] or {}).get("reasons", []),
                                e["learn_run_s"])
     out.append("")

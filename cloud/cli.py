@@ -213,12 +213,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "frozen test set; released to the canary group only if the newest campaign improves, no "
                         "earlier one drops more than --margin mAP50 points and every build keeps its golden frames.")
     p.add_argument("--campaign", required=True)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--imgsz", type=int, default=640)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--freeze", type=int, default=10, help="layers kept frozen (10: the backbone)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--replay", type=int, help="photos of earlier campaigns replayed (default 50)")
+    p.add_argument("--epochs", type=int, help="default 10 (the service's recipe, cloud/learning.py:Recipe, "
+                   "PLI_LEARN_RECIPE changes it)")
+    p.add_argument("--imgsz", type=int, help="default 640")
+    p.add_argument("--batch", type=int, help="default 8")
+    p.add_argument("--freeze", type=int, help="layers kept frozen (default 10: the backbone)")
+    p.add_argument("--lr0", type=float, help="SGD's rate (default 0.002)")
+    p.add_argument("--replay-repeat", type=int, help="a campaign smaller than its replay share is shown up to this "
+                   "many times (default 2)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--replay", type=int, help="photos of earlier campaigns replayed, shared evenly (default 200)")
     p.add_argument("--pseudo", type=Path, help="a pseudo-label version's data.yaml (pli cloud pseudo-label)")
     p.add_argument("--labelled", type=Path, help="a selection (pli cloud select): only its photos' labels")
     p.add_argument("--margin", type=float, default=1.5, help="the most mAP50 points an earlier campaign may lose")
@@ -709,8 +713,8 @@ def _learn(args: argparse.Namespace) -> int:
 
     upgrade()
     out = _here_or_queued(args, "learn", learning.learn, campaign=args.campaign, trigger="on demand (cli)",
-                          recipe={"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
-                                  "freeze": args.freeze, "seed": args.seed},
+                          recipe={k: v for k in ("epochs", "imgsz", "batch", "freeze", "lr0", "replay_repeat", "seed")
+                                  if (v := getattr(args, k)) is not None},
                           replay=args.replay, pseudo=str(args.pseudo) if args.pseudo else None,
                           labelled=_selected(args.labelled), margin_points=args.margin,
                           weights=str(args.weights) if args.weights else None)

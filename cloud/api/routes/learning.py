@@ -40,17 +40,23 @@ def get_run(run_id: int, session: Session = Depends(db), _: Caller = Depends(req
 
 
 class RecipeIn(BaseModel):
-    epochs: int = Field(30, ge=1, le=500)
-    imgsz: int = Field(640, ge=64, le=2048, multiple_of=32)
-    batch: int = Field(8, ge=1, le=256)
-    freeze: int = Field(10, ge=0, le=30)
-    seed: int = Field(0, ge=0, le=2**31)
+    """Changes to the service's recipe (cloud/learning.py:Recipe); what is left out keeps its default."""
+
+    epochs: int | None = Field(None, ge=1, le=500, description="default 10")
+    imgsz: int | None = Field(None, ge=64, le=2048, multiple_of=32, description="default 640")
+    batch: int | None = Field(None, ge=1, le=256, description="default 8")
+    freeze: int | None = Field(None, ge=0, le=30, description="layers kept frozen (default 10: the backbone)")
+    lr0: float | None = Field(None, gt=0, le=1, description="SGD's rate (default 0.002)")
+    replay_repeat: int | None = Field(None, ge=1, le=10, description="times a small campaign's photos may be "
+                                      "replayed to fill its share (default 2)")
+    seed: int | None = Field(None, ge=0, le=2**31)
 
 
 class LearnIn(BaseModel):
     campaign: str = Field(max_length=64)
     recipe: RecipeIn = Field(default_factory=RecipeIn)
-    replay: int | None = Field(None, ge=0, le=100_000, description="photos of earlier campaigns replayed")
+    replay: int | None = Field(None, ge=0, le=100_000, description="photos of earlier campaigns replayed "
+                               "(default 200)")
     labelled: list[str] | None = Field(None, max_length=100_000, description="the campaign's labelled photos")
 
 
@@ -60,4 +66,5 @@ def queue_run(body: LearnIn, session: Session = Depends(db), who: Caller = Depen
     if session.scalar(select(Campaign.id).where(Campaign.name == body.campaign)) is None:
         raise HTTPException(404, f"no campaign {body.campaign}")
     return {"job": enqueue("learn", campaign=body.campaign, trigger=f"on demand ({who.name})",
-                           recipe=body.recipe.model_dump(), replay=body.replay, labelled=body.labelled)}
+                           recipe=body.recipe.model_dump(exclude_none=True), replay=body.replay,
+                           labelled=body.labelled)}
