@@ -81,6 +81,26 @@ def add_campaigns(work: Path, cplid: Path, idd: Path) -> None:
                           split_file=fixed, source_splits=name == "flights")
 
 
+def make_registry(work: Path) -> dict[str, str]:
+    """A TUF repository with its keys under `work` (made once): a passing candidate is released to
+    the canary group as the service does. Returns the variables that name it."""
+    from cloud.registry import keys
+    from cloud.registry.tuf_repo import TufRepo
+
+    env = {"PLI_TUF_DIR": str(work / "repo")}
+    for role in keys.ONLINE_ROLES:
+        pem = work / "online" / f"{role}.pem"
+        if not pem.exists():
+            keys.generate(pem)
+        env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(pem)
+    os.environ.update(env)
+    if not (work / "repo" / "metadata" / "root.json").exists():
+        root_keys = [keys.generate(work / "offline" / f"root-{i}.pem") for i in range(3)]
+        signers = [keys.load_signer(work / "offline" / f"root-{i}.pem") for i in range(2)]
+        TufRepo.create(work / "repo", root_keys, signers, {r: keys.online_signer(r) for r in keys.ONLINE_ROLES})
+    return env
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
@@ -103,6 +123,7 @@ def main() -> int:
     from cloud.learning import backward_transfer, learn
 
     upgrade()
+    make_registry(args.work)
     add_campaigns(args.work, args.cplid, args.idd)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,

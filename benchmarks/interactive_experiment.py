@@ -75,22 +75,14 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
 def make_cloud(work: Path, arm_env: dict[str, str], cplid: Path, idd: Path) -> str:
     """A fresh cloud: database, campaigns (as experiment (c) has them), a TUF repository with its
     keys; returns a fleet token for the drone."""
-    from forgetting_experiment import add_campaigns
+    from forgetting_experiment import add_campaigns, make_registry
 
     from cloud.db import session_scope, upgrade
-    from cloud.registry import keys
-    from cloud.registry.tuf_repo import TufRepo
     from cloud.tokens import create_token
 
-    for role in keys.ONLINE_ROLES:
-        keys.generate(work / "online" / f"{role}.pem")
-        arm_env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(work / "online" / f"{role}.pem")
     os.environ.update(arm_env)
+    arm_env.update(make_registry(work))
     upgrade()
-    root_keys = [keys.generate(work / "offline" / f"root-{i}.pem") for i in range(3)]
-    signers = [keys.load_signer(work / "offline" / f"root-{i}.pem") for i in range(2)]
-    TufRepo.create(Path(arm_env["PLI_TUF_DIR"]), root_keys, signers,
-                   {r: keys.online_signer(r) for r in keys.ONLINE_ROLES})
     add_campaigns(work.parent, cplid, idd)  # as experiment (c): CPLID, synthetic flights, IDD (shared sources)
     with session_scope() as s:
         return create_token(s, "uav-canary", "fleet")

@@ -280,7 +280,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     from cloud.models import LearningRun
     from cloud.registry.build import Campaign as TestSet
     from cloud.registry.build import build
-    from cloud.registry.rollout import add_release, promote
+    from cloud.registry.rollout import add_release, check_ready, promote
     from edge import golden
     from edge.detector import Detector
     from training.dataset import YoloDataset
@@ -289,6 +289,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
 
     rec = Recipe(**{**json.loads(os.environ.get(RECIPE_ENV) or "{}"), **(recipe or {})})
     replay = REPLAY_PHOTOS if replay is None else replay
+    check_ready()  # a candidate that passes must be releasable: keys and repository first
     if margin_points is None:
         margin_points = float(os.environ.get(MARGIN_ENV) or MARGIN_POINTS)
     with session_scope() as s:

@@ -46,6 +46,19 @@ def test_replay_is_shared_evenly_over_earlier_campaigns_whatever_their_size():
     assert replay_shares(300, {"cplid": 560, "flights": 57}, repeat=2) == {"cplid": 186, "flights": 114}
 
 
+def test_a_run_that_could_not_release_fails_before_it_trains(tmp_path, monkeypatch):
+    from cloud.learning import learn
+
+    for role in ("targets", "snapshot", "timestamp"):
+        monkeypatch.delenv(f"PLI_TUF_{role.upper()}_KEY", raising=False)
+        monkeypatch.delenv(f"PLI_TUF_{role.upper()}_KEY_FILE", raising=False)
+    monkeypatch.setenv("PLI_CLOUD_DIR", str(tmp_path))
+    t0 = time.perf_counter()
+    with pytest.raises(KeyError, match="no targets key"):
+        learn("anything")
+    assert time.perf_counter() - t0 < 5  # no data read, nothing trained
+
+
 def test_a_photo_replayed_twice_is_trained_on_twice(tmp_path):
     from cloud.learning import assemble
 

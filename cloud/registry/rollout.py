@@ -292,5 +292,13 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
         client.disconnect()
 
 
+def check_ready() -> None:
+    """What `promote` needs (the online roles' keys, an initialised repository), checked before a
+    learning run's hour of training rather than after it."""
+    _online()
+    if not (tuf_repo().metadata_dir / "root.json").exists():
+        raise FileNotFoundError(f"no TUF repository at {repo_dir()}: run `pli cloud tuf init` first")
+
+
 def _online() -> dict:
     return {r: keys.online_signer(r) for r in keys.ONLINE_ROLES}
