@@ -12,7 +12,26 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = Path(__file__).resolve().parents[1] / "models"
 ORDER = ("cplid", "flights", "idd")
+
+
+def shipped_rows() -> list[str]:
+    """The default model's builds, as their cards record them (`pli eval`'s code on the ONNX files,
+    each campaign's frozen test set), when it is a release of the learning service."""
+    rows = []
+    for stem in ("pli-default", "pli-default-int8"):
+        card = json.loads((MODELS / f"{stem}.json").read_text())
+        if "release" not in card:
+            return []
+        m = card["metrics"]
+        cells = [f"{m[c]['map50']:.3f}" if c in m else "" for c in ORDER]
+        idd = m.get("idd", {}).get("per_class", {})
+        per = " / ".join(f"{idd.get(k, {}).get('map50', 0.0):.3f}" for k in ("insulator", "defect", "flashover"))
+        rows.append(f"| models/{stem}.onnx ({card['precision']}, release {card['release']}) | {' | '.join(cells)} | "
+                    f"{per} |")
+    return ["| shipped file | CPLID test | flights test | IDD test | IDD insulator / defect / flashover |",
+            "| --- | --- | --- | --- | --- |", *rows, ""]
 
 
 def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str], seconds: float | None) -> list[str]:
@@ -56,6 +75,7 @@ def main() -> int:
             out += matrix_rows(label, e["matrix"], e["status"] == "released", (e["decision"] or {}).get("reasons", []),
                                e["learn_run_s"])
     out.append("")
+    out += shipped_rows()
     out += ["| arm | seed | batch | annotations before | pre-annotating model | true boxes / image | "
             "edits / image | add | delete | move | refresh after (s) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -77,7 +97,10 @@ def main() -> int:
         released = e["status"] == "released"
         what = "train, matrix, gates, FP32 + INT8 builds, golden frames, release" if released else \
             "train, matrix, gates: refused, so nothing built or released"
-        out += ["", "| step (e) | seconds |", "| --- | --- |",
+        rec = e["recipe"]
+        head = f"step (e), operator seed {r['seed']}, {rec['epochs']} epochs, " + \
+            (f"SGD {rec['lr0']:g}" if rec.get("lr0") else "AdamW auto")
+        out += ["", f"| {head} | seconds |", "| --- | --- |",
                 f"| last annotation -> the full run starts (the refresh it also queued runs first) | "
                 f"{e['queue_wait_s']:.0f} |",
                 f"| the full run ({what}) | {e['learn_run_s']:.0f} |"]

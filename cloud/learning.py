@@ -284,7 +284,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     from edge import golden
     from edge.detector import Detector
     from training.dataset import YoloDataset
-    from training.heads import grow_head
+    from training.heads import grow_head, run_classes
     from training.train import train
 
     rec = Recipe(**{**json.loads(os.environ.get(RECIPE_ENV) or "{}"), **(recipe or {})})
@@ -306,8 +306,8 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     try:
         data = tests[campaign]
         ds = YoloDataset.open(data)
-        names = ds.names
         start = Path(weights) if weights else release_weights(parent)
+        names = run_classes(start, ds.names)
         if parent is None and (parent := shipped_version(start)):  # lineage: the shipped model's version first
             _record(run_id, parent=parent)
         parent_weights = grow_head(start, names, work / "parent.pt")
@@ -438,7 +438,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     from cloud.registry.rollout import set_preannotation_model
     from training.dataset import YoloDataset
     from training.export import export_model
-    from training.heads import grow_head
+    from training.heads import grow_head, run_classes
     from training.train import train
 
     rec = Recipe(**{**asdict(QUICK), **json.loads(os.environ.get(REFRESH_RECIPE_ENV) or "{}"), **(recipe or {})})
@@ -466,7 +466,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     work = cloud_dir() / "learning" / f"refresh-{run_id}"
     try:
         data = Path(rows[-1].data)
-        names = YoloDataset.open(data).names
+        names = run_classes(start, YoloDataset.open(data).names)
         imported, photos = operator_labels(tasks, work)
         data_yaml = assemble(work / "data", names, [("ops", imported, photos)], data)
         weights = grow_head(start, names, work / "start.pt")

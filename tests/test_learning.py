@@ -78,7 +78,7 @@ def test_a_photo_replayed_twice_is_trained_on_twice(tmp_path):
 def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path):
     import torch
 
-    from training.heads import grow_head, names_of
+    from training.heads import grow_head, names_of, run_classes
 
     result, _ = tiny_model
     old = names_of(result.last)
@@ -87,6 +87,9 @@ def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path
     with pytest.raises(ValueError, match="only grow at the end"):
         grow_head(result.last, ["flashover", *old], tmp_path / "bad.pt")
     assert grow_head(result.last, old, tmp_path / "same.pt") == result.last  # nothing to grow
+    # a campaign of an older (shorter) class list keeps the model's classes; another list is its own
+    assert run_classes(grown, old) == [*old, "flashover"] and run_classes(result.last, old) == old
+    assert run_classes(grown, ["flashover"]) == ["flashover"]  # not a prefix: grow_head refuses it
     a = torch.load(result.last, weights_only=False)["model"].float().eval()
     b = torch.load(grown, weights_only=False)["model"].float().eval()
     x = torch.rand(1, 3, 160, 160)
@@ -248,7 +251,11 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     card = json.loads((env["tmp"] / "models" / "pli-next.json").read_text())
     assert card["release"] == good["release"] and card["golden"] == "pli-next.golden.json"
     assert card["sha256"] == hashlib.sha256((env["tmp"] / "models" / "pli-next.onnx").read_bytes()).hexdigest()
-    assert Detector(env["tmp"] / "models" / "pli-next-int8.onnx").names == ds.names
+    from training.heads import names_of
+
+    names = Detector(env["tmp"] / "models" / "pli-next-int8.onnx").names
+    assert names[:len(ds.names)] == ds.names  # b's classes, in their places,
+    assert names == names_of(ROOT / "models" / "pli-default.pt")  # and none of the start's taken away
 
     client = TestClient(create_app(env["url"]))
     runs = client.get("/learning/runs", headers={"Authorization": f"Bearer {env['operator']}"}).json()

@@ -25,6 +25,14 @@ def names_of(weights: Path) -> list[str]:
     return [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
 
 
+def run_classes(weights: Path, names: list[str]) -> list[str]:
+    """The class list a fine-tune of `weights` on data labelled with `names` trains: the data's,
+    or the model's own where it already extends them (new photos of a campaign with an older
+    class-list version must not take `flashover` away from the fleet's model)."""
+    known = names_of(weights)
+    return known if len(known) > len(names) and known[:len(names)] == list(names) else list(names)
+
+
 def grow_head(weights: Path, names: list[str], out: Path) -> Path:
     """`weights` with its class list grown to `names` (which must start with its own), saved to
     `out`; `weights` itself when the names are already the same."""
