@@ -6,10 +6,11 @@ gates included): the mAP matrix, each arm's gate decision.
 
 An arm is REPLAY:FREEZE: photos of the earlier campaigns replayed (0: fine-tune only) and backbone
 layers frozen (10: the service's recipe; 0: everything trains, the ceiling the compute allows).
-Otherwise equal: from models/pli-default.pt (class head grown to four classes, the three known
-ones kept), all of IDD's training photos, 640 px, batch 8, one warmup epoch, AdamW at
-ultralytics' automatic rate. The earlier campaigns are what the shipped model learnt: CPLID with
-the shipped model's own split (recipes/cplid_split.json: its test set is the 140 val photos the
+Otherwise equal: from `--from` (release 2026.11.22 for every run recorded; its class head grown
+to four classes, the three known ones kept), all of IDD's training photos, 640 px, batch 8, one
+warmup epoch; AdamW at ultralytics' automatic rate unless --lr0 (SGD), --epochs and
+--replay-repeat (Recipe.replay_repeat) say otherwise. The earlier campaigns are what the shipped
+model learnt: CPLID with the shipped model's own split (recipes/cplid_split.json: its test set is the 140 val photos the
 shipped model never trained on; replay comes from its 560 training photos) and synthetic flights
 as 640 px tiles (bird nests; new seeds: one flight to replay from, another to test on).
 
@@ -112,6 +113,9 @@ def main() -> int:
     ap.add_argument("--replay-repeat", type=int, default=1,
                     help="a campaign smaller than its replay share is shown up to this many times "
                          "(Recipe.replay_repeat)")
+    ap.add_argument("--from", dest="start", type=Path, default=REPO / "models" / "pli-default.pt",
+                    help="the weights every arm starts from (the runs recorded so far: release 2026.11.22, "
+                         "`git show 2d85120:models/pli-default.pt`)")
     ap.add_argument("--lr0", type=float, help="SGD at this rate (Recipe.lr0); default: ultralytics' AdamW choice")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -127,7 +131,7 @@ def main() -> int:
     add_campaigns(args.work, args.cplid, args.idd)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,
-                        "from": "pli-default.pt", "order": ["cplid", "flights", "idd"],
+                        "from": "pli-default.pt, release 2026.11.22", "order": ["cplid", "flights", "idd"],
                         "cplid_test": "recipes/cplid_split.json val (140 photos)",
                         "flights": f"synthetic flights, {FLIGHT_FRAMES} frames 1920x1080 each, 640 px tiles: "
                                    "seed 201 train, seed 202 test"}
@@ -144,9 +148,9 @@ def main() -> int:
                       "lr0": args.lr0}
             out = learn("idd", trigger="experiment (c)", recipe=recipe,
                         replay=replay, version=f"exp-c-{key.replace(':', '-')}",
-                        weights=str(REPO / "models" / "pli-default.pt"))  # every arm from the shipped model
+                        weights=str(args.start))  # every arm from the same model
             results["runs"][key] = {"replay": replay, "freeze": freeze, "seed": seed, "epochs": args.epochs,
-                                    "replay_repeat": args.replay_repeat, "lr0": args.lr0,
+                                    "replay_repeat": args.replay_repeat, "lr0": args.lr0, "from": args.start.name,
                                     "seconds": round(time.perf_counter() - t0), "run": out["run"],
                                     "release": out["release"],
                                     "matrix": out["matrix"], "passed": out["passed"], "reasons": out["reasons"],
