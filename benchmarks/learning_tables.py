@@ -61,7 +61,8 @@ def main() -> int:
     out += ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
             "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in forgetting["runs"].values():
-        repeat = f" (small campaigns up to x{r['replay_repeat']})" if r.get("replay_repeat", 1) != 1 else ""
+        shown = r.get("replay_repeat", 1) != 1 and r["replay"]
+        repeat = f" (small campaigns up to x{r['replay_repeat']})" if shown else ""
         opt = f"SGD {r['lr0']:g}" if r.get("lr0") else "AdamW auto"
         label = f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, {opt}, seed {r['seed']}"
         out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
