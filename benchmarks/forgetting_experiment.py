@@ -10,9 +10,10 @@ Otherwise equal: from `--from` (release 2026.11.22 for every run recorded; its c
 to four classes, the three known ones kept), all of IDD's training photos, 640 px, batch 8, one
 warmup epoch; AdamW at ultralytics' automatic rate unless --lr0 (SGD), --epochs and
 --replay-repeat (Recipe.replay_repeat) say otherwise. The earlier campaigns are what the shipped
-model learnt: CPLID with the shipped model's own split (recipes/cplid_split.json: its test set is the 140 val photos the
-shipped model never trained on; replay comes from its 560 training photos) and synthetic flights
-as 640 px tiles (bird nests; new seeds: one flight to replay from, another to test on).
+model learnt: CPLID with the shipped model's own split (recipes/cplid_split.json: its test set is
+the 140 val photos the shipped model never trained on; replay comes from its 560 training photos)
+and synthetic flights as 640 px tiles (bird nests; new seeds: one flight to replay from, another
+to test on).
 
 Resumable: each finished arm is kept in benchmarks/results/forgetting_experiment.json and skipped
 when run again; a gate-passing candidate is released to the experiment's canary group as the
