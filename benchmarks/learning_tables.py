@@ -16,6 +16,10 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 ORDER = ("cplid", "flights", "idd")
 
 
+def optimiser(lr0: float | None) -> str:
+    return f"SGD {lr0:g}" if lr0 else "AdamW auto"
+
+
 def shipped_rows() -> list[str]:
     """The default model's builds, as their cards record them (`pli eval`'s code on the ONNX files,
     each campaign's frozen test set), when it is a release of the learning service."""
@@ -63,16 +67,15 @@ def main() -> int:
     for r in forgetting["runs"].values():
         shown = r.get("replay_repeat", 1) != 1 and r["replay"]
         repeat = f" (small campaigns up to x{r['replay_repeat']})" if shown else ""
-        opt = f"SGD {r['lr0']:g}" if r.get("lr0") else "AdamW auto"
-        label = f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, {opt}, seed {r['seed']}"
+        label = (f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, "
+                 f"{optimiser(r.get('lr0'))}, seed {r['seed']}")
         out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
     for r in interactive["runs"].values():
         e = r.get("e")
         if e and e.get("matrix"):
             rec = e["recipe"]
-            opt = f"SGD {rec['lr0']:g}" if rec.get("lr0") else "AdamW auto"
             label = (f"service run of (e): replay {sum(e['replay'].values())}, freeze {rec['freeze']}, "
-                     f"{rec['epochs']} epochs, {opt}, seed {rec['seed']}")
+                     f"{rec['epochs']} epochs, {optimiser(rec.get('lr0'))}, seed {rec['seed']}")
             out += matrix_rows(label, e["matrix"], e["status"] == "released", (e["decision"] or {}).get("reasons", []),
                                e["learn_run_s"])
     out.append("")
@@ -99,8 +102,7 @@ def main() -> int:
         what = "train, matrix, gates, FP32 + INT8 builds, golden frames, release" if released else \
             "train, matrix, gates: refused, so nothing built or released"
         rec = e["recipe"]
-        head = f"step (e), operator seed {r['seed']}, {rec['epochs']} epochs, " + \
-            (f"SGD {rec['lr0']:g}" if rec.get("lr0") else "AdamW auto")
+        head = f"step (e), operator seed {r['seed']}, {rec['epochs']} epochs, {optimiser(rec.get('lr0'))}"
         out += ["", f"| {head} | seconds |", "| --- | --- |",
                 f"| last annotation -> the full run starts (the refresh it also queued runs first) | "
                 f"{e['queue_wait_s']:.0f} |",

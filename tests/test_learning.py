@@ -53,10 +53,9 @@ def test_a_run_that_could_not_release_fails_before_it_trains(tmp_path, monkeypat
         monkeypatch.delenv(f"PLI_TUF_{role.upper()}_KEY", raising=False)
         monkeypatch.delenv(f"PLI_TUF_{role.upper()}_KEY_FILE", raising=False)
     monkeypatch.setenv("PLI_CLOUD_DIR", str(tmp_path))
-    t0 = time.perf_counter()
     with pytest.raises(KeyError, match="no targets key"):
         learn("anything")
-    assert time.perf_counter() - t0 < 5  # no data read, nothing trained
+    assert not any(tmp_path.iterdir())  # no run's folder: nothing read, nothing trained (and no clock to flake)
 
 
 def test_a_photo_replayed_twice_is_trained_on_twice(tmp_path):

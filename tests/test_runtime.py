@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from comms.outbox import Outbox
-from edge.runtime import ModelSlot, RunConfig, run_flight
+from edge.runtime import ModelSlot, RunConfig, class_change_problem, run_flight
 
 pytestmark = pytest.mark.slow
 
@@ -102,8 +102,6 @@ def test_model_swap_needs_a_matching_card_and_its_golden_frames(exported_fp32, f
     slot.maybe_swap(frame)
     assert slot.swaps == 0
     # Loads, classes the drone may take, but does not find the golden frames: refused.
-    from edge.runtime import class_change_problem
-
     assert class_change_problem(Detector(shipped).names, Detector(exported_fp32).names) is None  # only golden tells
     _candidate(watch, "tiny", exported_fp32, reference)
     assert golden.check(Detector(watch / "tiny.onnx"), reference)  # the reason it stays out
@@ -126,8 +124,6 @@ def test_a_model_update_may_grow_the_class_list_at_its_end_but_not_rename_or_reo
     """A learning run grows the head (class-list version 2 adds flashover) and a rollback may go
     back to the shorter list; a renamed or moved class would give old ids another meaning."""
     from comms.classes import class_list_for
-    from edge.runtime import class_change_problem
-
     v1 = ["insulator", "defect", "bird_nest"]
     v2 = [*v1, "flashover"]
     assert class_change_problem(v1, v1) is None
