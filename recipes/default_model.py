@@ -1,17 +1,27 @@
-"""Recipe of the default detector (classes insulator, defect, bird_nest). Reproduce with
+"""Recipe of the base model B0 (class list 1: insulator, defect, bird_nest). Reproduce with
 
-    .venv/bin/python recipes/default_model.py [--cplid ../shared/datasets/cplid] [--device 0] [--time 0.13]
+    .venv/bin/python recipes/default_model.py [--init ../shared/pretrained/yolov8n-coco/yolov8n-coco.pt]
+        [--cplid ../shared/datasets/cplid] [--schedule cpu|gpu] [--device 0]
 
 Data: the CPLID train split (the committed split file recipes/cplid_split.json; its val split
-is held out for evaluation) plus two short synthetic flights cut into native-resolution tiles, which
-bring `bird_nest`, more missing discs, and the look of the demo's frames. Model: YOLOv8n from
-its yaml (no pretrained weights exist offline), 640 px input.
+is held out for evaluation) plus short synthetic flights cut into native-resolution tiles, which
+bring `bird_nest`, more missing discs, and the look of the demo's frames. Model: YOLOv8n, 640 px
+input, started from Ultralytics' COCO weights (`--init`; `--init yolov8n.yaml` trains from
+random weights, as the models before B0 were). The init's sha256 and origin go into every
+checkpoint (training/train.py:describe_init), so the model card and the release's dataset
+snapshot say what the model grew from. IDD is *not* in B0: it enters as the second campaign,
+through the learning service (`pli cloud learn`).
 
-Compute is the constraint. `--time H` gives the run a wall-clock budget (ultralytics fits its
-epoch count and learning-rate schedule to it after the first epoch). `--pack DIR` writes the
-training data, shrunk to the model input (ultralytics shrinks each image to `imgsz` on loading
-anyway) and with relative paths, so it can travel to a GPU machine that cannot see the dataset.
-On a CPU-only machine the run is resumable from models/checkpoints/default-last.pt.
+Compute is the constraint; the schedule is the recipe's (`SCHEDULES`):
+- `cpu` (2 cores): 20 epochs, batch 16, mosaic off for the last 5. About 11 minutes an epoch
+  here, so it runs over sessions: after every epoch the slim checkpoint and the curve so far
+  are kept in models/checkpoints/ (b0-last.pt, b0-last-results.csv: commit them), and the next
+  run of this command resumes from them, in a fresh checkout too.
+- `gpu`: 150 epochs, batch 64, 8 loader processes: minutes on one GPU. `--pack DIR` first writes
+  the training data shrunk to the model input with relative paths, to carry to a GPU machine
+  that cannot see the dataset; there, `--data DIR/data.yaml --schedule gpu --device 0`.
+`--time H` gives either a wall-clock budget instead (ultralytics fits epochs and the learning
+rate to it after the first epoch).
 """
 
 from __future__ import annotations
@@ -32,14 +42,18 @@ sys.path.insert(0, str(REPO))
 from training.data_import import import_dataset  # noqa: E402
 from training.synth.flight import generate_flight  # noqa: E402
 from training.tiles import tile_dataset  # noqa: E402
-from training.train import train  # noqa: E402
+from training.train import describe_init, train  # noqa: E402
 
 SPLIT_FILE = REPO / "recipes" / "cplid_split.json"
-CHECKPOINT = REPO / "models" / "checkpoints" / "default-last.pt"
+CHECKPOINT = REPO / "models" / "checkpoints" / "b0-last.pt"
+COCO_INIT = REPO.parent / "shared" / "pretrained" / "yolov8n-coco" / "yolov8n-coco.pt"
 SYNTH_SEEDS = (101, 102, 104, 105)
 SYNTH_FRAMES = 48  # ~600 tiles, fault tiles twice: synthetic missing discs are small and need many views
-SETTINGS = dict(batch=16, close_mosaic=15, patience=1000, cache="ram", seed=0,
-                deterministic=False)
+SETTINGS = dict(patience=1000, cache="ram", seed=0, deterministic=False)
+SCHEDULES = {
+    "cpu": dict(epochs=20, batch=16, close_mosaic=5, workers=0),
+    "gpu": dict(epochs=150, batch=64, close_mosaic=15, workers=8),
+}
 
 log = logging.getLogger("recipe")
 
@@ -110,29 +124,40 @@ def main() -> int:
     ap.add_argument("--data", type=Path, help="a data.yaml built before (e.g. by --pack): skip building")
     ap.add_argument("--pack", type=Path, help="write the training data, shrunk to --imgsz, here and stop")
     ap.add_argument("--imgsz", type=int, default=640)
-    ap.add_argument("--model", default="yolov8n.yaml", help="model yaml to train from")
-    ap.add_argument("--epochs", type=int, default=100, help="total epochs (over all sessions when resuming)")
+    ap.add_argument("--init", "--model", dest="init", default=str(COCO_INIT),
+                    help="checkpoint to start from (default: the shared COCO YOLOv8n), or a model yaml "
+                    "(yolov8n.yaml) for random weights")
+    ap.add_argument("--schedule", choices=sorted(SCHEDULES),
+                    help="the recipe's schedule (default: cpu on the CPU, gpu on a CUDA device)")
+    ap.add_argument("--epochs", type=int, help="total epochs over all sessions (default: the schedule's)")
     ap.add_argument("--time", type=float, help="training budget in hours (overrides --epochs)")
     ap.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
-    ap.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the main process)")
-    ap.add_argument("--name", default="default", help="run folder name under WORK/runs")
-    ap.add_argument("--fresh", action="store_true", help="ignore the committed checkpoint")
+    ap.add_argument("--workers", type=int, help="data-loading processes (default: the schedule's)")
+    ap.add_argument("--name", default="b0", help="run folder name under WORK/runs")
+    ap.add_argument("--fresh", action="store_true", help="ignore the kept checkpoint: start again from --init")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    if CHECKPOINT.exists() and not args.fresh and not args.pack:
+        log.info("resuming from %s", CHECKPOINT)
+        data = args.data or build_data(args.cplid, args.work, args.imgsz)
+        result = train(data, resume=CHECKPOINT, keep_last=CHECKPOINT, device=args.device)
+        log.info("finished: best %s; metrics %s", result.best, result.metrics)
+        return 0
+    describe_init(args.init)  # a missing checkpoint fails here, before any data is built
     data = args.data or build_data(args.cplid, args.work, args.imgsz)
     if args.pack:
         pack(data, args.pack, args.imgsz)
         return 0
-    if CHECKPOINT.exists() and not args.fresh:
-        log.info("resuming from %s", CHECKPOINT)
-        result = train(data, resume=CHECKPOINT, keep_last=CHECKPOINT, device=args.device)
-    else:
-        extra = {"time": args.time} if args.time else {}
-        keep = CHECKPOINT if args.device == "cpu" and args.data is None else None  # cross-session CPU runs
-        result = train(data, model=args.model, imgsz=args.imgsz, epochs=args.epochs, device=args.device,
-                       workers=args.workers, project=args.work / "runs", name=args.name, keep_last=keep,
-                       **SETTINGS, **extra)
+    schedule = dict(SCHEDULES[args.schedule or ("cpu" if args.device == "cpu" else "gpu")])
+    if args.epochs:
+        schedule["epochs"] = args.epochs
+    if args.workers is not None:
+        schedule["workers"] = args.workers
+    extra = {"time": args.time} if args.time else {}
+    keep = CHECKPOINT if args.device == "cpu" and args.data is None else None  # cross-session CPU runs
+    result = train(data, model=args.init, imgsz=args.imgsz, device=args.device, project=args.work / "runs",
+                   name=args.name, keep_last=keep, **SETTINGS, **schedule, **extra)
     log.info("finished: best %s; metrics %s", result.best, result.metrics)
     return 0
 

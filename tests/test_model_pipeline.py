@@ -297,3 +297,72 @@ def test_dfl_rewrite_keeps_the_outputs_and_drops_the_middle_axis_softmax(tiny_mo
                      for p in (raw, fast))
     assert before.shape == after.shape
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-4)
+
+
+def test_a_run_from_a_checkpoint_records_its_init_in_the_weights_and_the_card(tiny_model, tmp_path):
+    """Training from weights (here the tiny model, standing in for the COCO checkpoint) writes the
+    start's sha256 into every checkpoint, a resume keeps it, and the exported card carries it."""
+    import hashlib
+
+    import torch
+
+    from training.train import INIT_KEY, train
+
+    start, data = tiny_model
+    start_sha = hashlib.sha256(start.last.read_bytes()).hexdigest()
+    kept = tmp_path / "kept.pt"
+
+    def cut(trainer):
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, str(start.last), imgsz=96, epochs=2, batch=8, project=tmp_path / "runs", name="r", val=False,
+              keep_last=kept, callbacks={"on_model_save": cut})
+    init = torch.load(kept, map_location="cpu", weights_only=False)[INIT_KEY]
+    assert init["kind"] == "weights" and init["sha256"] == start_sha and init["path"] == str(start.last)
+    assert init["classes"] == 3 and init["trained_from"] == {"kind": "scratch", "model": "yolov8n.yaml"}
+    (tmp_path / "runs/r/results.csv").unlink()  # as in a fresh checkout: the curve comes back from beside `kept`
+    result = train(data, resume=kept, keep_last=kept)
+    assert len((result.run_dir / "results.csv").read_text().strip().splitlines()) == 1 + 2
+    for weights in (result.best, result.last):
+        assert torch.load(weights, map_location="cpu", weights_only=False)[INIT_KEY] == init
+    card = export_model(result.last, tmp_path / "m.onnx", imgsz=96, version="t2").card_data
+    assert card["training"]["init"] == init
+    # A model trained from that one names it, and through it the first start.
+    grand = train(data, str(result.last), imgsz=96, epochs=1, batch=8, project=tmp_path / "runs", name="g",
+                  val=False)
+    chain = torch.load(grand.last, map_location="cpu", weights_only=False)[INIT_KEY]
+    assert chain["sha256"] == hashlib.sha256(result.last.read_bytes()).hexdigest()
+    assert chain["trained_from"] == init
+
+
+def test_a_foreign_checkpoint_is_described_by_what_it_says_of_itself(tiny_model, tmp_path):
+    """A checkpoint the project did not train (as the shared COCO one): its ultralytics version, the
+    data it names, and the first line of a README beside it."""
+    import torch
+
+    from training.train import INIT_KEY, describe_init
+
+    start, data = tiny_model
+    ckpt = torch.load(start.last, map_location="cpu", weights_only=False)
+    del ckpt[INIT_KEY]
+    (tmp_path / "coco").mkdir()
+    torch.save(ckpt, tmp_path / "coco" / "foreign.pt")
+    (tmp_path / "coco" / "README.md").write_text("# Someone's COCO weights\n\nmore\n")
+    init = describe_init(tmp_path / "coco" / "foreign.pt")
+    assert init["data"] == data.name and init["ultralytics"] == ckpt["version"] and init["classes"] == 3
+    assert init["origin"] == "Someone's COCO weights" and "trained_from" not in init
+    with pytest.raises(ValueError, match="not an ultralytics checkpoint"):
+        torch.save({"weights": [1, 2]}, tmp_path / "odd.pt")
+        describe_init(tmp_path / "odd.pt")
+
+
+def test_pli_train_refuses_a_missing_checkpoint_in_one_line(tiny_model, tmp_path):
+    _, data = tiny_model
+    missing = tmp_path / "nowhere" / "yolov8n-coco.pt"
+    r = subprocess.run([sys.executable, "-m", "pli", "train", "--data", str(data), "--model", str(missing),
+                        "--project", str(tmp_path / "runs")], capture_output=True, text=True)
+    assert r.returncode == 2 and not (tmp_path / "runs").exists()
+    assert r.stderr.strip().splitlines()[-1] == f"pli: error: {missing}: no such checkpoint (give a .pt file that " \
+        "exists, e.g. ../shared/pretrained/yolov8n-coco/yolov8n-coco.pt, or a model yaml to train from scratch)"

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.detector import Detector, file_sha256, letterbox, to_tensor
 from training.dataset import IMAGE_SUFFIXES
+from training.train import INIT_KEY
 from training.yolo import ultralytics
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _checkpoint_info(weights: Path) -> dict:
     metrics = {k: round(float(v), 4) for k, v in (ckpt.get("train_metrics") or {}).items()
                if isinstance(v, int | float)}
     return {"epochs": args.get("epochs"), "data": str(args.get("data", "")), "model": str(args.get("model", "")),
-            "imgsz": args.get("imgsz"), "metrics": metrics}
+            "imgsz": args.get("imgsz"), "init": ckpt.get(INIT_KEY), "metrics": metrics}
 
 
 def _score(model: Path, evals: dict[str, tuple[Path, str]]) -> dict[str, dict]:
@@ -230,7 +231,7 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
         "layout": info.layout,
         "dynamic_batch": info.dynamic_batch,
         "source_weights": {"file": weights.name, "sha256": source_sha},
-        "training": {**{k: ckpt[k] for k in ("model", "data", "epochs", "imgsz")},
+        "training": {**{k: ckpt[k] for k in ("model", "data", "epochs", "imgsz", "init")},
                      **({"summary": training_data} if training_data else {})},
         "metrics": {"training_val": ckpt["metrics"], **_score(out, evals or {})},
         "quantization": quant,

@@ -14,6 +14,8 @@ import copy
 import logging
 from pathlib import Path
 
+from training.train import INIT_KEY, describe_init
+
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +68,7 @@ def grow_head(weights: Path, names: list[str], out: Path) -> Path:
     new.args = getattr(old, "args", {})
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": new.half(), "ema": None, "train_args": ckpt.get("train_args", {}), "epoch": -1,
-                "optimizer": None, "grown_from": {"weights": str(weights), "names": old_names}}, out)
+                "optimizer": None, "grown_from": {"weights": str(weights), "names": old_names},
+                INIT_KEY: {**describe_init(weights), "grown_to": list(names)}}, out)
     log.info("%s: class list %s -> %s (%d class outputs kept)", Path(weights).name, old_names, list(names), grown)
     return out

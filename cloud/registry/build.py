@@ -22,6 +22,7 @@ from comms.classes import class_list_for
 from edge import golden
 from edge.detector import Detector
 from edge.tiled import detect
+from training.train import INIT_KEY
 
 log = logging.getLogger(__name__)
 GOLDEN_FRAMES = 6
@@ -143,7 +144,7 @@ def build(weights: Path, version: str, out: Path, campaigns: list[Campaign], cal
     golden_images = golden_images or sorted(first.images(campaigns[0].split))
     out.mkdir(parents=True, exist_ok=True)
     evals = {c.name: (c.data, c.split) for c in campaigns}
-    snap = snapshot(Path(data))
+    snap = {**snapshot(Path(data)), "init": ckpt.get(INIT_KEY)}  # which weights the training started from
     (out / "dataset.json").write_text(json.dumps(snap, indent=1) + "\n")
     tests = {c.name: {"split": c.split, "digest": snapshot(c.data, (c.split,))["digest"]} for c in campaigns}
     files = [out / "dataset.json"]
