@@ -185,3 +185,63 @@ def test_the_printable_report_has_a_table_per_tower_with_positions(site):
     assert "Tower T01 (line L1)" in text and "Tower T02 (line L1)" in text
     assert "25.300050, 103.100040" in text and "flashover" in text and "UAV-07-00001-0000000003" in text
     assert overview.status_code == 200 and "pli-default/2026.11.22" in overview.text and "F7" in overview.text
+
+
+XSS_ID = '<img src=x onerror="document.title=\'pwned\';window.pwned=1">'
+
+
+def test_a_flight_id_with_markup_is_shown_as_text_after_login_in_the_browser(site):
+    """The reflected XSS of the "not found" answer: a link to the login whose `next` is a flight
+    page named by markup. After logging in, the browser shows the name as text and runs nothing."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = site
+    driver = _browser()
+    try:
+        driver.get(f"{base}/login?next={quote('/ui/flights/' + quote(XSS_ID, safe=''), safe='')}")
+        driver.find_element(By.ID, "name").send_keys("alice")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "login").click()
+        text = WebDriverWait(driver, 20).until(
+            lambda d: (d.find_elements(By.CSS_SELECTOR, ".not-found") or [None])[0])
+        assert text.text == f"There is no flight {XSS_ID}."
+        time.sleep(0.5)  # an onerror handler would have run by now
+        assert driver.execute_script("return window.pwned === undefined") and driver.title != "pwned"
+        assert not driver.find_elements(By.CSS_SELECTOR, "main img")
+    finally:
+        driver.quit()
+
+
+def test_every_answer_carries_the_security_headers(site):
+    base, _ = site
+    ok = httpx.post(f"{base}/login", data={"name": "alice", "password": PASSWORD}, follow_redirects=False)
+    cookie = {"pli_session": ok.cookies["pli_session"]}
+    page = httpx.get(f"{base}/ui/flights/{quote_id(XSS_ID)}", cookies=cookie)
+    assert page.status_code == 404 and XSS_ID not in page.text and "&lt;img src=x" in page.text
+    for r in (page, httpx.get(f"{base}/ui/", cookies=cookie), httpx.get(f"{base}/login"),
+              httpx.get(f"{base}/health"), httpx.get(f"{base}/alerts"), httpx.get(f"{base}/static/style.css")):
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp.split("style-src")[0], r.url
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff", r.url
+        assert "strict-transport-security" not in r.headers  # plain HTTP on loopback: no HSTS
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(f"{base}/alerts").headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def quote_id(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def test_hsts_only_over_tls_and_a_route_s_own_policy_stands():
+    from cloud.api.headers import add_security_headers
+
+    html = [(b"content-type", b"text/html; charset=utf-8")]
+    assert dict(add_security_headers(html, https=True))[b"strict-transport-security"].startswith(b"max-age=")
+    assert b"strict-transport-security" not in dict(add_security_headers(html, https=False))
+    own = add_security_headers([*html, (b"content-security-policy", b"sandbox")], https=False)
+    assert [v for k, v in own if k == b"content-security-policy"] == [b"sandbox"]

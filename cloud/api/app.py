@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from cloud.api.headers import add_security_headers
 from cloud.api.routes import (
     alerts,
     annotation,
@@ -49,8 +50,9 @@ def create_app(url: str | None = None) -> Measured:
 
 
 class Measured:
-    """Counts and times every request (Prometheus), as plain ASGI around the app: Starlette's
-    `BaseHTTPMiddleware` costs a task and a stream per request, a large share of a short one.
+    """Counts and times every request (Prometheus) and puts the security headers on every answer
+    (cloud/api/headers.py), as plain ASGI around the app: Starlette's `BaseHTTPMiddleware` costs
+    a task and a stream per request, a large share of a short one.
     Attribute access falls through to the FastAPI app (`app.state`, `app.openapi()`)."""
 
     def __init__(self, app: FastAPI, requests: Counter, latency: Histogram):
@@ -65,10 +67,12 @@ class Measured:
             return
         t0 = time.perf_counter()
         status = [500]
+        https = scope.get("scheme") == "https"
 
         async def send_status(message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                message = {**message, "headers": add_security_headers(list(message.get("headers", [])), https)}
             await send(message)
 
         try:

@@ -40,16 +40,11 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
 
-def _page(request: Request, name: str, me: Login, **context) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"me": me, **context},
-                                      headers={"Cache-Control": "no-store",
-                                               "Content-Security-Policy": "default-src 'self'; img-src 'self' "
-                                               f"data: {_tile_origin()}; style-src 'self' 'unsafe-inline'"})
-
-
-def _tile_origin() -> str:
-    url = os.environ.get("PLI_TILE_URL", "")
-    return "/".join(url.split("/")[:3]) if url.startswith("http") else ""
+def _page(request: Request, name: str, me: Login | None, status: int = 200, **context) -> HTMLResponse:
+    """A page, autoescaped; its security headers (CSP and others) come with every answer
+    (cloud/api/headers.py)."""
+    return templates.TemplateResponse(request, name, {"me": me, **context}, status_code=status,
+                                      headers={"Cache-Control": "no-store"})
 
 
 @router.get("/")
@@ -142,7 +137,7 @@ def _flight(request: Request, session: Session, flight_id: str) -> tuple[Login, 
         return _to_login(request)
     report = flight_report(session, flight_id)
     if report is None:
-        return HTMLResponse(f"no flight {flight_id}", status_code=404)
+        return _page(request, "not_found.html", me, status=404, what=f"flight {flight_id}")
     return me, report
 
 
