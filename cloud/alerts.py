@@ -24,11 +24,28 @@ from cloud import faults, towers, uploads
 from cloud.models import Alert, AlertCopy, Drone, Flight, UTCDateTime
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
-from comms.replay import NEW, REPLAY, SUPERSEDED, digest, verdict
+from comms.alert import alert_id, parse_alert_id
+from comms.classes import known_class_lists
+from comms.replay import INVALID, NEW, REPLAY, SUPERSEDED, digest, verdict
 
 
 class IngestError(ValueError):
-    """A message that cannot be an alert of the drone that sent it (one line, logged, dropped)."""
+    """A message that cannot be an alert of the drone that sent it (one line, logged, not stored).
+
+    `refusal`: (fleet, drone, alert id) when the message names an alert of the drone that sent
+    it: the drone is told (reason `invalid`) and stops resending what can never be stored."""
+
+    def __init__(self, message: str, refusal: tuple[str, str, str] | None = None):
+        super().__init__(message)
+        self.refusal = refusal
+
+    def outcome(self) -> Outcome | None:
+        """The answer to the drone, when there is one to give."""
+        if self.refusal is None:
+            return None
+        fleet, drone, alert = self.refusal
+        return Outcome(alert, drone, INVALID, refusal={"id": alert, "reason": INVALID, "highest_epoch": None,
+                                                       "detail": str(self)[:240]}, fleet=fleet)
 
 
 @dataclass
@@ -66,14 +83,48 @@ def parse_topic(topic: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+def _claimed_id(doc: object, drone: str) -> str | None:
+    """The id a message claims for an alert of `drone`, when it names one at all (to refuse it by)."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        if isinstance(doc.get("id"), str) and parse_alert_id(doc["id"])[0] == drone:
+            return doc["id"]
+        return alert_id(drone, int(doc["epoch"]), int(doc["seq"]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def check_class(alert: AlertRecord) -> None:
+    """The class and severity against the class list the alert names (comms/class_lists; the newest
+    when it names none): a fault class of that list, with that list's severity."""
+    lists = known_class_lists()
+    version = alert.class_list_version if alert.class_list_version is not None else max(lists)
+    found = lists.get(version)
+    if found is None:
+        raise ValueError(f"class-list version {version} is unknown here (known: {sorted(lists)})")
+    if alert.fault_class not in found.names:
+        raise ValueError(f"class {alert.fault_class!r} is not in class list v{version} {found.names}")
+    severity = found.severity_of(alert.fault_class)
+    if severity is None:
+        raise ValueError(f"class {alert.fault_class!r} raises no alert in class list v{version}")
+    if alert.severity != severity:
+        raise ValueError(f"severity {alert.severity.name.lower()} of {alert.fault_class} is not class list "
+                         f"v{version}'s {severity.name.lower()}")
+
+
 def _read(topic: str, payload: bytes | dict) -> tuple[str, AlertRecord, bytes | None, str, dict]:
     """(fleet, alert, thumbnail, link it came by, document) of one message, or IngestError saying why not."""
     fleet, topic_drone = parse_topic(topic)
+    doc: object = payload
     try:
         doc = json.loads(payload) if isinstance(payload, bytes | str) else payload
         alert, thumb = alert_json.from_json(doc)
-    except (ValueError, TypeError) as exc:
-        raise IngestError(f"malformed alert on {topic}: {exc}") from None
+        check_class(alert)
+    except (ValueError, TypeError, RecursionError) as exc:
+        claimed = _claimed_id(doc, topic_drone)
+        raise IngestError(f"malformed alert {claimed or ''} on {topic}: {exc}".replace("  ", " "),
+                          (fleet, topic_drone, claimed) if claimed else None) from None
     if alert.drone_id != topic_drone:  # the broker's ACL vouches for the topic, not for the payload
         raise IngestError(f"alert {alert.id} on {topic}: the payload's drone {alert.drone_id} is not the topic's "
                           f"{topic_drone}: refused")

@@ -10,6 +10,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 FIELDS = ("id", "lat", "lon")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet takes for a formula (OWASP's list)
 
 
 def _props(item: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +43,17 @@ def kml(items: Iterable[dict[str, Any]], name: str = "pli") -> str:
     return "\n".join(out)
 
 
+def cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string that would start a formula (`=HYPERLINK(...)`
+    in an operator's note) gets a leading apostrophe; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_text(items: Iterable[dict[str, Any]]) -> str:
-    """One row per item, id, lat, lon first; lists and objects as JSON."""
+    """One row per item, id, lat, lon first; lists and objects as JSON; text that a spreadsheet
+    would run as a formula neutralised (`cell`)."""
     rows = [dict(it) for it in items]
     for r in rows:
         r.pop("thumbnail_jpeg_b64", None)
@@ -52,7 +62,7 @@ def csv_text(items: Iterable[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: json.dumps(v) if isinstance(v, list | dict) else ("" if v is None else v)
+        w.writerow({k: cell(json.dumps(v) if isinstance(v, list | dict) else ("" if v is None else v))
                     for k, v in r.items()})
     return buf.getvalue()
 

@@ -159,7 +159,9 @@ class IngestWorker:
                 if isinstance(result, IngestError):
                     stats.rejected += 1
                     stats.reasons.append(str(result))
-                    log.warning("ingest: %s", result)
+                    log.warning("ingest: %s%s", result, " (the drone is told)" if result.refusal else "")
+                    if result.outcome() is not None:
+                        out.append(result.outcome())
                     continue
                 out.append(result)
                 stats.stored += result.verdict == "new"

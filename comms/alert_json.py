@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,14 @@ from comms.classes import Severity
 SCHEMA = "pli.alert/2"
 THUMB_SIDE = 160  # px, long side
 THUMB_QUALITY = 70
+# What the wire allows (a drone never sends more; anything beyond is refused, never stored):
+MAX_TEXT = {"flight_id": 64, "tower_id": 64, "model_version": 128, "source_frame": 256, "crop": 512, "class": 32}
+FLIGHT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ALT_RANGE = (-1000.0, 20000.0)  # metres: below the Dead Sea to far above any drone's ceiling
+MAX_BOX = 100_000.0  # px: a box beyond any camera's frame is a corrupt one
+MAX_THUMB_B64 = 64 * 1024  # a 160 px thumbnail is a few kB
+MAX_FLAGS = 8
 
 
 def thumbnail(jpeg_path: str, side: int = THUMB_SIDE, quality: int = THUMB_QUALITY) -> bytes | None:
@@ -73,16 +83,67 @@ def dumps(alert: Alert, thumb: bytes | None = None) -> bytes:
     return json.dumps(to_json(alert, thumb), separators=(",", ":")).encode()
 
 
+def _finite(doc: dict[str, Any], name: str, default: Any = None) -> float:
+    if name not in doc and default is None:
+        raise KeyError(name)
+    value = doc.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value}")
+    return float(value)
+
+
+def check_fields(doc: dict[str, Any]) -> None:
+    """The schema's limits, before anything is built or stored: every number finite and in range,
+    every text of the wire's length, types as the schema says (a hostile or corrupt message is
+    refused with the first problem, never half stored)."""
+    for name in ("lat", "lon", "confidence"):
+        _finite(doc, name)
+    if not ALT_RANGE[0] <= _finite(doc, "alt", 0.0) <= ALT_RANGE[1]:
+        raise ValueError(f"alt {doc.get('alt')} out of range {ALT_RANGE[0]:g}..{ALT_RANGE[1]:g} m")
+    for name, limit in MAX_TEXT.items():
+        value = doc.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be text, not {type(value).__name__}")
+        if value is not None and len(value) > limit:
+            raise ValueError(f"{name} is {len(value)} characters long (at most {limit})")
+    if not CLASS_NAME.match(str(doc.get("class", ""))):
+        raise ValueError(f"class {str(doc.get('class'))[:40]!r} is not a class name ([a-z][a-z0-9_]*)")
+    flight = doc.get("flight_id")
+    if flight and not FLIGHT_ID.match(flight):
+        raise ValueError(f"flight_id {flight[:40]!r} must be 1-64 of [A-Za-z0-9_.:-]")
+    for name in ("drone_id", "time", "severity"):
+        if name in doc and not isinstance(doc[name], str):
+            raise ValueError(f"{name} must be text, not {type(doc[name]).__name__}")
+    for name in ("position_source", "frame_time"):
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            raise ValueError(f"{name} must be text, not {type(doc[name]).__name__}")
+    box = doc.get("box")
+    if box is not None:
+        if not isinstance(box, list) or len(box) != 4:
+            raise ValueError("box must be a list of four numbers x1, y1, x2, y2")
+        values = [_finite({"box": v}, "box") for v in box]
+        if any(abs(v) > MAX_BOX for v in values):
+            raise ValueError(f"box {values} lies beyond any frame (|coordinate| > {MAX_BOX:g} px)")
+    flags = doc.get("flags")
+    if flags is not None and (not isinstance(flags, list) or len(flags) > MAX_FLAGS
+                              or not all(isinstance(f, str) and len(f) <= 32 for f in flags)):
+        raise ValueError(f"flags must be a list of at most {MAX_FLAGS} short strings")
+    thumb = doc.get("thumbnail_jpeg_b64")
+    if thumb is not None and (not isinstance(thumb, str) or len(thumb) > MAX_THUMB_B64):
+        raise ValueError(f"thumbnail_jpeg_b64 must be base64 text of at most {MAX_THUMB_B64} characters")
+
+
 def from_json(doc: dict[str, Any]) -> tuple[Alert, bytes | None]:
     """Validate and rebuild; raises ValueError naming the first problem."""
     if not isinstance(doc, dict):
         raise ValueError("alert JSON must be an object")
     if doc.get("schema") != SCHEMA:
-        raise ValueError(f"unsupported alert schema {doc.get('schema')!r} (expected {SCHEMA})")
+        raise ValueError(f"unsupported alert schema {str(doc.get('schema'))[:40]!r} (expected {SCHEMA})")
     try:
+        check_fields(doc)
         flags = doc.get("flags") or []
-        if not isinstance(flags, list):
-            raise ValueError("flags must be a list")
         box = doc.get("box")
         version = doc.get("class_list_version")
         alert = Alert(str(doc["drone_id"]), int(doc["seq"]), str(doc.get("flight_id", "")), _time(doc["time"]),

@@ -3,7 +3,8 @@
 Topics: `pli/<fleet>/<drone>/alerts` (QoS 1, the alert's JSON form with its thumbnail) and
 `pli/<fleet>/<drone>/acks` (the cloud's answers: a JSON list of acknowledged alert ids, or an
 object `{"acks": [ids], "refused": [{"id", "reason", "highest_epoch"}]}` when it also refuses
-some, e.g. "superseded_epoch" for a drone whose epoch fell behind). A
+some, e.g. "superseded_epoch" for a drone whose epoch fell behind, or "invalid" with a `detail`
+for a payload the cloud's schema refuses, which the outbox keeps as rejected, unsent). A
 persistent session (clean_start=False, session expiry > 0) keeps QoS 1 messages across a
 reconnect; paho holds them in memory only, so the outbox on disk stays the truth: anything not
 acknowledged by the cloud is published again after a restart, and the cloud drops duplicates
@@ -237,7 +238,9 @@ class MqttLink:
             if epochs:
                 self.outbox.note_epoch(max(epochs))
         for r in refused:
-            self.outbox.refuse([r["id"]], r["reason"], "mqtt", r.get("highest_epoch"))
+            detail = r.get("detail")
+            self.outbox.refuse([r["id"]], r["reason"], "mqtt", r.get("highest_epoch"),
+                               detail[:500] if isinstance(detail, str) else None)
         if not self.connected.is_set():
             return 0
         self._publish_status()

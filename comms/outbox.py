@@ -46,17 +46,18 @@ from pathlib import Path
 from comms import alert_json, clock
 from comms.alert import MAX_EPOCH, MAX_SEQ, VALID_FROM, Alert, alert_id, restamp
 from comms.classes import Severity
-from comms.replay import SUPERSEDED, digest
+from comms.replay import INVALID, SUPERSEDED, digest
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT_BEIDOU, SENT_MQTT, ACKED = "pending", "sent_beidou", "sent_mqtt", "acked"
+REJECTED = "rejected"  # the cloud refused it as invalid (its schema): kept, with the reason, never sent again
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
     severity INTEGER NOT NULL, created REAL NOT NULL, doc TEXT NOT NULL, thumb BLOB,
     state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, link TEXT,
-    sent_boot TEXT, sent_mono REAL, mqtt_sent INTEGER NOT NULL DEFAULT 0, beidou_refused TEXT);
+    sent_boot TEXT, sent_mono REAL, mqtt_sent INTEGER NOT NULL DEFAULT 0, beidou_refused TEXT, rejected TEXT);
 CREATE INDEX IF NOT EXISTS alerts_due ON alerts (state, severity DESC, n);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,6 +94,8 @@ class Outbox:
             self.db.close()
             raise ValueError(f"{self.path} was written by an older pli (alert ids without epochs): empty it with "
                              "that version or move it aside")
+        if columns and "rejected" not in columns:  # an outbox of an earlier version: one more column
+            self.db.execute("ALTER TABLE alerts ADD COLUMN rejected TEXT")
         self.db.executescript(_SCHEMA)
         with self._tx():
             meta = self._meta()
@@ -259,12 +262,23 @@ class Outbox:
                                            (i,)).rowcount
         return changed
 
-    def refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None) -> dict[str, str]:
+    def refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None,
+               detail: str | None = None) -> dict[str, str]:
         """A receiver refused these alerts: `by` "beidou" (the ground station) or "mqtt" (the cloud).
+        The cloud's `invalid` (a payload its schema refuses, `detail` says why) is final: the row is
+        kept as `rejected`, with the reason, and never sent again.
 
         Returns {old id: new id} for the alerts numbered again (superseded epoch, see the module).
         """
         renamed: dict[str, str] = {}
+        if reason == INVALID and by == "mqtt":
+            with self._tx():
+                n = sum(self.db.execute("UPDATE alerts SET state = ?, rejected = ? WHERE id = ? AND state != ?",
+                                        (REJECTED, (detail or reason)[:500], i, ACKED)).rowcount for i in ids)
+            if n:
+                log.error("%d alerts refused by the cloud as invalid (%s): kept in the outbox, not sent again", n,
+                          (detail or reason)[:200])
+            return renamed
         with self._tx():
             if reason == SUPERSEDED and highest_epoch is not None:
                 if highest_epoch > int(self._meta().get("seen_epoch", 0)):
@@ -317,8 +331,8 @@ class Outbox:
         """What is still unsent, by severity and state (`pli link status`)."""
         unsent: dict[str, dict[str, int]] = {}
         for severity, state, link, n in self.db.execute(
-                "SELECT severity, state, COALESCE(beidou_refused, ''), COUNT(*) FROM alerts WHERE state != 'acked' "
-                "GROUP BY severity, state, beidou_refused IS NOT NULL"):
+                "SELECT severity, state, COALESCE(beidou_refused, ''), COUNT(*) FROM alerts WHERE state NOT IN "
+                "('acked', 'rejected') GROUP BY severity, state, beidou_refused IS NOT NULL"):
             key = state if not link else f"{state}, BeiDou refused: MQTT only"
             unsent.setdefault(Severity(severity).name.lower(), {})[key] = n
         refused = dict(self.db.execute("SELECT beidou_refused, COUNT(*) FROM alerts WHERE state != 'acked' AND "
@@ -328,7 +342,8 @@ class Outbox:
         return {"drone_id": self.drone_id, "fleet": meta.get("fleet"), "epoch": int(meta["epoch"]),
                 "acknowledged": self.counts().get(ACKED, 0), "unacknowledged": total,
                 "unsent_by_severity": {k: unsent[k] for k in ("high", "medium", "low") if k in unsent},
-                "beidou_refused": refused, "safe_to_power_off": total == 0}
+                "beidou_refused": refused, "rejected_by_cloud": self.counts().get(REJECTED, 0),
+                "safe_to_power_off": total == 0}
 
     # -- bounds -----------------------------------------------------------------------------------
 

