@@ -25,7 +25,7 @@ THUMB_SIDE = 160  # px, long side
 THUMB_QUALITY = 70
 # What the wire allows (a drone never sends more; anything beyond is refused, never stored):
 MAX_TEXT = {"flight_id": 64, "tower_id": 64, "model_version": 128, "source_frame": 256, "crop": 512, "class": 32}
-FLIGHT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+FLIGHT_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}$")  # also a folder name: never "." or ".."
 CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ALT_RANGE = (-1000.0, 20000.0)  # metres: below the Dead Sea to far above any drone's ceiling
 MAX_BOX = 100_000.0  # px: a box beyond any camera's frame is a corrupt one
@@ -112,7 +112,7 @@ def check_fields(doc: dict[str, Any]) -> None:
         raise ValueError(f"class {str(doc.get('class'))[:40]!r} is not a class name ([a-z][a-z0-9_]*)")
     flight = doc.get("flight_id")
     if flight and not FLIGHT_ID.match(flight):
-        raise ValueError(f"flight_id {flight[:40]!r} must be 1-64 of [A-Za-z0-9_.:-]")
+        raise ValueError(f"flight_id {flight[:40]!r} must be 1-64 of [A-Za-z0-9_.:-], not starting with a dot")
     for name in ("drone_id", "time", "severity"):
         if name in doc and not isinstance(doc[name], str):
             raise ValueError(f"{name} must be text, not {type(doc[name]).__name__}")

@@ -194,3 +194,17 @@ def test_the_object_store_in_server_mode_against_an_s3_emulator(tmp_path, monkey
         assert got.status_code == 200 and got.content == body
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("flight_id", ["%2E", "%2E%2E", ".hidden", "F7%00", "x" * 65, "%E2%80%AE"])
+def test_a_flight_id_that_is_no_clean_folder_name_is_a_clean_400(cloud, flight_id):
+    """`.`, `..` or NUL used to reach the object store and answer 500; the boundary refuses them."""
+    client, tokens, _ = cloud
+    h = {"Authorization": f"Bearer {tokens['fleet']}"}
+    manifest = {"drone_id": "UAV-07", "files": [{"name": "a.jpg", "size": 3, "sha256": "0" * 64}]}
+    answers = [client.post(f"/flights/{flight_id}/manifest", json=manifest, headers=h),
+               client.put(f"/flights/{flight_id}/files/a.jpg", params={"offset": 0}, content=b"abc", headers=h),
+               client.get(f"/flights/{flight_id}/uploads", headers=h),
+               client.get(f"/flights/{flight_id}", headers=h)]
+    for r in answers:
+        assert r.status_code in (400, 404, 422) and "flight_id" in r.text, (r.request.url, r.status_code, r.text)

@@ -10,13 +10,19 @@ import base64
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from cloud.operators import current
 from cloud.tokens import ALLOWED, lookup
+from comms.alert_json import FLIGHT_ID
+
+# A flight id in a path, as the alerts carry it: it names a folder of the object store too.
+FlightId = Annotated[str, Path(pattern=FLIGHT_ID.pattern, max_length=64,
+                               description="1-64 of A-Z a-z 0-9 _ . : -, not starting with a dot")]
 
 
 class Message(BaseModel):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.api.deps import ERRORS, Caller, db, require
+from cloud.api.deps import ERRORS, Caller, FlightId, db, require
 from cloud.faults import record_passes
 from cloud.models import Alert, Drone, Flight
 
@@ -36,7 +36,7 @@ def list_flights(drone: str | None = Query(None, max_length=32), offset: int = Q
 
 
 @router.get("/{flight_id}", summary="one flight")
-def get_flight(flight_id: str, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> dict:
+def get_flight(flight_id: FlightId, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> dict:
     f = session.get(Flight, flight_id)
     if f is None:
         raise HTTPException(404, f"no flight {flight_id}")
@@ -49,7 +49,7 @@ class Track(BaseModel):
 
 
 @router.put("/{flight_id}/track", summary="the flight's track: records clean passes over known faults")
-def put_track(flight_id: str, track: Track, session: Session = Depends(db),
+def put_track(flight_id: FlightId, track: Track, session: Session = Depends(db),
               _: Caller = Depends(require("fleet"))) -> dict:
     if session.get(Drone, track.drone_id) is None:
         raise HTTPException(404, f"unknown drone {track.drone_id}")

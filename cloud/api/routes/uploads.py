@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from cloud import uploads
-from cloud.api.deps import ERRORS, Caller, db, require
+from cloud.api.deps import ERRORS, Caller, FlightId, db, require
 from cloud.models import Alert, Image, Upload
 from cloud.storage import store
 
@@ -41,7 +41,7 @@ def _fail(exc: uploads.UploadError):
 
 
 @router.post("/flights/{flight_id}/manifest", summary="declare a flight's files; answers what the cloud holds")
-def post_manifest(manifest: Manifest, flight_id: str = Path(max_length=64), session: Session = Depends(db),
+def post_manifest(manifest: Manifest, flight_id: FlightId, session: Session = Depends(db),
                   _: Caller = Depends(require("fleet"))) -> dict:
     try:
         states = uploads.declare(session, flight_id, manifest.drone_id, [f.model_dump() for f in manifest.files])
@@ -53,7 +53,7 @@ def post_manifest(manifest: Manifest, flight_id: str = Path(max_length=64), sess
 
 
 @router.put("/flights/{flight_id}/files/{name:path}", summary="a chunk of a declared file, at `offset`")
-async def put_chunk(request: Request, flight_id: str, name: str, offset: int = Query(ge=0, le=uploads.MAX_FILE),
+async def put_chunk(request: Request, flight_id: FlightId, name: str, offset: int = Query(ge=0, le=uploads.MAX_FILE),
                     session: Session = Depends(db), _: Caller = Depends(require("fleet"))) -> dict:
     if int(request.headers.get("content-length") or 0) > MAX_CHUNK:
         raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
@@ -78,7 +78,8 @@ async def put_chunk(request: Request, flight_id: str, name: str, offset: int = Q
 
 
 @router.get("/flights/{flight_id}/uploads", summary="the flight's declared files and their state")
-def list_uploads(flight_id: str, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> list[dict]:
+def list_uploads(flight_id: FlightId, session: Session = Depends(db),
+                 _: Caller = Depends(require("any"))) -> list[dict]:
     rows = session.scalars(select(Upload).where(Upload.flight_id == flight_id).order_by(Upload.name))
     return [{"name": u.name, "kind": u.kind, "size": u.size, "sha256": u.sha256, "status": u.status} for u in rows]
 
@@ -90,7 +91,7 @@ def _stream(key: str, name: str) -> StreamingResponse:
 
 
 @router.get("/flights/{flight_id}/files/{name:path}", summary="a stored file of the flight (a photo: the original)")
-def get_file(flight_id: str, name: str, session: Session = Depends(db),
+def get_file(flight_id: FlightId, name: str, session: Session = Depends(db),
              _: Caller = Depends(require("any"))) -> StreamingResponse:
     row = session.scalar(select(Upload).where(Upload.flight_id == flight_id, Upload.name == name))
     if row is None or row.status != "stored":
