@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cloud.api.headers import add_security_headers
+from cloud.api.limits import BodyTooLarge, body_limit, limited, too_large
 from cloud.api.routes import (
     alerts,
     annotation,
@@ -50,7 +51,8 @@ def create_app(url: str | None = None) -> Measured:
 
 
 class Measured:
-    """Counts and times every request (Prometheus) and puts the security headers on every answer
+    """Counts and times every request (Prometheus), limits request bodies before anything reads
+    them (cloud/api/limits.py) and puts the security headers on every answer
     (cloud/api/headers.py), as plain ASGI around the app: Starlette's `BaseHTTPMiddleware` costs
     a task and a stream per request, a large share of a short one.
     Attribute access falls through to the FastAPI app (`app.state`, `app.openapi()`)."""
@@ -75,8 +77,19 @@ class Measured:
                 message = {**message, "headers": add_security_headers(list(message.get("headers", [])), https)}
             await send(message)
 
+        limit = body_limit(scope.get("path", ""))
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
         try:
-            await self.app(scope, receive, send_status)
+            if not declared.isdigit() or int(declared) > limit:  # refused unread
+                for message in too_large(limit):
+                    await send_status(message)
+                return
+            try:
+                await self.app(scope, limited(receive, limit), send_status)
+            except BodyTooLarge:
+                if status[0] == 500:  # nothing answered yet
+                    for message in too_large(limit):
+                        await send_status(message)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self._requests.labels(route, str(status[0])).inc()

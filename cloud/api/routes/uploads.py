@@ -15,11 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud import uploads
 from cloud.api.deps import ERRORS, Caller, FlightId, db, require
+from cloud.api.limits import CHUNK
 from cloud.models import Alert, Image, Upload
 from cloud.storage import store
 
 router = APIRouter(tags=["uploads"], responses=ERRORS)
-MAX_CHUNK = 16 << 20
+MAX_CHUNK = CHUNK
 MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".json": "application/json",
          ".csv": "text/csv", ".srt": "text/plain", ".txt": "text/plain"}
 
