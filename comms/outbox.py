@@ -30,12 +30,25 @@ Size policy, when the store holds more than `max_bytes` or `max_alerts`: first t
 (oldest first), then acknowledged rows, then the oldest unsent low- and medium-severity
 alerts. An unsent high-severity alert is never dropped: the store grows past its bound instead,
 and says so in the log.
+
+A full disk (SQLite's "database or disk is full"): the drone keeps flying and detecting. The
+outbox keeps a reserve file beside it (`<outbox>-reserve`, 1 MiB, allocated at open) for
+high-severity alerts: the first one that cannot be written releases the reserve and goes in
+without its thumbnail. Low- and medium-severity alerts, and high ones once the reserve is used
+up, are held in memory (most severe kept first, at most `max_held`), with numbers that continue
+the committed counter; they are written, and the reserve made again, as soon as space returns
+(checked at most once a second, at each put and `recover()`). The edge runtime writes no crops
+while the disk is full. Held alerts are lost only if the process dies before space returns: the
+log says how many are held.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +77,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+RESERVE_BYTES = 1 << 20  # a few hundred high-severity alerts without thumbnails
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is the disk (or the database's quota) being full."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class OutboxOwnerError(ValueError):
     """The outbox belongs to another drone (or fleet) than the one opening it."""
 
@@ -80,12 +103,21 @@ class Queued:
 class Outbox:
     def __init__(self, path: str | Path, drone_id: str, fleet: str | None = None, key_id: int | None = None,
                  max_bytes: int = 64 << 20, max_alerts: int = 100_000, new_epoch: bool = True,
-                 boot_id: Callable[[], str] = clock.boot_id, monotonic: Callable[[], float] = clock.monotonic):
+                 boot_id: Callable[[], str] = clock.boot_id, monotonic: Callable[[], float] = clock.monotonic,
+                 reserve_bytes: int = RESERVE_BYTES, max_held: int = 10_000):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.drone_id = drone_id
         self.max_bytes, self.max_alerts = max_bytes, max_alerts
         self._boot_id, self._monotonic = boot_id, monotonic
+        in_memory = str(path) == ":memory:"
+        self.reserve = None if in_memory or not reserve_bytes else self.path.with_name(self.path.name + "-reserve")
+        self.reserve_bytes, self.max_held = reserve_bytes, max_held
+        self.full = False  # the disk was found full and not yet seen with room again
+        self._in_reserve = False  # high-severity alerts are being written into the released reserve
+        self._held: list[tuple[Alert, bytes | None]] = []  # alerts waiting in memory for space
+        self._mem_seq = 0  # numbers handed out while the counter could not be written
+        self._last_retry = float("-inf")
         self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed put survives a power cut
@@ -117,7 +149,95 @@ class Outbox:
             self._set_meta(drone_id=drone_id, epoch=epoch, **({"fleet": fleet} if fleet is not None else {}),
                            **({"key_id": key_id} if key_id is not None else {}))
         self.epoch_at_open = epoch
+        self._make_reserve()
         log.info("outbox %s of drone %s open, epoch %d", self.path, drone_id, epoch)
+
+    # -- a full disk ------------------------------------------------------------------------------
+
+    def _make_reserve(self) -> bool:
+        """Allocate the reserve file (real blocks, not a sparse file), when it is not there."""
+        if self.reserve is None or self.reserve.exists():
+            return True
+        tmp = self.reserve.with_name(self.reserve.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.replace(self.reserve)
+            return True
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("outbox %s: no room for its %d-byte reserve for high-severity alerts (%s)", self.path,
+                        self.reserve_bytes, exc.strerror or exc)
+            return False
+
+    def _release_reserve(self) -> bool:
+        if self.reserve is None or not self.reserve.exists():
+            return False
+        self.reserve.unlink()
+        log.error("outbox %s: disk full: released the %d-byte reserve for high-severity alerts", self.path,
+                  self.reserve_bytes)
+        return True
+
+    def _note_full(self, what: str, exc: BaseException) -> None:
+        if not self.full:
+            log.error("outbox %s: disk full while %s (%s): the flight goes on; high-severity alerts use the "
+                      "reserve, the rest are held in memory (crops are not written) until space returns",
+                      self.path, what, exc)
+        self.full = True
+
+    def _hold(self, alert: Alert, thumb: bytes | None) -> None:
+        self._held.append((alert, thumb))
+        if len(self._held) > self.max_held:  # most severe first, then oldest: the last one goes
+            self._held.sort(key=lambda h: (-int(h[0].severity), h[0].seq))
+            dropped, _ = self._held.pop()
+            log.error("outbox: %d alerts held in memory: dropped %s (%s)", self.max_held, dropped.id,
+                      dropped.severity.name.lower())
+        log.warning("outbox: alert %s (%s) held in memory (%d held): the disk is full", alert.id,
+                    alert.severity.name.lower(), len(self._held))
+
+    @property
+    def held(self) -> int:
+        """How many alerts wait in memory for disk space."""
+        return len(self._held)
+
+    def recover(self, force: bool = False) -> int:
+        """After a full disk: write the held alerts (most severe first) and make the reserve again
+        when there is room. At most once a second unless `force`; returns how many were written."""
+        if not self.full or (not force and self._monotonic() - self._last_retry < 1.0):
+            return 0
+        self._last_retry = self._monotonic()
+        self._held.sort(key=lambda h: (-int(h[0].severity), h[0].seq))
+        written = 0
+        try:
+            while self._held:
+                alert, thumb = self._held[0]
+                self._insert(alert, thumb, seq_at_least=max(self._mem_seq, alert.seq))
+                self._held.pop(0)
+                written += 1
+            if self._mem_seq:
+                with self._tx():
+                    self._raise_counter(self._mem_seq)
+                self._mem_seq = 0
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+        if written:
+            log.warning("outbox %s: space returned: %d held alerts written (%d still held)", self.path, written,
+                        len(self._held))
+        room = shutil.disk_usage(self.path.parent).free if self.reserve is not None else 0
+        if not self._held and not self._mem_seq and (self.reserve is None or (
+                room > 2 * self.reserve_bytes and self._make_reserve())):
+            self.full = self._in_reserve = False
+            log.warning("outbox %s: writing normally again (reserve in place)", self.path)
+        return written
+
+    def _raise_counter(self, seq: int) -> None:
+        if seq > self._counter("seq"):
+            self.db.execute("INSERT OR REPLACE INTO counters VALUES ('seq', ?)", (seq,))
 
     # -- identity and counters --------------------------------------------------------------------
 
@@ -142,9 +262,18 @@ class Outbox:
         return value
 
     def next_id(self) -> tuple[int, int]:
-        """(epoch, sequence number) for a new alert, committed before it is handed out."""
-        with self._tx():
-            return self._next_id()
+        """(epoch, sequence number) for a new alert, committed before it is handed out; on a full
+        disk, the next number above the committed and the held ones, written with them later."""
+        if not self.full:
+            try:
+                with self._tx():
+                    return self._next_id()
+            except sqlite3.OperationalError as exc:
+                if not disk_full(exc):
+                    raise
+                self._note_full("numbering an alert", exc)
+        self._mem_seq = max(self._mem_seq, self._counter("seq")) + 1
+        return int(self._meta()["epoch"]), self._mem_seq
 
     def _next_id(self) -> tuple[int, int]:
         epoch, seq = int(self._meta()["epoch"]), self._bump("seq")
@@ -185,13 +314,38 @@ class Outbox:
             when, flagged = restamp(alert.time, None, datetime.now(UTC))
             alert = replace(alert, time=when, time_restamped=flagged)
             log.warning("alert %s: time before 2020 (an unset clock): re-stamped %s", alert.id, when.isoformat())
+        self.recover()
+        if not self.full:
+            try:
+                self._insert(alert, thumb)
+                self._enforce_bounds()
+                return alert
+            except sqlite3.OperationalError as exc:
+                if not disk_full(exc):
+                    raise
+                self._note_full(f"writing alert {alert.id}", exc)
+        if alert.severity >= Severity.HIGH and (self._release_reserve() or self._in_reserve):
+            self._in_reserve = True
+            try:
+                self._insert(alert, None, seq_at_least=self._mem_seq)  # without its thumbnail: fewer pages
+                log.error("outbox: high-severity alert %s written into the reserved space (no thumbnail)", alert.id)
+                return alert
+            except sqlite3.OperationalError as exc:
+                if not disk_full(exc):
+                    raise
+                self._in_reserve = False  # the reserve is used up
+                log.error("outbox %s: the reserve for high-severity alerts is used up", self.path)
+        self._hold(alert, thumb)
+        return alert
+
+    def _insert(self, alert: Alert, thumb: bytes | None, seq_at_least: int = 0) -> None:
         doc = alert_json.dumps(alert).decode()
         with self._tx():
             self.db.execute("INSERT OR IGNORE INTO alerts (id, epoch, seq, severity, created, doc, thumb) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (alert.id, alert.epoch, alert.seq, int(alert.severity),
                                                              time.time(), doc, thumb))
-        self._enforce_bounds()
-        return alert
+            if seq_at_least:
+                self._raise_counter(seq_at_least)
 
     def due(self, link: str, limit: int = 100, resend_after_s: float = 30.0,
             beidou_resend_after_s: float | None = None, exclude: Sequence[str] = ()) -> list[Queued]:
@@ -343,7 +497,8 @@ class Outbox:
                 "acknowledged": self.counts().get(ACKED, 0), "unacknowledged": total,
                 "unsent_by_severity": {k: unsent[k] for k in ("high", "medium", "low") if k in unsent},
                 "beidou_refused": refused, "rejected_by_cloud": self.counts().get(REJECTED, 0),
-                "safe_to_power_off": total == 0}
+                "disk_full": self.full, "held_in_memory": len(self._held),
+                "safe_to_power_off": total == 0 and not self._held}
 
     # -- bounds -----------------------------------------------------------------------------------
 

@@ -262,6 +262,7 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
             recent.append(frame)
             frames += 1
             slot.ran_frame(frame.geotag)
+            outbox.recover()  # after a full disk: held alerts written once there is room (at most 1/s)
             for event in tracker.update(frame.index, dets, located):
                 made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
                 if made is not None:
@@ -278,6 +279,19 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
 
 
+def _write_crop(path: Path, crop: np.ndarray) -> bool:
+    """The crop as a JPEG, whole or not at all (a full disk leaves no half file behind)."""
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_bytes(np.asarray(buf).tobytes())
+        tmp.replace(path)
+        return bool(ok)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+
+
 def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: Outbox, flight_id: str,
            crops: Path, slot: ModelSlot) -> tuple[Alert, np.ndarray] | None:
     if not (np.isfinite(event.lat) and np.isfinite(event.lon)):
@@ -285,9 +299,13 @@ def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: 
         return None
     best = next((f for f in recent if f.index == event.frame), current)
     epoch, seq = outbox.next_id()
-    crop_path = crops / f"{flight_id}_{epoch:05d}_{seq:06d}_{event.cls}.jpg"
+    crop_path: Path | None = crops / f"{flight_id}_{epoch:05d}_{seq:06d}_{event.cls}.jpg"
     crop = _crop(best.image, event.box)
-    cv2.imwrite(str(crop_path), crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if outbox.full:  # a full disk: the alert (and its thumbnail) before any crop file
+        crop_path = None
+    elif not _write_crop(crop_path, crop):
+        log.error("crop %s could not be written (disk full?): the alert goes without it", crop_path.name)
+        crop_path = None
     tag = best.geotag
     # A camera with an unset clock: GNSS time, else the time of receipt, flagged (never dropped).
     when, restamped = restamp(tag.time, tag.gnss_time, datetime.now(UTC))
@@ -296,7 +314,8 @@ def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: 
                     when.isoformat())
     alert = Alert(drone_id=outbox.drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
                   alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
-                  confidence=min(1.0, event.confidence), severity=event.severity, crop_path=str(crop_path),
+                  confidence=min(1.0, event.confidence), severity=event.severity,
+                  crop_path=str(crop_path) if crop_path else None,
                   position_source=event.position_source, epoch=epoch,
                   class_list_version=slot.classes.version, model_version=slot.version,
                   source_frame=best.name, frame_time=tag.time, box=event.box, time_restamped=restamped)

@@ -11,6 +11,7 @@ deployments follow these reports (cloud/registry/fleet_status.py).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.geo import distance_m
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "pli.status/1"
 EVERY_FRAMES = 50
@@ -97,8 +100,12 @@ class StatusFile:
         self.report.km_on_model = round(self.report.km_on_model, 4)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self.report), separators=(",", ":")))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(asdict(self.report), separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a full disk: the report is for the link, the flight goes on
+            tmp.unlink(missing_ok=True)
+            log.error("status %s not written (%s): the previous one stands", self.path, exc.strerror or exc)
 
 
 def _now() -> str:
