@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,10 +77,13 @@ def _severity(name: str):
     return Severity.parse(name)
 
 
+FLEET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # as wide as drones.fleet
+
+
 def parse_topic(topic: str) -> tuple[str, str]:
     parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "pli" or parts[3] != "alerts":
-        raise IngestError(f"topic {topic!r} is not pli/<fleet>/<drone>/alerts")
+    if len(parts) != 4 or parts[0] != "pli" or parts[3] != "alerts" or not FLEET.match(parts[1]):
+        raise IngestError(f"topic {topic[:120]!r} is not pli/<fleet>/<drone>/alerts")
     return parts[1], parts[2]
 
 

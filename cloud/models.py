@@ -149,7 +149,7 @@ class Alert(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     drone_id: Mapped[str] = mapped_column(ForeignKey("drones.id"))
     epoch: Mapped[int] = mapped_column(Integer)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)  # up to 2^32 - 1 on the wire
     flight_id: Mapped[str | None] = mapped_column(String(64))
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     lat: Mapped[float] = mapped_column(Float)

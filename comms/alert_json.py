@@ -24,7 +24,9 @@ SCHEMA = "pli.alert/2"
 THUMB_SIDE = 160  # px, long side
 THUMB_QUALITY = 70
 # What the wire allows (a drone never sends more; anything beyond is refused, never stored):
-MAX_TEXT = {"flight_id": 64, "tower_id": 64, "model_version": 128, "source_frame": 256, "crop": 512, "class": 32}
+# (the cloud's columns are as wide: cloud/models.py)
+MAX_TEXT = {"flight_id": 64, "tower_id": 32, "model_version": 128, "source_frame": 255, "crop": 512, "class": 32,
+            "beidou_refused": 255}
 FLIGHT_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}$")  # also a folder name: never "." or ".."
 CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ALT_RANGE = (-1000.0, 20000.0)  # metres: below the Dead Sea to far above any drone's ceiling

@@ -182,3 +182,25 @@ def test_fuzzed_payloads_end_stored_or_refused_never_an_escaped_exception(broker
         drone.close()
     with session_scope(url) as s:
         s.scalar(select(func.count()).select_from(Alert))  # the database still answers
+
+
+def test_every_number_and_text_the_wire_allows_fits_the_database(db_url):
+    """On both databases: the largest sequence number (past PostgreSQL's int4) and the longest
+    texts the schema lets through are stored; one character more is refused, never a 500 later."""
+    from cloud.alerts import IngestError, record
+
+    box = Outbox(":memory:", "UAV-07")
+    widest = _doc(box, seq=2**32 - 1, tower_id="T" * 32, source_frame="f" * 255, model_version="m" * 128,
+                  flight_id="F" * 64, beidou_refused="r" * 255)
+    widest["id"] = f"UAV-07-{widest['epoch']:05d}-{2**32 - 1:010d}"
+    with session_scope(db_url) as s:
+        out = record(s, "pli/" + "f" * 64 + "/UAV-07/alerts", json.dumps(widest).encode())
+    assert out.verdict == "new"
+    with session_scope(db_url) as s:
+        row = s.get(Alert, widest["id"])
+        assert row.seq == 2**32 - 1 and len(row.tower_id) == 32 and len(row.source_frame) == 255
+    for name, value in (("tower_id", "T" * 33), ("source_frame", "f" * 256), ("beidou_refused", "r" * 256)):
+        with session_scope(db_url) as s, pytest.raises(IngestError, match=f"{name} is"):
+            record(s, "pli/fleet1/UAV-07/alerts", json.dumps(_doc(box, **{name: value})).encode())
+    with session_scope(db_url) as s, pytest.raises(IngestError, match="is not pli/<fleet>"):
+        record(s, "pli/" + "f" * 65 + "/UAV-07/alerts", json.dumps(_doc(box)).encode())
