@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not record the drones' status reports (what they run) into the deployments")
     p.add_argument("--name", help="this worker's MQTT client id (stable: its queued messages survive a restart)")
     p.add_argument("--batch", type=int, default=500, help="alerts per transaction at most (default 500)")
+    p.add_argument("--create", action="store_true",
+                   help="make a new SQLite database under $PLI_CLOUD_DIR (default ./pli-cloud) when none is named "
+                   "and none is there (without it, ingest refuses to acknowledge alerts into a database it made)")
     p.set_defaults(func=_ingest)
 
     p = csub.add_parser("serve", help="the HTTP API (FastAPI, uvicorn)",
@@ -294,10 +297,11 @@ def _ingest(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from cloud.db import upgrade
+    from cloud.db import check_named, upgrade
     from cloud.ingest import IngestWorker
     from comms.mqtt_link import MqttConfig
 
+    check_named(create=args.create)  # acknowledged alerts must land where the operators look
     upgrade()
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
                      password=os.environ.get("PLI_MQTT_PASSWORD"), tls_ca=args.mqtt_tls_ca)

@@ -22,6 +22,18 @@ def cloud_dir() -> Path:
     return Path(os.environ.get(DIR_ENV, "pli-cloud"))
 
 
+def check_named(create: bool = False) -> None:
+    """Refuse to start a process that acknowledges alerts into a database nobody named: started
+    from another folder, it would make `./pli-cloud/pli.db` there and the drones would delete what
+    it acknowledged. Named: `PLI_DATABASE_URL`, or `PLI_CLOUD_DIR`, or a database already there."""
+    if os.environ.get(URL_ENV) or os.environ.get(DIR_ENV) or create:
+        return
+    default = Path("pli-cloud") / "pli.db"
+    if not default.exists():
+        raise ValueError(f"no database named and none at {default.resolve()}: set PLI_DATABASE_URL (or "
+                         "PLI_CLOUD_DIR), or give --create to make one here")
+
+
 def database_url(url: str | None = None) -> str:
     if url:
         return url

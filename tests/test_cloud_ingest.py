@@ -231,3 +231,11 @@ def test_the_demos_alerts_land_in_the_database_by_4g_and_by_beidou(tmp_path):
     text = "\n".join(p.extract_text() for p in pdf.pages)
     assert 1 <= len(pdf.pages) <= 2 and "Inspection flight F-demo" in text and "Drone UAV-01" in text
     assert all(r.id in text and f"{r.lat:.6f}, {r.lon:.6f}" in text for r in rows)
+
+
+def test_ingest_started_in_another_folder_refuses_to_make_a_database_of_its_own(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PLI_DATABASE_URL", "PLI_CLOUD_DIR")}
+    r = subprocess.run([sys.executable, "-m", "pli", "cloud", "ingest", "--mqtt-port", "1"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and not (tmp_path / "pli-cloud").exists()
+    assert r.stderr.strip().splitlines()[-1].startswith("pli: error: no database named and none at ")
