@@ -13,8 +13,12 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -23,6 +27,10 @@ from cloud.models import Operator, WebSession
 
 SESSION_HOURS = float(os.environ.get("PLI_SESSION_HOURS", "12"))
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~50 ms a check here, 16 MiB
+# Failed logins: after FREE_FAILURES for one name (or FREE_FAILURES_IP from one address) within
+# WINDOW_S, every further attempt waits, doubling from 1 s up to MAX_WAIT_S: guessing slows to a
+# crawl while the real operator, once the wait is over, still gets in (no lockout to abuse).
+FREE_FAILURES, FREE_FAILURES_IP, WINDOW_S, MAX_WAIT_S = 5, 20, 900.0, 900.0
 
 
 def hash_password(password: str) -> str:
@@ -70,11 +78,56 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class Throttle:
+    """Failed logins per name and per client address, in this process's memory (one API process
+    per database is the deployment; several would each count their own)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._failures: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < WINDOW_S]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def wait(self, name: str, address: str) -> float:
+        """Seconds before this name may try again from this address (0: now)."""
+        now = self.clock()
+        with self._lock:
+            waits = []
+            for key, free in ((f"name:{name}", FREE_FAILURES), (f"ip:{address}", FREE_FAILURES_IP)):
+                times = self._recent(key, now)
+                if len(times) >= free:
+                    waits.append(times[-1] + min(MAX_WAIT_S, 2.0 ** (len(times) - free)) - now)
+            return max([0.0, *waits])
+
+    def failed(self, name: str, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in (f"name:{name}", f"ip:{address}"):
+                self._failures[key] = [*self._recent(key, now), now]
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(f"name:{name}", None)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash to check an unknown name's password against: one scrypt, as for a known name."""
+    return hash_password(secrets.token_urlsafe(12))
+
+
 def login(session: Session, name: str, password: str) -> Login | None:
     """A new session when the name and password match a live operator, else None."""
     row = session.scalar(select(Operator).where(Operator.name == name))
     if row is None or row.disabled:
-        check_password(password, hash_password("x" * 8))  # the same time as a wrong password
+        check_password(password, _dummy_hash())  # the same time as a wrong password
         return None
     if not check_password(password, row.password_hash):
         return None

@@ -1,6 +1,6 @@
 """Security headers on every answer, pages and API alike, set in one place (the ASGI wrapper in
 `cloud/api/app.py`): a Content-Security-Policy that allows no inline script, framing refused,
-no MIME sniffing, no referrer, and HSTS when the request came over TLS.
+no MIME sniffing, no referrer to other sites, and HSTS when the request came over TLS.
 
 Pages load their script from /static only (the flight's data travels in a JSON script element,
 which a CSP does not run), so a string that slips past escaping still cannot execute. API
@@ -35,7 +35,7 @@ def add_security_headers(headers: list[tuple[bytes, bytes]], https: bool) -> lis
     ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
     policy = page_policy() if ctype.startswith(b"text/html") else API_POLICY
     extra = [(b"content-security-policy", policy.encode()), (b"x-frame-options", b"DENY"),
-             (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+             (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
              (b"cross-origin-opener-policy", b"same-origin")]
     if https:
         extra.append((b"strict-transport-security", HSTS))

@@ -9,12 +9,13 @@ CSRF token, so the audit trail names the operator.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,13 +23,15 @@ from sqlalchemy.orm import Session
 from cloud.api.deps import COOKIE, db
 from cloud.flight_report import Report, flight_report, pdf
 from cloud.models import Alert, Drone, Flight
-from cloud.operators import Login, current, login, logout
+from cloud.operators import Login, Throttle, current, login, logout
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 OPEN = ("new", "confirmed")  # an alert still asking for work
+THROTTLE = Throttle()  # failed logins of this process
+log = logging.getLogger(__name__)
 
 
 def _me(request: Request, session: Session) -> Login | None:
@@ -62,14 +65,35 @@ def _local(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/ui/"
 
 
+def cross_site(request: Request) -> bool:
+    """A form posted from another site (login CSRF: it would log the victim in as the attacker).
+    Browsers send Sec-Fetch-Site, and Origin on every POST; a client that sends neither (a script
+    of the operators' own) is not a browser another site can drive."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/login")
-async def login_submit(request: Request, session: Session = Depends(db)) -> RedirectResponse:
+async def login_submit(request: Request, session: Session = Depends(db)) -> Response:
+    if cross_site(request):
+        return PlainTextResponse("a login form posted from another site is refused", status_code=403)
     form = parse_qs((await request.body()).decode(errors="replace"))
-    name, password = form.get("name", [""])[0], form.get("password", [""])[0]
+    name, password = form.get("name", [""])[0][:128], form.get("password", [""])[0][:1024]
     target = _local(form.get("next", ["/ui/"])[0])
+    address = request.client.host if request.client else "-"
+    wait = THROTTLE.wait(name, address)
+    if wait > 0:
+        log.warning("login of %r from %s refused: too many failures, %.0f s to wait", name[:40], address, wait)
+        return PlainTextResponse(f"too many failed logins: try again in {int(wait) + 1} s", status_code=429,
+                                 headers={"Retry-After": str(int(wait) + 1)})
     made = login(session, name, password)
     if made is None:
+        THROTTLE.failed(name, address)
         return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
+    THROTTLE.succeeded(name)
     session.commit()
     r = RedirectResponse(target, status_code=303)
     r.set_cookie(COOKIE, made.token, httponly=True, samesite="strict", path="/",
