@@ -64,17 +64,21 @@ def _client():
 
 
 def _server(args: argparse.Namespace) -> int:
-    import time
+    import signal
+    import threading
 
     from annotation.server import LabelStudioServer
 
+    stop = threading.Event()
+    # SIGTERM (a service manager, `kill`) and SIGINT, even when a shell started us in the
+    # background with SIGINT ignored: both stop Label Studio's whole process group, then us.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     server = LabelStudioServer.from_env(args.data_dir, args.port).start()
-    print(f"Label Studio at {server.url} (data {args.data_dir}); Ctrl-C stops it")
+    print(f"Label Studio at {server.url} (data {args.data_dir}); Ctrl-C stops it", flush=True)
     try:
-        while server.proc is not None and server.proc.poll() is None:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        while server.proc is not None and server.proc.poll() is None and not stop.wait(1):
+            pass
     finally:
         server.stop()
     return 0

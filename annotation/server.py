@@ -83,9 +83,10 @@ class LabelStudioServer:
     def start(self, timeout_s: float = 180.0) -> LabelStudioServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port_pair()
+        # The admin's name, password and token go in the environment (LABEL_STUDIO_*), never on the
+        # command line, where every user of the machine reads them (`ps`).
         cmd = [str(ls_binary()), "start", "--no-browser", "--port", str(self.port), "--internal-host", self.host,
-               "--host", self.url, "--data-dir", str(self.data_dir), "--username", self.username,
-               "--password", self.password, "--user-token", self.token]
+               "--host", self.url, "--data-dir", str(self.data_dir)]
         logf = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 (kept open for the child's life)
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
