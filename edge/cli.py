@@ -145,10 +145,18 @@ def _run(args: argparse.Namespace) -> int:
         source = open_source(args.source, args.telemetry, args.tz)
     else:
         source = args.source
-    summary = run_flight(source, args.model, Outbox(args.outbox, drone_id, fleet, key_id), config)
+    if isinstance(source, str | Path) and not _stream_like(str(source)) and not Path(source).exists():
+        raise FileNotFoundError(f"--source {source}: no such file or folder")
+    # The outbox opens (a new epoch) only once the model has loaded: see run_flight.
+    summary = run_flight(source, args.model, lambda: Outbox(args.outbox, drone_id, fleet, key_id), config)
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
     return 0
+
+
+def _stream_like(source: str) -> bool:
+    """A camera index or a stream URL (rtsp://, http://...): nothing on disk to check."""
+    return source.isdigit() or "://" in source
 
 
 def _update_loop(args: argparse.Namespace):

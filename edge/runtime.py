@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,11 +221,18 @@ def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: flo
     return image[max(0, int(y1 - mh)):min(h, int(y2 + mh)), max(0, int(x1 - mw)):min(w, int(x2 + mw))]
 
 
-def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox,
+def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox | Callable[[], Outbox],
                config: RunConfig | None = None, progress: bool = True) -> RunSummary:
+    """`outbox`: the outbox, or how to open it: then it opens only once the model has loaded,
+    so a start that fails early uses up none of the drone's 65,535 epochs."""
     cfg = config or RunConfig()
-    if cfg.drone_id not in (None, outbox.drone_id):
+    if not callable(outbox) and cfg.drone_id not in (None, outbox.drone_id):
         raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
+    if callable(outbox):
+        Detector(Path(model), threads=cfg.threads)  # a missing or broken model fails here, before the outbox
+        outbox = outbox()
+        if cfg.drone_id not in (None, outbox.drone_id):
+            raise ValueError(f"drone id {cfg.drone_id} differs from the outbox's owner {outbox.drone_id}")
     if cfg.updates is not None:
         cfg.updates.start()  # the first check before the first frame; then every `every_s`
     state = StateFile(cfg.state) if cfg.state is not None else None

@@ -151,3 +151,21 @@ def test_the_tracker_follows_a_swapped_models_class_list():
     assert sorted(t.cls for t in tracker.tracks) == ["defect", "flashover"]
     tracker.use_classes(v1)
     assert [t.cls for t in tracker.tracks] == ["defect"]
+
+
+def test_a_start_that_fails_early_uses_up_no_epoch(exported_fp32, flight, tmp_path):
+    """A missing model or source is refused in one line before the outbox opens: each failed start
+    used to move the drone one epoch on (of 65,535)."""
+    outbox = tmp_path / "o" / "outbox.db"
+    base = [sys.executable, "-m", "pli", "edge", "run", "--outbox", str(outbox), "--drone-id", "UAV-07",
+            "--config", str(tmp_path / "none.json")]
+    for args in (["--source", str(flight.out / "images"), "--model", str(tmp_path / "missing.onnx")],
+                 ["--source", str(tmp_path / "no-such-folder"), "--model", str(exported_fp32)]):
+        out = subprocess.run([*base, *args], capture_output=True, text=True)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith("pli: error: ")
+    assert not outbox.exists()
+    ok = subprocess.run([*base, "--source", str(flight.out / "images"), "--model", str(exported_fp32)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert Outbox(outbox, "UAV-07", new_epoch=False).epoch == 1  # the first successful start's epoch
