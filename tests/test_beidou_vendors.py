@@ -6,19 +6,21 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from waiting import until
 
 from comms.beidou.protocol import (
     BINARY,
     TEXT,
+    ChecksumError,
     F,
     Group,
     LengthError,
     ParseError,
     Rest,
     TextSentence,
+    checksum,
     decode_any,
     decode_binary,
     decode_text,
@@ -33,6 +35,8 @@ _TOKEN = st.from_regex(r"[0-9A-Z.]{0,8}", fullmatch=True)
 def _value(f: F):
     if f.name == "time":
         return st.from_regex(r"[0-2][0-9][0-5][0-9][0-5][0-9]", fullmatch=True)
+    if f.name == "address":  # a card's address: six or seven digits
+        return st.from_regex(r"[0-9]{6,7}", fullmatch=True)
     if f.name in ("command", "sentence"):
         return st.from_regex(r"[A-Z]{3}", fullmatch=True)
     return {"int": st.integers(0, 99), "float": st.integers(0, 999).map(float), "yn": st.booleans()}.get(f.kind, _TOKEN)
@@ -256,3 +260,101 @@ def test_the_driver_goes_on_past_status_self_check_and_unknown_sentences(dialect
             d.close()
         for sim in sims:
             sim.stop()
+
+
+def _line(body: bytes) -> bytes:
+    return b"$" + body + b"*%02X\r\n" % checksum(body)
+
+
+def test_the_vendor_families_that_were_refused():
+    # a host's card query in ICI's own name, with ICA's two fields
+    assert decode_text(b"$CCICI,0,00*73").fields == {"query_type": 0, "frame_no": 0}
+    # empty fields where a number is optional: no beam chosen yet
+    assert decode_text(b"$CCBSS,,*42").fields == {"response_beam": None, "time_diff_beam": None}
+    # Chinese content written as UTF-8, its checksum over the GB2312 bytes
+    text = "CCTXA,0241636,1,0,巡检一号"
+    utf8_line = b"$" + text.encode("utf-8") + b"*%02X" % checksum(text.encode("gb2312"))
+    txa = decode_text(utf8_line)
+    assert txa.fields["content_text"] == "巡检一号" and txa.fields["content"] == "巡检一号".encode("gb2312")
+    with pytest.raises(ChecksumError):  # a checksum neither encoding gives is still an error
+        decode_text(utf8_line[:-2] + b"00")
+    # mixed content switching from hex to ASCII
+    txr = decode_text(_line(b"BDTXR,1,0241636,2,,A4D1B2BCECTOWER 17"))
+    assert txr.fields["content_text"] == "巡检TOWER 17"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5), min_size=1, max_size=20)
+       .filter(lambda t: _gb2312_ok(t)))
+def test_gb2312_checksummed_utf8_content_decodes(text):
+    body = f"CCTXA,0241636,1,0,{text}"
+    # (where the XOR of the UTF-8 bytes happens to give the same checksum, the sentence is taken as
+    # sent: nothing tells the two apart)
+    assume(checksum(body.encode("utf-8")) != checksum(body.encode("gb2312")))
+    line = b"$" + body.encode("utf-8") + b"*%02X" % checksum(body.encode("gb2312"))
+    assert decode_text(line).fields["content_text"] == text
+
+
+def _gb2312_ok(text: str) -> bool:
+    try:
+        text.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+NOT_HEX_START = st.from_regex(r"[ -+\-~]{1,20}", fullmatch=True).filter(lambda t: t[0] not in "0123456789ABCDEFabcdef")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=20), NOT_HEX_START)
+def test_mixed_content_of_hex_then_ascii_decodes(data, ascii_tail):
+    frame = decode_text(_line(b"BDTXR,1,0241636,2,,A4" + data.hex().upper().encode() + ascii_tail.encode()))
+    assert frame.fields["content"] == data + ascii_tail.encode()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(["", "0", "12"]), st.sampled_from(["", "3", "07"]))
+def test_bss_numbers_may_be_empty(a, b):
+    f = decode_text(_line(f"CCBSS,{a},{b}".encode())).fields
+    assert f["response_beam"] == (int(a) if a else None) and f["time_diff_beam"] == (int(b) if b else None)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 9), st.integers(0, 99))
+def test_an_ici_query_is_a_card_query_for_the_terminal(query, frame_no):
+    from comms.beidou.dialects import DIALECTS, CardQuery
+
+    frame = decode_text(_line(f"CCICI,{query},{frame_no:02d}".encode()))
+    assert frame.fields == {"query_type": query, "frame_no": frame_no}
+    assert isinstance(DIALECTS["2.1"].request(frame), CardQuery) and DIALECTS["2.1"].event(frame) is None
+
+
+def test_a_tcq_longer_than_the_cards_class_is_refused_by_the_terminal_with_a_reason():
+    """A host that sends more than the card's class allows gets the terminal's refusal (FKI, not
+    executed), as a real terminal answers, and nothing is delivered."""
+    import serial
+
+    from comms.beidou.dialects import DIALECTS, Card, Feedback
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.beidou.stream import StreamReader
+
+    net = Network()
+    sim = SimTerminal(TerminalConfig(address="0247718", dialect="bds3", service_frequency_s=0.1), net).start()
+    peer = SimTerminal(TerminalConfig(address="0179773", dialect="bds3"), net).start()
+    try:
+        limit = Card("0247718", 0.1, 3, False, "bds3").payload_bytes
+        port = serial.Serial(sim.device, timeout=0.2)
+        port.write(DIALECTS["bds3"].send("0247718", "0179773", b"x" * (limit + 1)))
+        reader, answer, deadline = StreamReader(), None, time.monotonic() + 5
+        while answer is None and time.monotonic() < deadline:
+            for frame in reader.feed(port.read(4096)):
+                event = DIALECTS["bds3"].event(frame) if not isinstance(frame, Exception) else None
+                if isinstance(event, Feedback):
+                    answer = event
+        port.close()
+        assert answer is not None and not answer.ok
+        assert sim.refused == 1 and sim.sent == 0
+    finally:
+        sim.stop()
+        peer.stop()

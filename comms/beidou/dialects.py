@@ -153,14 +153,14 @@ class Text21:
             return Feedback(False, "frequency" if f["wait"] else "other", float(f["wait"] or 0))
         if kind == "TXR":
             return Message(f["sender"], f["content"])
-        if kind == "ICI":
+        if kind == "ICI" and "address" in f:  # (the other ICI form is a host's query)
             return Card(f["address"], float(f["service_frequency_s"]), int(f["comm_level"]), f["encryption"] == "E",
                         self.name)
         return None
 
     def request(self, frame: Frame) -> Request | None:
         f, kind = frame.fields, frame.type
-        if kind == "CCICA":
+        if kind == "CCICA" or (kind == "CCICI" and "query_type" in f):  # hosts that query with ICI itself
             return CardQuery()
         if kind == "CCRMO" and f["sentence"] in ("BSI", ""):
             return BeamOutput(f["mode"] in (2, 4), f["interval"] or 1.0)

@@ -120,7 +120,8 @@ TEXT: dict[str, tuple[TextSentence, ...]] = {
     ),
     "BSI": (TextSentence(TEXT_21, (F("response_beam", "int", width=2), F("time_diff_beam", "int", width=2),
                                    *(F(f"power_{i}", "int") for i in range(1, 11))), required=2),),
-    "BSS": (TextSentence(TEXT_21, (F("response_beam", "int", width=2), F("time_diff_beam", "int", width=2))),),
+    "BSS": (TextSentence(TEXT_21, (F("response_beam", "int", True, width=2),
+                                   F("time_diff_beam", "int", True, width=2))),),  # empty: no beam chosen yet
     # Receipt (acknowledgement) of messages sent with receipt requested: the peer's address, the
     # number of receipts (0..5), then per receipt the send time and the receipt time, hhmm.
     "HZR": (TextSentence(TEXT_21, (F("address"), F("count", "int"),
@@ -132,7 +133,11 @@ TEXT: dict[str, tuple[TextSentence, ...]] = {
     "ICA": (TextSentence(TEXT_21, (F("query_type", "int"), F("frame_no", "int"))),),
     "ICI": (TextSentence(TEXT_21, (F("address"), F("serial"), F("broadcast_address"), F("user_type", "int"),
                                    F("service_frequency_s", "float"), F("comm_level", "int"), F("encryption"),
-                                   F("subordinates", "int")), required=6),),
+                                   F("subordinates", "int")), matches=lambda p: len(p[0]) > 2, required=6),
+            # some hosts query with ICI itself, in ICA's fields ($CCICI,0,00): a query (its first
+            # field a digit or two, where a card has its address of six or seven)
+            TextSentence(TEXT_21, (F("query_type", "int"), F("frame_no", "int")), matches=lambda p: len(p[0]) <= 2,
+                         required=1)),
     "RMO": (TextSentence(TEXT_21, (F("sentence"), F("mode", "int"), F("interval", "float", True)), required=2),),
     "WAA": (TextSentence(TEXT_21, (F("report_type", "int"), F("interval", "float", True), F("address"), F("time"),
                                    F("lat"), F("ns"), F("lon"), F("ew"), F("height", "float", True),
@@ -160,12 +165,31 @@ def checksum(body: bytes) -> int:
     return x
 
 
+def _as_gb2312(body: bytes, expected: int) -> bytes:
+    """A sentence whose Chinese content came as UTF-8 while its checksum was taken over the GB2312
+    bytes (hosts that build the sentence in GB2312, then write it as UTF-8): the GB2312 body when
+    that is what the checksum says, else the checksum error."""
+    try:
+        gb = body.decode("utf-8").encode("gb2312")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        gb = None
+    if gb is None or gb == body or checksum(gb) != expected:
+        raise ChecksumError(f"checksum {expected:02X} does not match the sentence ({checksum(body):02X})")
+    return gb
+
+
 def _content_bytes(text: str, encoding: str) -> bytes:
     """The field as sent -> the message bytes."""
     if encoding == "mixed":
         if not text.upper().startswith("A4"):
             raise FormatError(f"mixed content must start with A4, got {text[:8]!r}")
         text = text[2:]
+        # Some terminals switch from hex to plain ASCII within mixed content: the hex pairs, then
+        # the rest as the characters themselves.
+        hex_len = len(re.match(r"[0-9A-Fa-f]*", text).group())
+        if hex_len < len(text):
+            hex_len -= hex_len % 2
+            return bytes.fromhex(text[:hex_len]) + text[hex_len:].encode("latin-1")
     if encoding in ("code", "mixed"):
         try:
             return bytes.fromhex(text if len(text) % 2 == 0 else text + "0")
@@ -228,7 +252,7 @@ def decode_text(line: bytes) -> Frame:
     except ValueError:
         raise ChecksumError(f"checksum {line[star + 1:]!r} is not hex") from None
     if checksum(body) != expected:
-        raise ChecksumError(f"checksum {expected:02X} does not match the sentence ({checksum(body):02X})")
+        body = _as_gb2312(body, expected)
     parts = body.decode("latin-1").split(",")
     head = parts.pop(0)
     if not re.fullmatch(r"[A-Z]{5}", head):

@@ -125,6 +125,13 @@ class SimTerminal(PtyDevice):
             self.bsi_interval_s = min(self.cfg.bsi_interval_s, req.interval_s)
         elif isinstance(req, SendRequest):
             now = self.now()
+            card = Card(own, self.cfg.service_frequency_s, self.cfg.comm_level, False, self.cfg.dialect)
+            if len(req.content) > card.payload_bytes:  # longer than the card's class allows: refused, said why
+                self.refused += 1
+                log.warning("terminal %s: %d bytes to send, the card's class allows %d: refused", own,
+                            len(req.content), card.payload_bytes)
+                self._write(self.dialect.feedback(own, Feedback(False, "too_long")))
+                return
             if self.last_send is not None and now - self.last_send < self.cfg.service_frequency_s:
                 self.refused += 1
                 wait = max(1, round(self.cfg.service_frequency_s - (now - self.last_send)))
