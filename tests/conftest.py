@@ -72,6 +72,25 @@ def broker(tmp_path):
     b.stop()
 
 
+@pytest.fixture
+def ingest(broker, db_url):
+    """An ingest worker on its own thread, against the broker and a fresh database; yields (worker, url)."""
+    import threading
+
+    from cloud.ingest import IngestWorker
+    from comms.mqtt_link import MqttConfig
+
+    worker = IngestWorker(MqttConfig(port=broker.port), db_url, name="ingest-test", linger_s=0.02).start()
+    assert worker.subscribed.wait(5)
+    stop = threading.Event()
+    t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    t.start()
+    yield worker, db_url
+    stop.set()
+    t.join(5)
+    worker.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server (Debian's packages), started once per test session on loopback."""

@@ -29,20 +29,6 @@ pytestmark = pytest.mark.slow
 KEY = bytes(range(32))
 
 
-@pytest.fixture
-def ingest(broker, db_url):
-    """An ingest worker on its own thread; yields (worker, url)."""
-    worker = IngestWorker(MqttConfig(port=broker.port), db_url, name="ingest-test", linger_s=0.02).start()
-    assert worker.subscribed.wait(5)
-    stop = threading.Event()
-    t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    t.start()
-    yield worker, db_url
-    stop.set()
-    t.join(5)
-    worker.stop()
-
-
 def _count(url) -> int:
     with session_scope(url) as s:
         return s.scalar(select(func.count()).select_from(Alert))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 
 import pytest
 from factories import new_alert
@@ -16,7 +15,6 @@ from sqlalchemy import func, select
 from waiting import until
 
 from cloud.db import session_scope
-from cloud.ingest import IngestWorker
 from cloud.models import Alert
 from comms import alert_json
 from comms.classes import Severity
@@ -24,19 +22,6 @@ from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, conn
 from comms.outbox import ACKED, REJECTED, Outbox
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def ingest(broker, db_url):
-    worker = IngestWorker(MqttConfig(port=broker.port), db_url, name="ingest-hostile", linger_s=0.02).start()
-    assert worker.subscribed.wait(5)
-    stop = threading.Event()
-    t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    t.start()
-    yield worker, db_url
-    stop.set()
-    t.join(5)
-    worker.stop()
 
 
 class Drone:
