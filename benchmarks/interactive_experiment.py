@@ -85,7 +85,7 @@ def make_cloud(work: Path, arm_env: dict[str, str], cplid: Path, idd: Path) -> s
     upgrade()
     add_campaigns(work.parent, cplid, idd)  # as experiment (c): CPLID, synthetic flights, IDD (shared sources)
     with session_scope() as s:
-        return create_token(s, "uav-canary", "fleet")
+        return create_token(s, "uav-canary", "fleet", "fleet1")
 
 
 class Drone(threading.Thread):

@@ -135,6 +135,13 @@ def _read(topic: str, payload: bytes | dict) -> tuple[str, AlertRecord, bytes | 
     return fleet, alert, thumb, "beidou" if doc.get("via") == "beidou" else "mqtt", doc
 
 
+def other_fleet(alert: AlertRecord, fleet: str, registered: str) -> IngestError:
+    """A drone's alert under another fleet's topic (a ground station or bridge that names the
+    wrong fleet; the broker's ACL stops the drones themselves): refused, never paged to that fleet."""
+    return IngestError(f"alert {alert.id} came under fleet {fleet}, but drone {alert.drone_id} is in fleet "
+                       f"{registered}: refused", (fleet, alert.drone_id, alert.id))
+
+
 def record(session: Session, topic: str, payload: bytes | dict) -> Outcome:
     """`payload`: the message's bytes, or its JSON document when the caller already parsed it."""
     fleet, alert, thumb, via, doc = _read(topic, payload)
@@ -154,6 +161,8 @@ def _record(session: Session, fleet: str, alert: AlertRecord, thumb: bytes | Non
             session.flush()
         drone.last_seen_at = datetime.now(UTC)
         drones[alert.drone_id] = drone
+    if drone.fleet != fleet:
+        raise other_fleet(alert, fleet, drone.fleet)
     absent = session.info.setdefault("absent_alerts", set())  # known absent (prefetch): no query
     row = None if alert.id in absent else session.get(Alert, alert.id)
     if row is None:
@@ -342,6 +351,9 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
         if alert.id not in absent or alert.id in taken:
             continue  # held, or twice here: `record` compares the copies
         drone = drones[alert.drone_id]
+        if drone.fleet != fleet:
+            out[i] = other_fleet(alert, fleet, drone.fleet)
+            continue
         if verdict(False, alert.epoch, drone.highest_epoch or None) == SUPERSEDED:
             out[i] = Outcome(alert.id, alert.drone_id, SUPERSEDED, refusal={
                 "id": alert.id, "reason": SUPERSEDED, "highest_epoch": drone.highest_epoch}, fleet=fleet)

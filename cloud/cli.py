@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = tsub.add_parser("create", help="make a token and print it (the only time it is shown)")
     p.add_argument("--name", required=True)
     p.add_argument("--role", required=True, choices=["operator", "fleet", "admin"])
+    p.add_argument("--fleet", help="a fleet token's fleet (required for --role fleet)")
+    p.add_argument("--drone", help="make it one drone's token (registers the drone in --fleet)")
     p.set_defaults(func=_token_create)
 
     o = csub.add_parser("operator", help="operators who log in to the pages",
@@ -373,7 +375,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
     upgrade()
     with session_scope() as s:
-        token = create_token(s, args.name, args.role)
+        token = create_token(s, args.name, args.role, args.fleet, args.drone)
     print(token)
     return 0
 

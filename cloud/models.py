@@ -310,6 +310,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the token, never the token
+    fleet: Mapped[str | None] = mapped_column(String(64))  # a fleet token's fleet (None: operator, admin)
+    drone: Mapped[str | None] = mapped_column(String(32))  # a drone token's drone (None: the whole fleet)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 

@@ -3,7 +3,9 @@
 A token is shown once, when made (`pli cloud token create`); the database keeps its hash, so a
 copy of the database gives no access. Roles do not nest except that admin may do what an operator
 may: an operator token cannot act as admin, a fleet token (drones, the ground station) only
-reaches the fleet's endpoints.
+reaches the fleet's endpoints (uploads, tracks, model updates), and there only for its own fleet;
+a drone token (a fleet token that names a drone) only for that drone. Reading alerts, crops and
+photos is for operators and admins.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,22 +21,39 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.models import ROLES, ApiToken
+from cloud.models import ROLES, ApiToken, Drone
 
 # who may call an endpoint that needs `role`
 ALLOWED = {"operator": {"operator", "admin"}, "admin": {"admin"}, "fleet": {"fleet", "admin"},
-           "any": set(ROLES)}
+           "any": {"operator", "admin"}}  # "any": anyone who reads the fleet's data (not a drone)
+NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")  # a drone id or fleet name, as the topics carry them
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str) -> str:
+def create_token(session: Session, name: str, role: str, fleet: str | None = None, drone: str | None = None) -> str:
+    """A new token, returned once. A fleet token names its fleet; with `drone` it is that drone's
+    alone, and the drone is registered in the fleet (a drone of another fleet is refused)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    if role == "fleet" and not fleet:
+        raise ValueError("a fleet token belongs to one fleet: name it (--fleet)")
+    if role != "fleet" and (fleet or drone):
+        raise ValueError(f"an {role} token reaches every fleet: it names no fleet or drone")
+    for what, value in (("fleet", fleet), ("drone", drone)):
+        if value is not None and not NAME.match(value):
+            raise ValueError(f"{what} {value[:40]!r}: 1-32 of A-Z a-z 0-9 _ . : -")
+    if drone is not None:
+        row = session.get(Drone, drone)
+        if row is None:
+            session.add(Drone(id=drone, fleet=fleet, highest_epoch=0))
+        elif row.fleet != fleet:
+            raise ValueError(f"drone {drone} is in fleet {row.fleet}, not {fleet}")
     token = f"pli_{role}_{secrets.token_urlsafe(32)}"
-    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token), fleet=fleet, drone=drone))
+    session.flush()
     return token
 
 
@@ -41,6 +61,8 @@ def create_token(session: Session, name: str, role: str) -> str:
 class TokenInfo:
     name: str
     role: str
+    fleet: str | None = None
+    drone: str | None = None
 
 
 CACHE_S = float(os.environ.get("PLI_TOKEN_CACHE_S", "5"))
@@ -60,7 +82,7 @@ def lookup(session: Session, token: str, cached: bool = False) -> TokenInfo | No
     if row is None or row.revoked or not hmac.compare_digest(row.token_hash, digest):
         _cache.pop(digest, None)
         return None
-    info = TokenInfo(row.name, row.role)
+    info = TokenInfo(row.name, row.role, row.fleet, row.drone)
     if cached and CACHE_S > 0:
         if len(_cache) > 10_000:
             _cache.clear()

@@ -56,10 +56,8 @@ def _staging(flight_id: str, name: str) -> Path:
 def declare(session: Session, flight_id: str, drone_id: str, files: list[dict]) -> list[dict]:
     """Record the manifest's files (idempotent); returns each one's state: stored, or the offset
     to send from."""
-    drone = session.get(Drone, drone_id)
-    if drone is None:
-        session.add(Drone(id=drone_id, fleet="fleet1", highest_epoch=0))
-        session.flush()
+    if session.get(Drone, drone_id) is None:  # the API checked the caller's scope; a library caller too
+        raise UploadError(f"unknown drone {drone_id[:32]}: register it first (its first alert or its token)", 404)
     flight = session.get(Flight, flight_id)
     if flight is None:
         session.add(Flight(id=flight_id, drone_id=drone_id))

@@ -250,9 +250,11 @@ def _ground(args: argparse.Namespace) -> int:
 
 def _device_init(args: argparse.Namespace) -> int:
     from comms.device import DeviceConfig
+    from comms.mqtt_link import broker_user
 
     cfg = DeviceConfig(args.drone_id, args.fleet, args.key_id, args.ground_address, args.mqtt_host, args.mqtt_port,
-                       args.drone_id, args.mqtt_tls_ca, args.key_file, args.group, args.update_url)
+                       broker_user(args.fleet, args.drone_id), args.mqtt_tls_ca, args.key_file, args.group,
+                       args.update_url)
     cfg.key()  # a config whose key cannot be found is refused now, not in flight
     if args.tuf_root:
         from comms.device import state_dir
@@ -296,7 +298,7 @@ def _link_run(args: argparse.Namespace) -> int:
     from comms.device import DeviceConfig, status_path
     from comms.forwarder import Forwarder
     from comms.modem import Modem
-    from comms.mqtt_link import MqttConfig, MqttLink
+    from comms.mqtt_link import MqttConfig, MqttLink, broker_user
     from comms.outbox import Outbox
     from comms.selector import LinkSelector
 
@@ -308,7 +310,8 @@ def _link_run(args: argparse.Namespace) -> int:
         raise ValueError("--assume-csq is a CSQ value 0..31")
     box = Outbox(args.outbox, cfg.drone_id, cfg.fleet, cfg.key_id)
     link = MqttLink(box, MqttConfig(host=cfg.mqtt_host, port=cfg.mqtt_port, fleet=cfg.fleet,
-                                    username=cfg.mqtt_user or cfg.drone_id, password=cfg.mqtt_password(),
+                                    username=cfg.mqtt_user or broker_user(cfg.fleet, cfg.drone_id),
+                                    password=cfg.mqtt_password(),
                                     tls_ca=cfg.mqtt_tls_ca), status_file=status_path(args.config))
     modem = Modem(args.modem_port, min_interval_s=min(5.0, args.interval)) if args.modem_port else None
     signal_source = modem if modem is not None else (lambda: args.assume_csq)

@@ -25,7 +25,7 @@ class DeviceConfig:
     ground_address: str  # the ground station's BeiDou address (7 digits)
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
-    mqtt_user: str | None = None  # default: the drone id (the broker's ACL pattern %u)
+    mqtt_user: str | None = None  # default: <fleet>/<drone id> (the broker's ACL pattern pli/%u/...)
     mqtt_tls_ca: str | None = None
     key_file: str | None = None  # else the key comes from $PLI_DEVICE_KEY
     group: str = "fleet"  # the rollout group it takes releases for (canary, fleet, ...); signed metadata decides

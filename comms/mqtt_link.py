@@ -47,6 +47,12 @@ class MqttConfig:
     keepalive_s: int = 30
 
 
+def broker_user(fleet: str, drone: str) -> str:
+    """A drone's user name at the broker: `<fleet>/<drone id>`, so the deployment ACL's
+    `pattern write pli/%u/alerts` names the fleet as well as the drone (deploy/mosquitto/acl)."""
+    return f"{fleet}/{drone}"
+
+
 def alerts_topic(fleet: str, drone: str) -> str:
     return f"pli/{fleet}/{drone}/alerts"
 

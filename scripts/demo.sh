@@ -36,7 +36,7 @@ port=$(.venv/bin/python -c "from comms.local_broker import free_port; print(free
 .venv/bin/pli -q cloud serve --port "$port" > "$PLI_CLOUD_DIR/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-PLI_TOKEN=$(.venv/bin/pli -q cloud token create --name demo-uav --role fleet) && export PLI_TOKEN
+PLI_TOKEN=$(.venv/bin/pli -q cloud token create --name demo-uav --role fleet --fleet fleet1) && export PLI_TOKEN
 .venv/bin/python - "$port" <<'PY'
 import sys, time, httpx
 for _ in range(150):

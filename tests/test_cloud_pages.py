@@ -58,7 +58,7 @@ def site(tmp_path_factory):
     with session_scope(url) as s:
         import_towers(s, read_csv("line,tower,lat,lon\nL1,T01,25.3000,103.1000\nL1,T02,25.3030,103.1040\n"))
         add_operator(s, "alice", PASSWORD)
-        fleet = create_token(s, "uav-07", "fleet")
+        fleet = create_token(s, "uav-07", "fleet", "fleet1")
     for i, (lat, lon, cls) in enumerate(PLACES):
         a = Record("UAV-07", i + 1, "F7", T0 + timedelta(seconds=10 * i), lat, lon, 1600.0, cls, 0.8 + i / 50,
                    Severity.HIGH if cls == "defect" else Severity.MEDIUM, position_source="laser", epoch=1,

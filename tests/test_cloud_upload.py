@@ -51,7 +51,7 @@ def cloud(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'cloud.db'}"
     upgrade(url)
     with session_scope(url) as s:
-        tokens = {r: create_token(s, f"{r}-1", r) for r in ("fleet", "operator")}
+        tokens = {r: create_token(s, f"{r}-1", r, "fleet1" if r == "fleet" else None) for r in ("fleet", "operator")}
     for seq, frame in ((1, "DJI_0000.JPG"), (2, "DJI_0002.JPG")):
         a = Record("UAV-07", seq, "F7", T0 + timedelta(seconds=seq), 25.3, 103.1, 1600.0, "defect", 0.9,
                    Severity.HIGH, position_source="laser", epoch=1, class_list_version=1, source_frame=frame)
@@ -181,7 +181,8 @@ def test_the_object_store_in_server_mode_against_an_s3_emulator(tmp_path, monkey
         url = f"sqlite:///{tmp_path / 'cloud.db'}"
         upgrade(url)
         with session_scope(url) as s:
-            fleet, operator = create_token(s, "f", "fleet"), create_token(s, "o", "operator")
+            fleet = create_token(s, "f", "fleet", "fleet1", "UAV-07")
+            operator = create_token(s, "o", "operator")
         client = TestClient(create_app(url))
         flight = make_flight(tmp_path / "flight", frames=2)
         done = upload(flight, "", fleet, "UAV-07", chunk=100 << 10, progress=False, client=client)
@@ -201,10 +202,11 @@ def test_a_flight_id_that_is_no_clean_folder_name_is_a_clean_400(cloud, flight_i
     """`.`, `..` or NUL used to reach the object store and answer 500; the boundary refuses them."""
     client, tokens, _ = cloud
     h = {"Authorization": f"Bearer {tokens['fleet']}"}
+    ho = {"Authorization": f"Bearer {tokens['operator']}"}
     manifest = {"drone_id": "UAV-07", "files": [{"name": "a.jpg", "size": 3, "sha256": "0" * 64}]}
     answers = [client.post(f"/flights/{flight_id}/manifest", json=manifest, headers=h),
                client.put(f"/flights/{flight_id}/files/a.jpg", params={"offset": 0}, content=b"abc", headers=h),
-               client.get(f"/flights/{flight_id}/uploads", headers=h),
-               client.get(f"/flights/{flight_id}", headers=h)]
+               client.get(f"/flights/{flight_id}/uploads", headers=ho),
+               client.get(f"/flights/{flight_id}", headers=ho)]
     for r in answers:
         assert r.status_code in (400, 404, 422) and "flight_id" in r.text, (r.request.url, r.status_code, r.text)

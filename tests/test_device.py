@@ -23,7 +23,7 @@ def test_device_init_keeps_secrets_out_of_the_file(tmp_path):
     text = (tmp_path / "device.json").read_text()
     assert key not in text and "hunter2" not in text
     cfg = DeviceConfig.load(tmp_path / "device.json")
-    assert cfg.drone_id == "UAV-07" and cfg.mqtt_user == "UAV-07" and json.loads(text)["key_id"] == 7
+    assert cfg.drone_id == "UAV-07" and cfg.mqtt_user == "fleet1/UAV-07" and json.loads(text)["key_id"] == 7
     os.environ["PLI_DEVICE_KEY"] = key
     try:
         assert cfg.key() == bytes.fromhex(key)

@@ -136,7 +136,7 @@ def two_campaigns(flight, tmp_path, monkeypatch):
     with session_scope(url) as s:
         campaigns.add(s, "a", flight.out, "yolo")
         campaigns.add(s, "b", _negative_flight(other.out, tmp_path / "negative-b"), "yolo")
-        fleet = create_token(s, "uav-1", "fleet")
+        fleet = create_token(s, "uav-1", "fleet", "fleet1")
         operator = create_token(s, "ops", "operator")
     with CloudServer(env) as server:
         yield {"url": url, "base": server.base, "fleet": fleet, "operator": operator, "tmp": tmp_path}
@@ -341,7 +341,7 @@ def test_an_operator_queues_a_learning_run_through_the_api(flight, tmp_path, mon
     upgrade(url)
     with session_scope(url) as s:
         campaigns.add(s, "a", flight.out, "yolo")
-        operator, fleet = create_token(s, "ops", "operator"), create_token(s, "uav", "fleet")
+        operator, fleet = create_token(s, "ops", "operator"), create_token(s, "uav", "fleet", "fleet1")
     client = TestClient(create_app(url))
     body = {"campaign": "a", "recipe": {"epochs": 3, "imgsz": 320}, "replay": 10}
     assert client.post("/learning/runs", json=body, headers={"Authorization": f"Bearer {fleet}"}).status_code == 403

@@ -366,3 +366,23 @@ def test_pli_train_refuses_a_missing_checkpoint_in_one_line(tiny_model, tmp_path
     assert r.returncode == 2 and not (tmp_path / "runs").exists()
     assert r.stderr.strip().splitlines()[-1] == f"pli: error: {missing}: no such checkpoint (give a .pt file that " \
         "exists, e.g. ../shared/pretrained/yolov8n-coco/yolov8n-coco.pt, or a model yaml to train from scratch)"
+
+
+def test_int8_calibration_reads_every_folder_of_a_multi_folder_training_set(tmp_path):
+    """B0 trains on CPLID and tile folders listed in one data.yaml: calibration (the release's
+    default, its training data) must draw from both, not from a folder the yaml does not have."""
+    from training.export import ImageCalibrationReader
+
+    for part in ("cplid", "tiles"):
+        (tmp_path / part / "images" / "train").mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / part / "images" / "train" / f"{part}{i}.jpg"),
+                        np.full((40, 60, 3), 50 * i, np.uint8))
+    data = tmp_path / "set.yaml"
+    data.write_text("train: [cplid/images/train, tiles/images/train]\nval: cplid/images/train\nnames: {0: a}\n")
+    reader = ImageCalibrationReader(data, "images", (64, 64), limit=64)
+    assert sorted(p.parent.parent.parent.name for p in reader.paths) == ["cplid"] * 3 + ["tiles"] * 3
+    batch = reader.get_next()
+    assert batch["images"].shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="no calibration images"):
+        ImageCalibrationReader(tmp_path / "cplid" / "labels", "images", (64, 64))

@@ -17,12 +17,13 @@ from comms import alert_json
 from comms.alert import Alert
 from comms.classes import Severity
 from comms.local_broker import LocalBroker
-from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, connect, make_client
+from comms.mqtt_link import MqttConfig, MqttLink, acks_topic, alerts_topic, broker_user, connect, make_client
 from comms.outbox import Outbox
 
 pytestmark = pytest.mark.slow
 
-PASSWORDS = {"UAV-07": "pw-uav07-from-env", "UAV-08": "pw-uav08-from-env", "cloud": "pw-cloud", "ground": "pw-ground"}
+U07, U08 = broker_user("fleet1", "UAV-07"), broker_user("fleet1", "UAV-08")
+PASSWORDS = {U07: "pw-uav07-from-env", U08: "pw-uav08-from-env", "cloud": "pw-cloud", "ground": "pw-ground"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def _alert(box: Outbox) -> Alert:
 def test_a_drone_with_its_password_over_tls_delivers_and_gets_acknowledgements(broker, tmp_path):
     cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))
     box = Outbox(tmp_path / "o.db", "UAV-07")
-    link = MqttLink(box, _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    link = MqttLink(box, _tls(broker, U07, PASSWORDS[U07]))
     link.start()
     try:
         assert link.connected.wait(10), link.refused
@@ -62,7 +63,7 @@ def test_a_drone_with_its_password_over_tls_delivers_and_gets_acknowledgements(b
     assert sorted(i for _, i in cloud.messages) == sorted(ids)
 
 
-@pytest.mark.parametrize("user,password", [("UAV-07", "wrong"), ("UAV-99", "pw-uav07-from-env"), (None, None)])
+@pytest.mark.parametrize("user,password", [(U07, "wrong"), ("UAV-07", "pw-uav07-from-env"), (None, None)])
 def test_bad_credentials_are_refused_with_the_brokers_reason(broker, tmp_path, user, password):
     box = Outbox(tmp_path / "o.db", "UAV-07")
     link = MqttLink(box, _tls(broker, user, password))
@@ -82,7 +83,7 @@ def test_a_certificate_from_another_ca_is_not_trusted(broker, tmp_path):
 
     subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(tmp_path / "other")], check=True, capture_output=True)
     box = Outbox(tmp_path / "o.db", "UAV-07")
-    link = MqttLink(box, _tls(broker, "UAV-07", PASSWORDS["UAV-07"], ca=str(tmp_path / "other" / "ca.crt")))
+    link = MqttLink(box, _tls(broker, U07, PASSWORDS[U07], ca=str(tmp_path / "other" / "ca.crt")))
     link.start()
     try:
         assert until(lambda: link.connect_failures >= 1, 10)
@@ -93,14 +94,14 @@ def test_a_certificate_from_another_ca_is_not_trusted(broker, tmp_path):
 
 def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
     cloud = Cloud(_tls(broker, "cloud", PASSWORDS["cloud"]))
-    intruder = make_client("uav07-intruder", _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    intruder = make_client("uav07-intruder", _tls(broker, U07, PASSWORDS[U07]))
     heard: list[str] = []
     subscribed = threading.Event()
     intruder.on_connect = lambda c, u, f, rc, p: c.subscribe([(acks_topic("fleet1", "UAV-07"), 1),
                                                               (acks_topic("fleet1", "UAV-08"), 1)])
     intruder.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
     intruder.on_message = lambda c, u, m: heard.append(m.topic)
-    connect(intruder, _tls(broker, "UAV-07", PASSWORDS["UAV-07"]))
+    connect(intruder, _tls(broker, U07, PASSWORDS[U07]))
     t = datetime(2026, 11, 22, 9, tzinfo=UTC)
     other = Alert("UAV-08", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
     own = Alert("UAV-07", 1, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
@@ -122,6 +123,33 @@ def test_a_drone_may_only_publish_and_read_under_its_own_id(broker):
         cloud.stop()
     assert [i for _, i in cloud.messages] == [own.id]  # the forged alert never reached the cloud
     assert heard == [acks_topic("fleet1", "UAV-07")] * 2
+
+
+def test_a_drone_cannot_publish_under_another_fleet(broker):
+    """The ACL names the fleet: UAV-07 of fleet1 paging fleet3's on-call under pli/fleet3/UAV-07."""
+    heard: list[str] = []
+    subscribed = threading.Event()
+    cloud = make_client("cloud-every-fleet", _tls(broker, "cloud", PASSWORDS["cloud"]))
+    cloud.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic("+", "+"), qos=1)
+    cloud.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+    cloud.on_message = lambda c, u, m: heard.append(m.topic)
+    connect(cloud, _tls(broker, "cloud", PASSWORDS["cloud"]))
+    drone = make_client("uav07-other-fleet", _tls(broker, U07, PASSWORDS[U07]))
+    connect(drone, _tls(broker, U07, PASSWORDS[U07]))
+    t = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    forged = Alert("UAV-07", 5, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
+    own = Alert("UAV-07", 6, "F1", t, 25.0, 102.0, 1600.0, "defect", 0.9, Severity.HIGH, epoch=1)
+    try:
+        assert subscribed.wait(10)
+        drone.publish(alerts_topic("fleet3", "UAV-07"), alert_json.dumps(forged), qos=1).wait_for_publish(5)
+        drone.publish(alerts_topic("fleet1", "UAV-07"), alert_json.dumps(own), qos=1).wait_for_publish(5)
+        assert until(lambda: bool(heard), 10)
+        time.sleep(0.5)
+    finally:
+        for c in (drone, cloud):
+            c.loop_stop()
+            c.disconnect()
+    assert heard == [alerts_topic("fleet1", "UAV-07")]
 
 
 def test_the_plain_listener_also_requires_a_password(broker):
@@ -148,7 +176,7 @@ def test_pli_link_run_over_tls_with_the_device_config_and_its_password_from_the_
                            str(ca), "--out", str(tmp_path / "device.json")],
                           capture_output=True, text=True, env={**os.environ, "PLI_DEVICE_KEY": "ab" * 32})
     assert init.returncode == 0, init.stderr
-    assert PASSWORDS["UAV-08"] not in (tmp_path / "device.json").read_text()
+    assert PASSWORDS[U08] not in (tmp_path / "device.json").read_text()
     box = Outbox(tmp_path / "o.db", "UAV-08")
     ids = []
     for _ in range(4):
@@ -160,7 +188,7 @@ def test_pli_link_run_over_tls_with_the_device_config_and_its_password_from_the_
         run = subprocess.run([sys.executable, "-m", "pli", "link", "run", "--config", str(tmp_path / "device.json"),
                               "--outbox", str(tmp_path / "o.db"), "--assume-csq", "25", "--interval", "0.1",
                               "--until-empty"], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PLI_DEVICE_KEY": "ab" * 32, "PLI_MQTT_PASSWORD": PASSWORDS["UAV-08"]})
+                             env={**os.environ, "PLI_DEVICE_KEY": "ab" * 32, "PLI_MQTT_PASSWORD": PASSWORDS[U08]})
     finally:
         cloud.stop()
     assert run.returncode == 0, run.stderr[-2000:]

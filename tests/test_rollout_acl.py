@@ -15,14 +15,14 @@ from cloud.registry.rollout import announce
 from comms.local_broker import LocalBroker
 from comms.mqtt_link import MqttConfig, announce_topic, make_client, status_topic
 
-PASSWORDS = {"UAV-07": "pw-07", "UAV-08": "pw-08", "cloud": "pw-cloud", "ground": "pw-ground"}
+PASSWORDS = {"fleet1/UAV-07": "pw-07", "fleet1/UAV-08": "pw-08", "cloud": "pw-cloud", "ground": "pw-ground"}
 GROUPS = "drone,fleet,group\nUAV-07,fleet1,canary\nUAV-08,fleet1,fleet\n"
 
 
 def _client(broker: LocalBroker, user: str) -> tuple[mqtt.Client, list[tuple[str, bytes]]]:
     got: list[tuple[str, bytes]] = []
     cfg = MqttConfig(port=broker.port, username=user, password=PASSWORDS[user])
-    c = make_client(f"{user}-{time.monotonic_ns()}", cfg)
+    c = make_client(f"{user.replace('/', '-')}-{time.monotonic_ns()}", cfg)
     c.on_message = lambda cl, u, m: got.append((m.topic, m.payload))
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
@@ -39,7 +39,7 @@ def test_drones_read_only_their_groups_announcements_and_write_only_their_status
                      "PLI_MQTT_PASSWORD": PASSWORDS["cloud"]}.items():
             monkeypatch.setenv(k, v)
         assert announce("canary", "2026.12.01", 3) and announce("fleet", "2026.11.22", 2)  # retained
-        uav07, got07 = _client(broker, "UAV-07")
+        uav07, got07 = _client(broker, "fleet1/UAV-07")
         cloud, got_cloud = _client(broker, "cloud")
         clients += [uav07, cloud]
         uav07.subscribe([(announce_topic("fleet1", "canary"), 1), (announce_topic("fleet1", "fleet"), 1)])
@@ -58,7 +58,7 @@ def test_drones_read_only_their_groups_announcements_and_write_only_their_status
         acl.write_text(render(read_groups(GROUPS.replace("UAV-07,fleet1,canary", "UAV-07,fleet1,fleet"))))
         broker.reload()
         time.sleep(0.5)
-        moved, got_moved = _client(broker, "UAV-07")
+        moved, got_moved = _client(broker, "fleet1/UAV-07")
         clients.append(moved)
         moved.subscribe([(announce_topic("fleet1", "canary"), 1), (announce_topic("fleet1", "fleet"), 1)])
         assert until(lambda: len(got_moved) >= 1, 10)

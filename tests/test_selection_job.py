@@ -59,7 +59,7 @@ def test_an_operator_queues_a_selection_through_the_api_and_a_worker_runs_it(cam
 
     with session_scope(campaign) as s:
         operator = create_token(s, "ops", "operator")
-        fleet = create_token(s, "uav", "fleet")
+        fleet = create_token(s, "uav", "fleet", "fleet1")
     client = TestClient(create_app(campaign))
     body = {"budget": 2, "strategy": "random", "seed": 1}
     assert client.post("/campaigns/synth/select", json=body, headers={"Authorization": f"Bearer {fleet}"}

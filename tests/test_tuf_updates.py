@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     url = f"sqlite:///{work / 'cloud.db'}"
     upgrade(url)
     with session_scope(url) as s:
-        fleet = create_token(s, "uav-07", "fleet")
+        fleet = create_token(s, "uav-07", "fleet", "fleet1")
         operator = create_token(s, "ops", "operator")
         admin = create_token(s, "release-manager", "admin")
     env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(work / "cloud"),

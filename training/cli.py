@@ -112,7 +112,8 @@ def register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (tiles in one call)")
     p.add_argument("--conf", type=float, default=0.25, help="operating confidence threshold stored in the model")
     p.add_argument("--int8", action="store_true", help="static INT8 quantization (needs --calib)")
-    p.add_argument("--calib", type=Path, help="folder of real images for INT8 calibration")
+    p.add_argument("--calib", type=Path,
+                   help="real images for INT8 calibration: a folder, or a data.yaml (its train split)")
     p.add_argument("--keep-head-fp32", action="store_true", help="leave the detection head in FP32")
     p.add_argument("--version", help="model version for the card (default: UTC date and time)")
     p.add_argument("--eval", action="append", default=[], metavar="NAME=DATA.yaml[:SPLIT]",

@@ -115,10 +115,16 @@ def set_metadata(path: Path, extra: dict[str, str]) -> None:
 
 
 class ImageCalibrationReader:
-    """Real images from a folder, letterboxed exactly as the detector will see them."""
+    """Real images from a folder, or from a data.yaml's train split (every source of a multi-folder
+    set, so calibration sees each part of the training data), letterboxed as the detector will."""
 
     def __init__(self, folder: Path, input_name: str, imgsz: tuple[int, int], limit: int = 64):
-        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if Path(folder).suffix in (".yaml", ".yml"):
+            from training.dataset import YoloDataset
+
+            paths = sorted(YoloDataset.open(Path(folder)).images("train"))
+        else:
+            paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
             raise ValueError(f"{folder}: no calibration images found")
         step = max(1, len(paths) // limit)

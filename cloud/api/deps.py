@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from cloud.models import Drone
 from cloud.operators import current
 from cloud.tokens import ALLOWED, lookup
 from comms.alert_json import FLIGHT_ID
@@ -49,6 +50,21 @@ class Caller:
     name: str
     role: str
     source: str  # client address and agent, for the audit trail
+    fleet: str | None = None  # a fleet token's fleet
+    drone: str | None = None  # a drone token's drone
+
+    def check_drone(self, session: Session, drone_id: str) -> Drone:
+        """The drone a fleet caller acts for: registered, in the token's fleet, and the token's own
+        drone when it names one (admins act for any registered drone)."""
+        drone = session.get(Drone, drone_id)
+        if drone is None:
+            raise HTTPException(404, f"unknown drone {drone_id[:32]}: a drone is registered by its first alert "
+                                     "or its token (pli cloud token create --role fleet --fleet F --drone D)")
+        if self.role == "fleet" and drone.fleet != self.fleet:
+            raise HTTPException(403, f"drone {drone_id} is not in this token's fleet {self.fleet}")
+        if self.drone is not None and drone_id != self.drone:
+            raise HTTPException(403, f"this token is drone {self.drone}'s: it cannot act for {drone_id}")
+        return drone
 
 
 def _token(request: Request) -> str | None:
@@ -92,9 +108,12 @@ def require(role: str):
         row = lookup(session, token, cached=True)
         if row is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if row.role == "fleet" and role == "any":
+            raise HTTPException(403, "a fleet token reaches uploads, tracks and model updates only: reading the "
+                                     "fleet's data needs an operator token")
         if row.role not in ALLOWED[role]:
             article = "an" if row.role[0] in "aeiou" else "a"
             raise HTTPException(403, f"{article} {row.role} token cannot do this (needs {role})")
-        return Caller(row.name, row.role, source)
+        return Caller(row.name, row.role, source, row.fleet, row.drone)
 
     return check

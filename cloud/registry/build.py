@@ -139,8 +139,8 @@ def build(weights: Path, version: str, out: Path, campaigns: list[Campaign], cal
         raise FileNotFoundError(f"{weights.name}: its training data {str(data)!r} is not here; give --data DATA.yaml "
                                 "(the release records which images and labels trained it)")
     first = YoloDataset.open(campaigns[0].data)
-    if calib is None:
-        calib = YoloDataset.open(data).root / "images" / "train"
+    if calib is None:  # the training split itself, whatever folders it spans
+        calib = Path(data)
     golden_images = golden_images or sorted(first.images(campaigns[0].split))
     out.mkdir(parents=True, exist_ok=True)
     evals = {c.name: (c.data, c.split) for c in campaigns}

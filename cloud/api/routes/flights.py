@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.deps import ERRORS, Caller, FlightId, db, require
 from cloud.faults import record_passes
-from cloud.models import Alert, Drone, Flight
+from cloud.models import Alert, Flight
 
 router = APIRouter(prefix="/flights", tags=["flights"], responses=ERRORS)
 
@@ -50,9 +50,8 @@ class Track(BaseModel):
 
 @router.put("/{flight_id}/track", summary="the flight's track: records clean passes over known faults")
 def put_track(flight_id: FlightId, track: Track, session: Session = Depends(db),
-              _: Caller = Depends(require("fleet"))) -> dict:
-    if session.get(Drone, track.drone_id) is None:
-        raise HTTPException(404, f"unknown drone {track.drone_id}")
+              caller: Caller = Depends(require("fleet"))) -> dict:
+    caller.check_drone(session, track.drone_id)
     if any(not (-90 <= lat <= 90 and -180 <= lon <= 180) for lat, lon in track.points):
         raise HTTPException(400, "a track point is off the globe (points are [lat, lon])")
     f = session.get(Flight, flight_id)

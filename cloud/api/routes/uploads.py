@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from cloud import uploads
 from cloud.api.deps import ERRORS, Caller, FlightId, db, require
 from cloud.api.limits import CHUNK
-from cloud.models import Alert, Image, Upload
+from cloud.models import Alert, Flight, Image, Upload
 from cloud.storage import store
 
 router = APIRouter(tags=["uploads"], responses=ERRORS)
@@ -43,7 +43,8 @@ def _fail(exc: uploads.UploadError):
 
 @router.post("/flights/{flight_id}/manifest", summary="declare a flight's files; answers what the cloud holds")
 def post_manifest(manifest: Manifest, flight_id: FlightId, session: Session = Depends(db),
-                  _: Caller = Depends(require("fleet"))) -> dict:
+                  caller: Caller = Depends(require("fleet"))) -> dict:
+    caller.check_drone(session, manifest.drone_id)
     try:
         states = uploads.declare(session, flight_id, manifest.drone_id, [f.model_dump() for f in manifest.files])
         uploads.store_manifest(session, flight_id, json.dumps(manifest.model_dump(), indent=1).encode())
@@ -55,7 +56,7 @@ def post_manifest(manifest: Manifest, flight_id: FlightId, session: Session = De
 
 @router.put("/flights/{flight_id}/files/{name:path}", summary="a chunk of a declared file, at `offset`")
 async def put_chunk(request: Request, flight_id: FlightId, name: str, offset: int = Query(ge=0, le=uploads.MAX_FILE),
-                    session: Session = Depends(db), _: Caller = Depends(require("fleet"))) -> dict:
+                    session: Session = Depends(db), caller: Caller = Depends(require("fleet"))) -> dict:
     if int(request.headers.get("content-length") or 0) > MAX_CHUNK:
         raise HTTPException(413, f"a chunk is at most {MAX_CHUNK} bytes")
     parts, size = [], 0
@@ -67,6 +68,10 @@ async def put_chunk(request: Request, flight_id: FlightId, name: str, offset: in
     chunk = b"".join(parts)
 
     def work() -> dict:
+        flight = session.get(Flight, flight_id)
+        if flight is None:
+            raise HTTPException(404, f"no flight {flight_id}: declare its manifest first")
+        caller.check_drone(session, flight.drone_id)
         try:
             state = uploads.receive(session, flight_id, name, offset, chunk)
         except uploads.UploadError as exc:
