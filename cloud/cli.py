@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -295,7 +296,75 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a worker that dies of a signal most likely met (SQLite maps its WAL index, -shm, into
+# memory: a file truncated or a disk gone under it is a SIGBUS, not an error Python can catch).
+FATAL = {"SIGBUS": "a memory-mapped file went away under it (the SQLite database's -shm or -wal file truncated or "
+                   "deleted, or its disk removed)",
+         "SIGSEGV": "a crash in native code", "SIGKILL": "killed (out of memory, or kill -9)"}
+
+
+def _supervised(run, name: str) -> int:
+    """Run `run()` in a forked child and wait: a child killed by a signal (which leaves no line of
+    its own) is reported in one line with its likely cause, and the exit is non-zero. SIGTERM and
+    SIGINT are passed to the child, which stops cleanly. Nothing the child had not committed was
+    acknowledged, so the broker hands it out again to the next start."""
+    import signal
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: the worker itself, killed with its parent (a kill -9 stops both)
+        code = 1
+        try:
+            _die_with_parent(parent)
+            code = int(run() or 0)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except (ValueError, OSError) as exc:  # as pli's main says them
+            print(f"pli: error: {exc}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            code = 130
+        except BaseException:  # the child must never return into the parent's code
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the child stops cleanly on SIGTERM
+        signal.signal(sig, lambda _signum, _frame: os.kill(pid, signal.SIGTERM))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status)).name
+        print(f"pli: error: {name} died of {sig}: {FATAL.get(sig, 'see the system log')}; nothing it had not "
+              "committed was acknowledged, the broker delivers it again on the next start", file=sys.stderr)
+        return 1
+    return os.WEXITSTATUS(status)
+
+
+def _die_with_parent(parent: int) -> None:
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os._exit(1)
+
+
 def _ingest(args: argparse.Namespace) -> int:
+    return _supervised(lambda: _ingest_worker(args), "pli cloud ingest")
+
+
+def _ingest_worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 

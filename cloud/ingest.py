@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
@@ -29,6 +30,11 @@ from cloud.notify import notify, send_webhooks
 from comms.mqtt_link import MqttConfig, acks_topic, connect, dump_answer, make_client
 
 log = logging.getLogger(__name__)
+SYS = "$SYS/broker/"
+# The broker's counters every worker follows (mosquitto publishes them each `sys_interval`): drops
+# past max_queued_messages first; the stored backlog and the clients beside it for the reader.
+SYS_COUNTERS = ("publish/messages/dropped", "store/messages/count", "clients/connected")
+DROPPED = SYS_COUNTERS[0]
 
 
 @dataclass
@@ -62,19 +68,66 @@ class IngestWorker:
         self.filter = (f"$share/{group}/" if shared else "") + f"pli/{fleet}/+/alerts"
         self.client = make_client(name or f"pli-ingest-{uuid.uuid4().hex[:8]}", cfg, manual_ack=True)
         self.client.on_connect = self._on_connect
-        self.client.on_message = lambda c, u, m: self._inbox.put(m)
+        self.client.on_message = self._on_message
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.stats = IngestStats()
         self._sessions = sessions(url, immediate=True)
+        self.broker: dict[str, int] = {}  # the broker's $SYS counters, as last heard
+        self._broker_dirty: set[str] = set()
+        self._broker_lock = threading.Lock()
+
+    def _on_message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
+        if m.topic.startswith(SYS):
+            self._on_counter(m.topic[len(SYS):], m.payload)
+        else:
+            self._inbox.put(m)
+
+    def _on_counter(self, name: str, payload: bytes) -> None:
+        """A $SYS counter: kept for /metrics; a rise in dropped messages is an error in the log
+        (the broker says it once, to its own log; the cloud must say it where operators look)."""
+        try:
+            value = int(payload.split()[0])
+        except (ValueError, IndexError):
+            return
+        with self._broker_lock:
+            before = self.broker.get(name)
+            self.broker[name] = value
+            self._broker_dirty.add(name)
+        if name == DROPPED and value > (before or 0):
+            log.error("the broker dropped %d messages%s (%d in all since it started): its queue for a slow or "
+                      "absent subscriber is full (max_queued_messages); the drones resend what was not "
+                      "acknowledged, so alerts arrive late, not never", value - (before or 0),
+                      "" if before is not None else " before this worker connected", value)
+
+    def save_counters(self) -> None:
+        """Write the counters heard since the last call (the API's /metrics reads them)."""
+        from cloud.models import BrokerCounter
+
+        with self._broker_lock:
+            dirty, self._broker_dirty = {k: self.broker[k] for k in self._broker_dirty}, set()
+        if not dirty:
+            return
+        try:
+            with self._sessions() as s:
+                for name, value in dirty.items():
+                    row = s.get(BrokerCounter, name) or BrokerCounter(name=name)
+                    row.value, row.updated_at = value, datetime.now(UTC)
+                    s.merge(row)
+                s.commit()
+        except SQLAlchemyError as exc:
+            log.warning("ingest: the broker's counters were not saved (%s); next time",
+                        str(exc).splitlines()[0][:160])
+            with self._broker_lock:
+                self._broker_dirty |= set(dirty)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("ingest: the broker refused the connection: %s", reason_code)
             return
-        client.subscribe(self.filter, qos=1)
-        log.info("ingest subscribed to %s", self.filter)
+        client.subscribe([(self.filter, 1), *((SYS + c, 0) for c in SYS_COUNTERS)])
+        log.info("ingest subscribed to %s (and the broker's counters)", self.filter)
 
     def start(self) -> IngestWorker:
         connect(self.client, self.cfg)
@@ -87,6 +140,7 @@ class IngestWorker:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.drain_once(timeout=0.2, stop=stop)
+            self.save_counters()
 
     def drain_once(self, timeout: float = 0.2, stop: threading.Event | None = None) -> int:
         """Take one batch (waiting up to `timeout` for its first message), store, acknowledge."""

@@ -289,6 +289,16 @@ class LearningRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class BrokerCounter(Base):
+    """The broker's own counters ($SYS/broker/...), as the ingest workers last heard them: the API's
+    /metrics exports them, so a broker that drops messages is seen where everything else is."""
+
+    __tablename__ = "broker_counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. publish/messages/dropped
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
 class Job(Base):
     """A queued job (huey runs it): recorded here so the API can show it."""
 

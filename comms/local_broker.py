@@ -46,11 +46,13 @@ class LocalBroker:
         self.conf.write_text(body + f"\nuser {me}\nlog_dest file {self.folder}/mosquitto.log\n")
 
     @classmethod
-    def deployment(cls, folder: Path, users: dict[str, str], acl: Path | None = None) -> LocalBroker:
+    def deployment(cls, folder: Path, users: dict[str, str], acl: Path | None = None,
+                   settings: dict[str, str] | None = None) -> LocalBroker:
         """The deployment config itself (deploy/mosquitto: passwords, ACLs, TLS) on loopback ports.
 
         Certificates come from deploy/mosquitto/make-certs.sh into `folder`/certs (CA: ca.crt);
         `users` are written with mosquitto_passwd. The plain listener is `port`, TLS `tls_port`.
+        `settings`: values for lines the file has (e.g. a small `max_queued_messages` for a test).
         """
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(["bash", str(DEPLOY / "make-certs.sh"), str(folder / "certs"), "localhost", "127.0.0.1"],
@@ -69,6 +71,13 @@ class LocalBroker:
             if old not in conf:
                 raise ValueError(f"deploy/mosquitto/mosquitto.conf no longer has {old!r}")
             conf = conf.replace(old, new)
+        for key, value in (settings or {}).items():
+            lines = conf.splitlines()
+            at = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] == key]
+            if not at:
+                raise ValueError(f"deploy/mosquitto/mosquitto.conf has no {key!r} line")
+            lines[at[0]] = f"{key} {value}"
+            conf = "\n".join(lines) + "\n"
         broker._write_conf(conf)
         return broker
 

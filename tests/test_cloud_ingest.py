@@ -17,7 +17,7 @@ from factories import fill, new_alert
 from sqlalchemy import func, select
 from waiting import until
 
-from cloud.db import session_scope
+from cloud.db import session_scope, sessions
 from cloud.ingest import IngestWorker
 from cloud.models import Alert, Notification
 from comms import alert_json
@@ -225,3 +225,37 @@ def test_ingest_started_in_another_folder_refuses_to_make_a_database_of_its_own(
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and not (tmp_path / "pli-cloud").exists()
     assert r.stderr.strip().splitlines()[-1].startswith("pli: error: no database named and none at ")
+
+
+def test_ingest_dying_of_sigbus_says_why_in_one_line_and_loses_nothing(broker, tmp_path):
+    """SQLite maps its WAL index (-shm) into memory: truncate it under a running ingest and the
+    next access is a SIGBUS, which used to end `pli cloud ingest` with rc 135 and not a word. Now
+    the supervising process says it in one line and exits 1; a restart stores what was not
+    acknowledged."""
+    db = tmp_path / "cloud.db"
+    url = f"sqlite:///{db}"
+    env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(tmp_path / "cloud")}
+    cmd = [sys.executable, "-m", "pli", "cloud", "ingest", "--mqtt-port", str(broker.port), "--name", "ingest-bus"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        first = _publish_queue(broker.port, 20)
+        assert until(lambda: _count(url) == 20, 60)
+        sessions(url).kw["bind"].dispose()  # this process's own mapping of -shm goes first
+        os.truncate(f"{db}-shm", 0)
+        later = _publish_queue(broker.port, 5, drone="UAV-08")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    lines = [x for x in err.splitlines() if x.startswith("pli: error:")]
+    assert len(lines) == 1 and "died of SIGBUS" in lines[0] and "-shm" in lines[0], err[-2000:]
+    again = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert until(lambda: _count(url) == 25, 60), _count(url)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(20)
+    with session_scope(url) as s:
+        assert sorted(s.scalars(select(Alert.id))) == sorted(first + later)

@@ -30,5 +30,6 @@ def test_mosquitto_requires_authentication_and_acls():
     conf = (REPO / "deploy/mosquitto/mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf and "acl_file" in conf and "password_file" in conf
     acl = (REPO / "deploy/mosquitto/acl").read_text()
-    assert "pattern write pli/+/%u/alerts" in acl  # a drone writes only under its own id
+    assert "pattern write pli/%u/alerts" in acl  # a drone (user <fleet>/<drone>) writes only under its own id
+    assert "pli/+/%u" not in acl  # never under any fleet
     assert not (REPO / "deploy/mosquitto/passwd").exists()  # credentials are never committed

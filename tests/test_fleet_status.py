@@ -24,7 +24,7 @@ from comms.outbox import Outbox
 from edge.runtime import RunConfig, run_flight
 
 ROOT = Path(__file__).resolve().parents[1]
-PASSWORDS = {"UAV-07": "pw-07", "cloud": "pw-cloud"}
+PASSWORDS = {"fleet1/UAV-07": "pw-07", "cloud": "pw-cloud"}
 
 
 def _release(tmp_path: Path, version: str) -> Path:
@@ -61,8 +61,8 @@ def test_a_drones_report_reaches_the_deployments_through_the_broker(flight, tmp_
         cloud = MqttConfig(port=broker.port, username="cloud", password=PASSWORDS["cloud"])
         watcher = fleet_status.StatusWatcher(cloud, url).start()
         assert watcher.subscribed.wait(10)
-        link = MqttLink(outbox, MqttConfig(port=broker.port, fleet="fleet1", username="UAV-07",
-                                           password=PASSWORDS["UAV-07"]), status_file=status)
+        link = MqttLink(outbox, MqttConfig(port=broker.port, fleet="fleet1", username="fleet1/UAV-07",
+                                           password=PASSWORDS["fleet1/UAV-07"]), status_file=status)
         link.start()
         assert link.connected.wait(10)
         link.pump(limit=0)  # no alerts now: the status goes anyway

@@ -11,7 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cloud.api.deps import ERRORS, Caller, Message, db, require
-from cloud.models import Alert, Fault, Job
+from cloud.ingest import DROPPED
+from cloud.models import Alert, BrokerCounter, Fault, Job
 
 router = APIRouter(tags=["health"], responses=ERRORS)
 
@@ -26,7 +27,7 @@ def health(session: Session = Depends(db)) -> Response:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-@router.get("/metrics", summary="Prometheus metrics: requests, latency, alerts, faults, jobs")
+@router.get("/metrics", summary="Prometheus metrics: requests, latency, alerts, faults, jobs, broker drops")
 def metrics(request: Request, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> Response:
     alerts = GaugeMetricFamily("pli_alerts", "alerts stored, by severity and status", labels=["severity", "status"])
     for sev, status, n in session.execute(select(Alert.severity, Alert.status, func.count()).group_by(
@@ -38,8 +39,17 @@ def metrics(request: Request, session: Session = Depends(db), _: Caller = Depend
     jobs = GaugeMetricFamily("pli_jobs", "jobs, by status", labels=["status"])
     for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status)):
         jobs.add_metric([status], n)
+    broker = GaugeMetricFamily("pli_broker", "the broker's $SYS counters as ingest last heard them",
+                               labels=["counter"])
+    dropped = GaugeMetricFamily("pli_broker_messages_dropped",
+                                "messages the broker dropped past max_queued_messages (alarm when it rises; "
+                                "the drones resend what was not acknowledged)")
+    for row in session.scalars(select(BrokerCounter)):
+        broker.add_metric([row.name], row.value)
+        if row.name == DROPPED:
+            dropped.add_metric([], row.value)
     counts = CollectorRegistry(auto_describe=False)  # this request's database counts, beside the app's own
-    counts.register(_Families((alerts, faults, jobs)))
+    counts.register(_Families((alerts, faults, jobs, broker, dropped)))
     return Response(generate_latest(request.app.state.registry) + generate_latest(counts),
                     media_type=CONTENT_TYPE_LATEST)
 
