@@ -54,7 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "from it, as for `pli link run`")
     p.add_argument("--drone-id", help="override the device file's drone id (logged as a warning); required when "
                    "there is no device file (photos processed on the ground)")
-    p.add_argument("--flight-id", help="flight id (default: UTC start time)")
+    p.add_argument("--flight-id", help="flight id (default: UTC start time; a folder run before keeps its own)")
+    p.add_argument("--fresh", action="store_true",
+                   help="run a folder done before (or cut short by a crash) all again, as a new flight; by "
+                        "default it resumes by photo under its first flight id and reports no fault twice")
     p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
     p.add_argument("--tz", help="time zone of the telemetry's local times")
     p.add_argument("--tile", default="auto", choices=["auto", "on", "off"], help="tiled inference (default auto)")
@@ -130,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.tracker import TrackerConfig
 
     drone_id, fleet, key_id = identity(args.config, args.drone_id)
-    config = RunConfig(drone_id=drone_id, flight_id=args.flight_id, tile=args.tile, conf=args.conf,
+    config = RunConfig(drone_id=drone_id, flight_id=args.flight_id, fresh=args.fresh, tile=args.tile, conf=args.conf,
                        threads=args.threads, tracker=TrackerConfig(k=args.k, n=args.n, radius_m=args.radius),
                        watch=args.watch, updates=_update_loop(args))
     if config.updates is not None:

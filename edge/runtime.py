@@ -29,9 +29,11 @@ from comms.classes import class_list_for
 from comms.outbox import Outbox
 from edge import golden, model_state
 from edge.detector import Detector, ModelError, file_sha256
+from edge.geo import distance_m
 from edge.geolocate import Located, locate
 from edge.geotag import Geotag
 from edge.model_state import StateFile
+from edge.progress import RunProgress
 from edge.sources import Frame, open_source
 from edge.status import StatusFile
 from edge.tiled import detect
@@ -55,6 +57,7 @@ class RunConfig:
     state: Path | None = None  # which model runs across restarts (edge/model_state.py)
     status: Path | None = None  # what it runs, for the link to report (edge/status.py)
     fleet: str | None = None
+    fresh: bool = False  # a folder run before: run it all again (default: resume by photo)
 
 
 @dataclass
@@ -246,6 +249,18 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     classes = slot.classes  # the model's own list: its alerts are packed with that version
     tracker = FaultTracker(classes, cfg.tracker)
     flight_id = cfg.flight_id or datetime.now(UTC).strftime("F%Y%m%dT%H%M%S")
+    key = str(Path(source).resolve()) if isinstance(source, str | Path) and Path(source).exists() else None
+    runs, done, reported = None, set(), []
+    if key is not None:  # a folder or video run before (crashed, say): resume by photo, same flight
+        runs = RunProgress(outbox.path.parent / "progress.db")
+        begun, done, finished = runs.begin(key, flight_id, cfg.fresh)
+        if done or finished:
+            if cfg.flight_id not in (None, begun):
+                raise ValueError(f"{source} was run as flight {begun}: give that flight id, or --fresh for a new run")
+            flight_id = begun
+            reported = [a for a in outbox.alerts() if a.get("flight_id") == flight_id]
+            log.info("resuming %s: %d frames done in flight %s%s (--fresh runs it all again)", source, len(done),
+                     flight_id, ", the run had finished" if finished else "")
     crops = cfg.crops or outbox.path.parent / "crops"
     crops.mkdir(parents=True, exist_ok=True)
     recent: deque[Frame] = deque(maxlen=cfg.tracker.n)  # the best view of a new fault is among them
@@ -256,6 +271,8 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     frames_in = open_source(source) if isinstance(source, str | Path) else source
     try:
         for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
+            if frame.name in done:
+                continue
             slot.maybe_swap(reference)
             tracker.use_classes(slot.classes)  # the running model's list (grown by an update, say)
             reference = reference if reference is not None else frame.image
@@ -271,6 +288,10 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
             slot.ran_frame(frame.geotag)
             outbox.recover()  # after a full disk: held alerts written once there is room (at most 1/s)
             for event in tracker.update(frame.index, dets, located):
+                if reported and (same := _reported(event, reported, cfg.tracker.radius_m)):
+                    log.info("%s at %.6f, %.6f: already reported as %s before the restart", event.cls, event.lat,
+                             event.lon, same)
+                    continue
                 made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
                 if made is not None:
                     alert, crop = made
@@ -278,12 +299,29 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
                     counts[alert.fault_class] += 1
                     log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
                              alert.position_source)
+            if runs is not None:
+                runs.mark(key, frame.name)  # after its alerts are in the outbox
+        if runs is not None:
+            runs.finish(key)
     finally:
+        if runs is not None:
+            runs.close()
         if cfg.updates is not None:
             cfg.updates.stop()
         if status is not None:
             status.write()  # the figures as the flight ends, for the link to report
     return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
+
+
+def _reported(event: ConfirmedFault, reported: list[dict], radius_m: float) -> str | None:
+    """The id of an alert of this flight, put before a restart, for the same fault (same class,
+    within the tracker's radius): the tracker starts empty after a restart, so a fault it had
+    confirmed in the frames before is confirmed again in the next ones."""
+    for a in reported:
+        if a.get("class") == event.cls and np.isfinite(event.lat) and \
+                float(distance_m(a["lat"], a["lon"], event.lat, event.lon)) <= radius_m:
+            return a.get("id")
+    return None
 
 
 def _write_crop(path: Path, crop: np.ndarray) -> bool:

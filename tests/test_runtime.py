@@ -169,3 +169,50 @@ def test_a_start_that_fails_early_uses_up_no_epoch(exported_fp32, flight, tmp_pa
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert Outbox(outbox, "UAV-07", new_epoch=False).epoch == 1  # the first successful start's epoch
+
+
+def test_a_folder_run_again_after_a_crash_resumes_by_photo_and_reports_no_fault_twice(
+        exported_fp32, flight, tmp_path, monkeypatch):
+    """Issue 25, 8c: the same folder run again after a crash used to report its faults again under
+    a new epoch. Now it resumes by photo under its first flight id; a finished folder has nothing
+    left to do; `fresh` runs it all again as a new flight."""
+    import edge.runtime as rt
+    from edge.geo import distance_m
+
+    images, cfg = flight.out / "images", RunConfig(drone_id="UAV-07", conf=0.05)
+    clean = Outbox(tmp_path / "clean" / "outbox.db", "UAV-07")
+    run_flight(images, exported_fp32, clean, cfg, progress=False)
+    expected = clean.alerts()
+    assert expected
+    real, calls = rt.detect, []
+
+    def power_cut_at_the_seventh_frame(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("power cut")
+        return real(*args, **kwargs)
+
+    box = tmp_path / "o" / "outbox.db"
+    monkeypatch.setattr(rt, "detect", power_cut_at_the_seventh_frame)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run_flight(images, exported_fp32, Outbox(box, "UAV-07"), cfg, progress=False)
+    monkeypatch.setattr(rt, "detect", real)
+    again = run_flight(images, exported_fp32, Outbox(box, "UAV-07"), cfg, progress=False)
+    assert again.frames == flight.frames - 6  # the six done before the cut are not run again
+    got = Outbox(box, "UAV-07", new_epoch=False).alerts()
+    assert len({a["flight_id"] for a in got}) == 1 and len(got) <= len(expected)
+    before = [a for a in got if a["epoch"] == 1]  # put before the cut
+    after = [a for a in got if a["epoch"] == 2]
+    assert before and len(before) + len(after) == len(got)
+    for a in after:  # no fault of before the cut reported again, and each one the clean run found
+        assert not [b for b in before if b["class"] == a["class"] and
+                    distance_m(a["lat"], a["lon"], b["lat"], b["lon"]) <= cfg.tracker.radius_m], a["id"]
+    for a in got:
+        assert [b for b in expected if b["class"] == a["class"] and
+                distance_m(a["lat"], a["lon"], b["lat"], b["lon"]) <= cfg.tracker.radius_m], a["id"]
+    assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), cfg, progress=False).frames == 0
+    with pytest.raises(ValueError, match="was run as flight"):
+        run_flight(images, exported_fp32, Outbox(box, "UAV-07"), RunConfig(drone_id="UAV-07", flight_id="X9"),
+                   progress=False)
+    fresh = RunConfig(drone_id="UAV-07", conf=0.05, fresh=True, flight_id="F-second-pass")
+    assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), fresh, progress=False).frames == flight.frames
