@@ -103,6 +103,19 @@ def make_registry(work: Path) -> dict[str, str]:
     return env
 
 
+def prepare(work: Path, cplid: Path, idd: Path) -> None:
+    """The experiment's own cloud under `work`: its database (migrated), a TUF repository with its
+    keys, and the three campaigns (this experiment's and issue 24's rebase_experiment.py)."""
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["PLI_CLOUD_DIR"] = str(work / "cloud")
+    os.environ["PLI_DATABASE_URL"] = f"sqlite:///{work / 'cloud.db'}"
+    from cloud.db import upgrade
+
+    upgrade()
+    make_registry(work)
+    add_campaigns(work, cplid, idd)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
@@ -119,17 +132,11 @@ def main() -> int:
                          "`git show 2d85120:models/pli-default.pt`)")
     ap.add_argument("--lr0", type=float, help="SGD at this rate (Recipe.lr0); default: ultralytics' AdamW choice")
     args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    os.environ["PLI_CLOUD_DIR"] = str(args.work / "cloud")
-    os.environ["PLI_DATABASE_URL"] = f"sqlite:///{args.work / 'cloud.db'}"
     from selection_experiment import cpu_flags
 
-    from cloud.db import upgrade
+    prepare(args.work, args.cplid, args.idd)
     from cloud.learning import backward_transfer, learn
 
-    upgrade()
-    make_registry(args.work)
-    add_campaigns(args.work, args.cplid, args.idd)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,
                         "from": "pli-default.pt, release 2026.11.22", "order": ["cplid", "flights", "idd"],

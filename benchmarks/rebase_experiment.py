@@ -100,7 +100,7 @@ def joint(work: Path, coco: Path, epochs: int, seed: int) -> dict:
 
 
 def main() -> int:
-    from forgetting_experiment import add_campaigns, make_registry
+    from forgetting_experiment import prepare
     from selection_experiment import cpu_flags
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,15 +117,9 @@ def main() -> int:
                     help="the service arm's Recipe changes, JSON (default: %(default)s)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.work.mkdir(parents=True, exist_ok=True)
-    os.environ["PLI_CLOUD_DIR"] = str(args.work / "cloud")
-    os.environ["PLI_DATABASE_URL"] = f"sqlite:///{args.work / 'cloud.db'}"
-    from cloud.db import upgrade
+    prepare(args.work, args.cplid, args.idd)
     from cloud.learning import REPLAY_PHOTOS, backward_transfer, learn
 
-    upgrade()
-    make_registry(args.work)
-    add_campaigns(args.work, args.cplid, args.idd)
     parent = release_b0(args.b0, args.work, args.cplid)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,
