@@ -54,10 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "from it, as for `pli link run`")
     p.add_argument("--drone-id", help="override the device file's drone id (logged as a warning); required when "
                    "there is no device file (photos processed on the ground)")
-    p.add_argument("--flight-id", help="flight id (default: UTC start time; a folder run before keeps its own)")
+    p.add_argument("--flight-id", help="flight id (default: UTC start time; a run cut short keeps its own)")
     p.add_argument("--fresh", action="store_true",
-                   help="run a folder done before (or cut short by a crash) all again, as a new flight; by "
-                        "default it resumes by photo under its first flight id and reports no fault twice")
+                   help="run a folder cut short by a crash all again, as a new flight; by default it resumes "
+                        "by photo under its flight id and reports no fault twice (a finished folder run "
+                        "again is always a new flight)")
     p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
     p.add_argument("--tz", help="time zone of the telemetry's local times")
     p.add_argument("--tile", default="auto", choices=["auto", "on", "off"], help="tiled inference (default auto)")

@@ -253,14 +253,11 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     runs, done, reported = None, set(), []
     if key is not None:  # a folder or video run before (crashed, say): resume by photo, same flight
         runs = RunProgress(outbox.path.parent / "progress.db")
-        begun, done, finished = runs.begin(key, flight_id, cfg.fresh)
-        if done or finished:
-            if cfg.flight_id not in (None, begun):
-                raise ValueError(f"{source} was run as flight {begun}: give that flight id, or --fresh for a new run")
-            flight_id = begun
+        flight_id, done = runs.begin(key, cfg.flight_id, flight_id, cfg.fresh)
+        if done:
             reported = [a for a in outbox.alerts() if a.get("flight_id") == flight_id]
-            log.info("resuming %s: %d frames done in flight %s%s (--fresh runs it all again)", source, len(done),
-                     flight_id, ", the run had finished" if finished else "")
+            log.info("resuming %s: %d frames done in flight %s before it stopped (--fresh runs it all again)",
+                     source, len(done), flight_id)
     crops = cfg.crops or outbox.path.parent / "crops"
     crops.mkdir(parents=True, exist_ok=True)
     recent: deque[Frame] = deque(maxlen=cfg.tracker.n)  # the best view of a new fault is among them
@@ -300,9 +297,9 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
                     log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
                              alert.position_source)
             if runs is not None:
-                runs.mark(key, frame.name)  # after its alerts are in the outbox
+                runs.mark(key, flight_id, frame.name)  # after its alerts are in the outbox
         if runs is not None:
-            runs.finish(key)
+            runs.finish(key, flight_id)
     finally:
         if runs is not None:
             runs.close()

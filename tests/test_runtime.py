@@ -174,8 +174,8 @@ def test_a_start_that_fails_early_uses_up_no_epoch(exported_fp32, flight, tmp_pa
 def test_a_folder_run_again_after_a_crash_resumes_by_photo_and_reports_no_fault_twice(
         exported_fp32, flight, tmp_path, monkeypatch):
     """Issue 25, 8c: the same folder run again after a crash used to report its faults again under
-    a new epoch. Now it resumes by photo under its first flight id; a finished folder has nothing
-    left to do; `fresh` runs it all again as a new flight."""
+    a new epoch. Now it resumes by photo under its first flight id; a finished folder run again is
+    a new flight; `fresh` does not resume a run cut short."""
     import edge.runtime as rt
     from edge.geo import distance_m
 
@@ -210,9 +210,14 @@ def test_a_folder_run_again_after_a_crash_resumes_by_photo_and_reports_no_fault_
     for a in got:
         assert [b for b in expected if b["class"] == a["class"] and
                 distance_m(a["lat"], a["lon"], b["lat"], b["lon"]) <= cfg.tracker.radius_m], a["id"]
-    assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), cfg, progress=False).frames == 0
-    with pytest.raises(ValueError, match="was run as flight"):
-        run_flight(images, exported_fp32, Outbox(box, "UAV-07"), RunConfig(drone_id="UAV-07", flight_id="X9"),
+    assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), cfg, progress=False).frames == flight.frames
+    flights = {a["flight_id"] for a in Outbox(box, "UAV-07", new_epoch=False).alerts()}
+    assert len(flights) == 2  # the finished folder run again: a second flight
+    calls.clear()
+    monkeypatch.setattr(rt, "detect", power_cut_at_the_seventh_frame)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run_flight(images, exported_fp32, Outbox(box, "UAV-07"), RunConfig(drone_id="UAV-07", flight_id="F3"),
                    progress=False)
-    fresh = RunConfig(drone_id="UAV-07", conf=0.05, fresh=True, flight_id="F-second-pass")
+    monkeypatch.setattr(rt, "detect", real)
+    fresh = RunConfig(drone_id="UAV-07", conf=0.05, fresh=True, flight_id="F3")
     assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), fresh, progress=False).frames == flight.frames

@@ -405,7 +405,7 @@ def test_a_drones_group_changes_only_by_a_signed_assignment(fleet_repo, server, 
     assert ("UAV-07", "fleet1", "fleet") in repo.assignments()
     from cloud.registry.acl import render
 
-    assert "user UAV-07\ntopic read pli/fleet1/groups/fleet/release" in render(repo.assignments())
+    assert "user fleet1/UAV-07\ntopic read pli/fleet1/groups/fleet/release" in render(repo.assignments())
 
     # A forged assignment: the file changed in the repository without a new signature.
     (stored,) = (repo.targets_dir / "drones" / "UAV-07").glob("*.group.json")
