@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--arms", default="service,no-replay,joint")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="r2", help="appended to the arms' keys and release versions, so a run "
+                    "after a fix stands beside the earlier one (r1: the parent's head grown by shape, broken)")
     ap.add_argument("--recipe", type=json.loads, default=SERVICE_RECIPE,
                     help="the service arm's Recipe changes, JSON (default: %(default)s)")
     args = ap.parse_args()
@@ -133,7 +135,7 @@ def main() -> int:
         print(json.dumps({key: {k: v for k, v in row.items() if k != "curve"}}), flush=True)
 
     for arm in args.arms.split(","):
-        key = f"{arm}:ep{args.epochs}:seed{args.seed}"
+        key = f"{arm}:ep{args.epochs}:seed{args.seed}" + (f":{args.tag}" if arm != "joint" else "")
         if key in results["runs"]:
             continue
         t0 = time.perf_counter()
@@ -144,7 +146,7 @@ def main() -> int:
         replay = REPLAY_PHOTOS if arm == "service" else 0
         recipe = {**args.recipe, "epochs": args.epochs, "seed": args.seed}
         out = learn("idd", trigger=f"issue 24 ({arm})", recipe=recipe, replay=replay,
-                    version=f"{'2026.12.03-idd' if arm == 'service' else 'exp-noreplay'}-ep{args.epochs}")
+                    version=f"{'2026.12.03-idd' if arm == 'service' else 'exp-noreplay'}-ep{args.epochs}-{args.tag}")
         save(key, {"arm": arm, "replay": replay, "recipe": recipe, "seconds": round(time.perf_counter() - t0),
                    "run": out["run"], "release": out["release"], "matrix": out["matrix"], "passed": out["passed"],
                    "reasons": out["reasons"],

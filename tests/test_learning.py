@@ -98,6 +98,37 @@ def test_a_grown_class_head_keeps_the_known_classes_outputs(tiny_model, tmp_path
     np.testing.assert_allclose(yb[:, :ya.shape[1]].numpy(), ya.numpy(), atol=1e-3)  # boxes and old classes as before
 
 
+def test_a_head_fine_tuned_from_coco_keeps_its_width_and_scores_when_grown(tmp_path):
+    """A model fine-tuned from COCO keeps COCO's 80-channel class branches (ultralytics rebuilds
+    them at the source width), where a 4-class head built from the yaml has 64: growing must keep
+    the branches, not leave them random (CPLID fell from 0.99 to 0.24 that way)."""
+    import torch
+
+    from training.heads import grow_head
+    from training.yolo import ultralytics
+
+    DetectionModel = ultralytics().nn.tasks.DetectionModel
+    coco = DetectionModel("yolov8n.yaml", nc=80, verbose=False)
+    coco.names = {i: f"coco{i}" for i in range(80)}
+    old = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+    old.names = dict(enumerate(["insulator", "defect", "bird_nest"]))
+    old.load(coco, verbose=False)
+    assert old.model[-1].cv3[0][-1].in_channels == 80  # the COCO width, not max(64, nc)
+    with torch.no_grad():
+        for branch in old.model[-1].cv3:
+            branch[-1].bias.uniform_(-2, 2)  # scores away from 0, where any two heads look alike
+    torch.save({"model": old.half(), "ema": None}, tmp_path / "b0.pt")
+    grown = grow_head(tmp_path / "b0.pt", ["insulator", "defect", "bird_nest", "flashover"], tmp_path / "g.pt")
+    a = torch.load(tmp_path / "b0.pt", weights_only=False)["model"].float().eval()
+    b = torch.load(grown, weights_only=False)["model"].float().eval()
+    assert b.model[-1].cv3[0][-1].in_channels == 80
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        ya, yb = a(x)[0], b(x)[0]
+    assert float(ya[:, 4:].max()) > 0.5  # the probe has confident scores to keep
+    np.testing.assert_allclose(yb[:, :7].numpy(), ya.numpy(), rtol=1e-2, atol=1e-2)
+
+
 def _negative_flight(src: Path, out: Path) -> Path:
     """A flight as a camera with another look would see it (colours inverted, boxes unchanged):
     a campaign the shipped model has not learnt."""

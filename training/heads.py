@@ -1,11 +1,12 @@
 """Growing a detector's class list without forgetting the classes it has.
 
 Fine-tuning a 3-class checkpoint on 4-class data makes ultralytics rebuild the model for four
-classes and copy only the tensors whose shapes match: the last convolution of each class branch
-(one output per class) does not match, so it starts from random and every known class is
-relearned from the new data alone. The class list is append-only (comms/class_lists), so the
-old classes keep their index: copy their rows of those convolutions, and only the new class
-starts from ultralytics' prior.
+classes. The class list is append-only (comms/class_lists), so the old classes keep their
+index: the grown model must score them exactly as before and only the new class starts from
+ultralytics' prior. ultralytics' own `BaseModel.load` does the transfer: it rebuilds each class
+branch at the source's width (a head fine-tuned from COCO keeps COCO's 80 hidden channels, where
+a head built for 4 classes has 64) and copies the class rows by name. Copying tensors by shape
+alone, as this module once did, left those branches random on a COCO-based model.
 """
 
 from __future__ import annotations
@@ -52,23 +53,32 @@ def grow_head(weights: Path, names: list[str], out: Path) -> Path:
     cfg = copy.deepcopy(old.yaml)
     cfg["nc"] = len(names)
     new = DetectionModel(cfg, nc=len(names), verbose=False)
-    have, want = old.state_dict(), new.state_dict()
-    grown = 0
-    for key, value in want.items():
-        src = have.get(key)
-        if src is None:
-            continue
-        if src.shape == value.shape:
-            want[key] = src.clone()
-        elif src.shape[1:] == value.shape[1:] and src.shape[0] == len(old_names) and value.shape[0] == len(names):
-            value[:len(old_names)] = src  # a class branch's output: old classes keep their rows
-            grown += 1
-    new.load_state_dict(want)
-    new.names = dict(enumerate(names))
+    new.names = dict(enumerate(names))  # before load: the class rows are matched by name
+    new.load(old, verbose=False)
+    kept = _same_outputs(old, new, len(old_names))
     new.args = getattr(old, "args", {})
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": new.half(), "ema": None, "train_args": ckpt.get("train_args", {}), "epoch": -1,
                 "optimizer": None, "grown_from": {"weights": str(weights), "names": old_names},
                 INIT_KEY: {**describe_init(weights), "grown_to": list(names)}}, out)
-    log.info("%s: class list %s -> %s (%d class outputs kept)", Path(weights).name, old_names, list(names), grown)
+    log.info("%s: class list %s -> %s (largest change of a known output %.2g)", Path(weights).name, old_names,
+             list(names), kept)
     return out
+
+
+def _same_outputs(old, new, known: int) -> float:
+    """The largest difference between the old and the grown model's outputs (boxes and the known
+    classes' scores) on one probe image; a transfer that changed them is a bug, never a model."""
+    import torch
+
+    probe = torch.linspace(0, 1, 3 * 128 * 128).reshape(1, 3, 128, 128)
+    with torch.no_grad():
+        a, b = old.eval()(probe)[0], new.eval()(probe)[0]
+    n = a.shape[1]  # 4 box coordinates, then the known classes' scores
+    boxes = float((a[:, :4] - b[:, :4]).abs().max() / (a[:, :4].abs().max() + 1e-9))
+    scores = float((torch.logit(a[:, 4:n], 1e-6) - torch.logit(b[:, 4:n], 1e-6)).abs().max())
+    worst = max(boxes, scores)
+    if worst > 1e-3:
+        raise RuntimeError(f"growing the class head changed the known outputs by {worst:.3g}: "
+                           f"{known} classes not transferred (ultralytics' load changed?)")
+    return worst
