@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--arms", default="service,no-replay,joint")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--replay", type=int, default=None, help="photos replayed in the service arm "
+                    "(default: the service's REPLAY_PHOTOS)")
     ap.add_argument("--tag", default="r2", help="appended to the arms' keys and release versions, so a run "
                     "after a fix stands beside the earlier one (r1: the parent's head grown by shape, broken)")
     ap.add_argument("--recipe", type=json.loads, default=SERVICE_RECIPE,
@@ -126,7 +128,7 @@ def main() -> int:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "imgsz": 640, "batch": 8,
                         "parent": parent, "b0": str(args.b0.relative_to(REPO)), "order": ["cplid", "flights", "idd"],
-                        "epochs": args.epochs, "seed": args.seed}
+                        "epochs": args.epochs, "seed": args.seed, "replay": args.replay or REPLAY_PHOTOS}
 
     def save(key: str, row: dict) -> None:
         results["runs"][key] = row
@@ -143,7 +145,7 @@ def main() -> int:
             out = joint(args.work, args.coco, args.epochs, args.seed)
             save(key, {**out, "arm": arm, "seconds": round(time.perf_counter() - t0)})
             continue
-        replay = REPLAY_PHOTOS if arm == "service" else 0
+        replay = (args.replay or REPLAY_PHOTOS) if arm == "service" else 0
         recipe = {**args.recipe, "epochs": args.epochs, "seed": args.seed}
         out = learn("idd", trigger=f"issue 24 ({arm})", recipe=recipe, replay=replay,
                     version=f"{'2026.12.03-idd' if arm == 'service' else 'exp-noreplay'}-ep{args.epochs}-{args.tag}")

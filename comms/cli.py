@@ -308,7 +308,8 @@ def _link_run(args: argparse.Namespace) -> int:
         raise ValueError("give --modem-port or --assume-csq, not both")
     if args.assume_csq is not None and not 0 <= args.assume_csq <= 31:
         raise ValueError("--assume-csq is a CSQ value 0..31")
-    box = Outbox(args.outbox, cfg.drone_id, cfg.fleet, cfg.key_id)
+    # The link numbers nothing new (a renumbering continues the edge's counter): no epoch of its own.
+    box = Outbox(args.outbox, cfg.drone_id, cfg.fleet, cfg.key_id, new_epoch=False)
     link = MqttLink(box, MqttConfig(host=cfg.mqtt_host, port=cfg.mqtt_port, fleet=cfg.fleet,
                                     username=cfg.mqtt_user or broker_user(cfg.fleet, cfg.drone_id),
                                     password=cfg.mqtt_password(),

@@ -40,6 +40,13 @@ the committed counter; they are written, and the reserve made again, as soon as 
 (checked at most once a second, at each put and `recover()`). The edge runtime writes no crops
 while the disk is full. Held alerts are lost only if the process dies before space returns: the
 log says how many are held.
+
+The links' bookkeeping on a full disk (`pli link run`: sent, acknowledged, refused): what cannot
+be written is kept in memory and written when space returns (retried at most once a second, at
+each `due`). A send kept so waits its resend interval as a written one would (no flood of
+republishing), an acknowledgement kept so is never sent again; a refusal not written comes
+again with the next send. A process that dies meanwhile only sends those alerts once more, and
+the receivers deduplicate by id: nothing is lost, nothing stored twice.
 """
 
 from __future__ import annotations
@@ -118,6 +125,11 @@ class Outbox:
         self._held: list[tuple[Alert, bytes | None]] = []  # alerts waiting in memory for space
         self._mem_seq = 0  # numbers handed out while the counter could not be written
         self._last_retry = float("-inf")
+        self._unrecorded_sent: dict[str, tuple[str, float]] = {}  # id -> (link, monotonic): sends not written
+        self._unrecorded_acks: dict[str, bytes | None] = {}  # id -> digest: acknowledgements not written
+        self._book_retry = float("-inf")
+        self._unrecorded_epoch = 0  # the highest epoch of an answer, not written
+        self._book_full = False  # the links' bookkeeping found the disk full (said once per episode)
         self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed put survives a power cut
@@ -146,8 +158,10 @@ class Outbox:
             if epoch > MAX_EPOCH:
                 raise ValueError(f"{self.path}: the epochs of drone {drone_id} are used up ({MAX_EPOCH}): enroll the "
                                  "drone again under a new drone id")
-            self._set_meta(drone_id=drone_id, epoch=epoch, **({"fleet": fleet} if fleet is not None else {}),
-                           **({"key_id": key_id} if key_id is not None else {}))
+            want = {"drone_id": drone_id, "epoch": str(epoch), **({"fleet": fleet} if fleet is not None else {}),
+                    **({"key_id": str(key_id)} if key_id is not None else {})}
+            if any(meta.get(k) != v for k, v in want.items()):  # a look that changes nothing writes nothing
+                self._set_meta(**want)  # (so `pli link run` and `status` open on a full disk)
         self.epoch_at_open = epoch
         self._make_reserve()
         log.info("outbox %s of drone %s open, epoch %d", self.path, drone_id, epoch)
@@ -188,6 +202,60 @@ class Outbox:
                       "reserve, the rest are held in memory (crops are not written) until space returns",
                       self.path, what, exc)
         self.full = True
+
+    def _note_book_full(self, what: str, exc: BaseException) -> None:
+        if not self._book_full:
+            self._book_full = True
+            log.error("outbox %s: disk full while %s (%s): kept in memory, written when space returns; the links "
+                      "go on (receivers deduplicate a resend)", self.path, what, exc)
+
+    def _not_due_unrecorded(self, link: str, now: float, resend_after_s: float,
+                            beidou_resend_after_s: float | None) -> set[str]:
+        """Alerts not due over `link` by what is kept in memory: acknowledged, or sent within their
+        resend interval (as `due` treats the written ones)."""
+        out = set(self._unrecorded_acks)
+        for i, (sent_by, at) in self._unrecorded_sent.items():
+            age = now - at
+            if sent_by == "mqtt" and age < resend_after_s:
+                out.add(i)  # neither link takes a fresh MQTT send (BeiDou only after resend_after_s)
+            elif sent_by == "beidou" and link == "beidou" and (beidou_resend_after_s is None
+                                                                or age < beidou_resend_after_s):
+                out.add(i)
+        return out
+
+    def _write_unrecorded(self) -> None:
+        """Write the bookkeeping kept in memory once there is room (at most once a second)."""
+        if not (self._unrecorded_acks or self._unrecorded_sent or self._unrecorded_epoch):
+            self._book_full = False
+            return
+        if self._monotonic() - self._book_retry < 1.0:
+            return
+        self._book_retry = self._monotonic()
+        acks, sent = dict(self._unrecorded_acks), dict(self._unrecorded_sent)
+        try:
+            if self._unrecorded_epoch:
+                with self._tx():
+                    if self._unrecorded_epoch > int(self._meta().get("seen_epoch", 0)):
+                        self._set_meta(seen_epoch=self._unrecorded_epoch)
+                self._unrecorded_epoch = 0
+            self._ack(list(acks), {i: d for i, d in acks.items() if d is not None})
+            with self._tx():
+                self.db.executemany(
+                    "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
+                    "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
+                    "WHERE id = ?", [(SENT_BEIDOU if link == "beidou" else SENT_MQTT, self._boot_id(), at, link,
+                                      link == "mqtt", i) for i, (link, at) in sent.items()])
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            return
+        for i in acks:
+            self._unrecorded_acks.pop(i, None)
+        for i in sent:
+            self._unrecorded_sent.pop(i, None)
+        self._book_full = False
+        log.warning("outbox %s: space returned: %d acknowledgements and %d sends written", self.path, len(acks),
+                    len(sent))
 
     def _hold(self, alert: Alert, thumb: bytes | None) -> None:
         self._held.append((alert, thumb))
@@ -296,10 +364,18 @@ class Outbox:
             return self._bump("message")
 
     def note_epoch(self, epoch: int) -> None:
-        """The highest epoch seen in a signed answer: the next open starts above it."""
-        with self._tx():
-            if epoch > int(self._meta().get("seen_epoch", 0)):
-                self._set_meta(seen_epoch=epoch)
+        """The highest epoch seen in a signed answer: the next open starts above it (on a full
+        disk, kept in memory until there is room; lost with the process, it only costs one
+        `superseded` refusal and a renumbering)."""
+        try:
+            with self._tx():
+                if epoch > int(self._meta().get("seen_epoch", 0)):
+                    self._set_meta(seen_epoch=epoch)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            self._unrecorded_epoch = max(self._unrecorded_epoch, epoch)
+            self._note_book_full("recording the epoch of an answer", exc)
 
     # -- queue ------------------------------------------------------------------------------------
 
@@ -360,7 +436,9 @@ class Outbox:
         (`beidou_resend_after_s` set), those it sent that long ago without an answer; never one
         refused for BeiDou. `exclude`: ids in flight on the other link right now.
         """
+        self._write_unrecorded()
         boot, now = self._boot_id(), self._monotonic()
+        skip = set(exclude) | self._not_due_unrecorded(link, now, resend_after_s, beidou_resend_after_s)
         stale = "(sent_boot IS NOT ? OR sent_mono < ?)"
         if link == "mqtt":
             # Last: alerts home by BeiDou only go once by 4G too, so the cloud gets their flight,
@@ -376,8 +454,8 @@ class Outbox:
             where += ")"
         rows = self.db.execute(f"SELECT id, doc, thumb, state, attempts, beidou_refused FROM alerts WHERE {where} "
                                "ORDER BY state = 'acked', severity DESC, n LIMIT ?",
-                               (*args, limit + len(exclude))).fetchall()
-        skip, out = set(exclude), []
+                               (*args, limit + len(skip))).fetchall()
+        out = []
         for i, doc, thumb, state, attempts, refused in rows:
             if i in skip:
                 continue
@@ -390,11 +468,20 @@ class Outbox:
     def mark_sent(self, ids: Sequence[str], link: str) -> None:
         state = SENT_BEIDOU if link == "beidou" else SENT_MQTT
         boot, now = self._boot_id(), self._monotonic()
-        with self._tx():
-            self.db.executemany(
-                "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
-                "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
-                "WHERE id = ?", [(state, boot, now, link, link == "mqtt", i) for i in ids])
+        try:
+            with self._tx():
+                self.db.executemany(
+                    "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
+                    "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
+                    "WHERE id = ?", [(state, boot, now, link, link == "mqtt", i) for i in ids])
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            self._unrecorded_sent.update((i, (link, now)) for i in ids)
+            self._note_book_full(f"recording {len(ids)} alerts sent by {link}", exc)
+            return
+        for i in ids:
+            self._unrecorded_sent.pop(i, None)
 
     def ack(self, ids: Sequence[str], digests: Mapping[str, bytes] | None = None) -> int:
         """Mark alerts acknowledged; returns how many changed (repeated acks are harmless).
@@ -403,6 +490,20 @@ class Outbox:
         first bytes), an alert of other content (its number reused after a wipe or restore) is not
         settled by it."""
         digests = digests or {}
+        try:
+            changed = self._ack(ids, digests)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            new = [i for i in ids if i not in self._unrecorded_acks]
+            self._unrecorded_acks.update((i, digests.get(i)) for i in ids)
+            self._note_book_full(f"recording {len(ids)} acknowledgements", exc)
+            return len(new)
+        for i in ids:
+            self._unrecorded_acks.pop(i, None)
+        return changed
+
+    def _ack(self, ids: Sequence[str], digests: Mapping[str, bytes]) -> int:
         changed = 0
         with self._tx():
             for i in ids:
@@ -418,6 +519,18 @@ class Outbox:
 
     def refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None,
                detail: str | None = None) -> dict[str, str]:
+        """A receiver refused these alerts (see `_refuse`); on a full disk the refusal is not
+        written, and comes again with the next send."""
+        try:
+            return self._refuse(ids, reason, by, highest_epoch, detail)
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            self._note_book_full(f"recording a refusal ({reason}) of {len(ids)} alerts", exc)
+            return {}
+
+    def _refuse(self, ids: Sequence[str], reason: str, by: str, highest_epoch: int | None = None,
+                detail: str | None = None) -> dict[str, str]:
         """A receiver refused these alerts: `by` "beidou" (the ground station) or "mqtt" (the cloud).
         The cloud's `invalid` (a payload its schema refuses, `detail` says why) is final: the row is
         kept as `rejected`, with the reason, and never sent again.
@@ -462,8 +575,14 @@ class Outbox:
         return renamed
 
     def mark_unpackable(self, alert: Alert, reason: str) -> None:
-        with self._tx():
-            self.db.execute("UPDATE alerts SET beidou_refused = ? WHERE id = ?", (f"unpackable: {reason}", alert.id))
+        try:
+            with self._tx():
+                self.db.execute("UPDATE alerts SET beidou_refused = ? WHERE id = ?",
+                                (f"unpackable: {reason}", alert.id))
+        except sqlite3.OperationalError as exc:
+            if not disk_full(exc):
+                raise
+            self._note_book_full(f"marking {alert.id} unpackable", exc)
         log.warning("alert %s cannot go by BeiDou (%s): kept for MQTT", alert.id, reason)
 
     def state(self, alert_id: str) -> str | None:
@@ -475,7 +594,14 @@ class Outbox:
         return row[0] if row else None
 
     def counts(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall())
+        """Alerts by state; an acknowledgement kept in memory (a full disk) counts as acknowledged."""
+        out = dict(self.db.execute("SELECT state, COUNT(*) FROM alerts GROUP BY state").fetchall())
+        for i in self._unrecorded_acks:
+            state = self.state(i)
+            if state is not None and state not in (ACKED, REJECTED):
+                out[state] -= 1
+                out[ACKED] = out.get(ACKED, 0) + 1
+        return {k: v for k, v in out.items() if v}
 
     def alerts(self) -> list[dict]:
         """Every stored alert as its JSON document (the interface the edge runtime's tests read)."""
@@ -497,7 +623,8 @@ class Outbox:
                 "acknowledged": self.counts().get(ACKED, 0), "unacknowledged": total,
                 "unsent_by_severity": {k: unsent[k] for k in ("high", "medium", "low") if k in unsent},
                 "beidou_refused": refused, "rejected_by_cloud": self.counts().get(REJECTED, 0),
-                "disk_full": self.full, "held_in_memory": len(self._held),
+                "disk_full": self.full or bool(self._unrecorded_acks or self._unrecorded_sent),
+                "held_in_memory": len(self._held), "acks_in_memory": len(self._unrecorded_acks),
                 "safe_to_power_off": total == 0 and not self._held}
 
     # -- bounds -----------------------------------------------------------------------------------

@@ -82,3 +82,37 @@ def test_edge_run_on_a_full_disk_processes_the_whole_flight(exported_fp32, fligh
     box.recover(force=True)
     assert len(box.alerts()) == raised and box.held == 0
     assert len({d["id"] for d in box.alerts()}) == raised
+
+
+def test_the_links_keep_sending_and_settling_alerts_on_a_full_disk(broker, small_disk, caplog):
+    """`pli link run`'s bookkeeping (sent, acknowledged) on a full disk: kept in memory, so every
+    alert still goes home once and is settled, and written when space returns."""
+    from factories import fill as put_alerts
+    from store import Store
+    from waiting import until
+
+    from comms.mqtt_link import MqttConfig, MqttLink
+
+    box = Outbox(small_disk / "outbox.db", "UAV-07")
+    ids = put_alerts(box, 30)
+    filler = fill(small_disk)
+    caplog.set_level(logging.WARNING)
+    cloud = Store(broker.port)
+    link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=30)
+    link.start()
+    try:
+        assert until(lambda: box.counts() == {"acked": 30}, 30, link.pump), box.counts()  # settled, in memory
+        for _ in range(20):
+            link.pump()
+        assert set(cloud.stored) == set(ids)
+        assert len(cloud.ids) == 30  # each sent once: a send kept in memory waits its resend interval
+        assert box.status()["acks_in_memory"] == 30 and box.status()["disk_full"]
+        assert "disk full while recording" in caplog.text
+        look = Outbox(small_disk / "outbox.db", "UAV-07", new_epoch=False, reserve_bytes=0)
+        assert "acked" not in look.counts()  # nothing of it written yet
+        filler.unlink()  # space returns
+        assert until(lambda: "acked" in look.counts() and look.counts() == {"acked": 30}, 10, link.pump)
+        assert box.status()["acks_in_memory"] == 0 and "space returned" in caplog.text
+    finally:
+        link.stop()
+        cloud.stop()

@@ -55,6 +55,7 @@ def grow_head(weights: Path, names: list[str], out: Path) -> Path:
     new = DetectionModel(cfg, nc=len(names), verbose=False)
     new.names = dict(enumerate(names))  # before load: the class rows are matched by name
     new.load(old, verbose=False)
+    _quiet_new_classes(new, len(old_names))
     kept = _same_outputs(old, new, len(old_names))
     new.args = getattr(old, "args", {})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,20 @@ def grow_head(weights: Path, names: list[str], out: Path) -> Path:
     log.info("%s: class list %s -> %s (largest change of a known output %.2g)", Path(weights).name, old_names,
              list(names), kept)
     return out
+
+
+def _quiet_new_classes(model, known: int) -> None:
+    """The new classes' logits start at ultralytics' prior bias alone (zero weights): a randomly
+    drawn row fires on some images, and its boxes then crowd the known classes out of the 300
+    a frame keeps, so the parent's scores would depend on the random state (CPLID defect 1.0 or
+    0.11 from the same B0). Training moves the zero rows from the first step."""
+    import torch
+
+    head = model.model[-1]
+    with torch.no_grad():
+        for attr in ("cv3", "one2one_cv3"):
+            for branch in getattr(head, attr, None) or ():
+                branch[-1].weight[known:] = 0
 
 
 def _same_outputs(old, new, known: int) -> float:
