@@ -240,11 +240,7 @@ class Outbox:
                 self._unrecorded_epoch = 0
             self._ack(list(acks), {i: d for i, d in acks.items() if d is not None})
             with self._tx():
-                self.db.executemany(
-                    "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
-                    "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
-                    "WHERE id = ?", [(SENT_BEIDOU if link == "beidou" else SENT_MQTT, self._boot_id(), at, link,
-                                      link == "mqtt", i) for i, (link, at) in sent.items()])
+                self._record_sent([(i, link, at) for i, (link, at) in sent.items()])
         except sqlite3.OperationalError as exc:
             if not disk_full(exc):
                 raise
@@ -466,14 +462,10 @@ class Outbox:
         return out[:limit]
 
     def mark_sent(self, ids: Sequence[str], link: str) -> None:
-        state = SENT_BEIDOU if link == "beidou" else SENT_MQTT
-        boot, now = self._boot_id(), self._monotonic()
+        now = self._monotonic()
         try:
             with self._tx():
-                self.db.executemany(
-                    "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
-                    "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
-                    "WHERE id = ?", [(state, boot, now, link, link == "mqtt", i) for i in ids])
+                self._record_sent([(i, link, now) for i in ids])
         except sqlite3.OperationalError as exc:
             if not disk_full(exc):
                 raise
@@ -482,6 +474,15 @@ class Outbox:
             return
         for i in ids:
             self._unrecorded_sent.pop(i, None)
+
+    def _record_sent(self, sends: Sequence[tuple[str, str, float]]) -> None:
+        """(id, link, monotonic time) of each send, in the caller's transaction."""
+        boot = self._boot_id()
+        self.db.executemany(
+            "UPDATE alerts SET state = CASE WHEN state = 'acked' THEN state ELSE ? END, "
+            "attempts = attempts + 1, sent_boot = ?, sent_mono = ?, link = ?, mqtt_sent = mqtt_sent OR ? "
+            "WHERE id = ?", [(SENT_BEIDOU if link == "beidou" else SENT_MQTT, boot, at, link, link == "mqtt", i)
+                             for i, link, at in sends])
 
     def ack(self, ids: Sequence[str], digests: Mapping[str, bytes] | None = None) -> int:
         """Mark alerts acknowledged; returns how many changed (repeated acks are harmless).
