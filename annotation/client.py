@@ -37,9 +37,6 @@ class LabelStudio:
     def project(self, project: int) -> dict:
         return self._call("GET", f"/api/projects/{project}").json()
 
-    def update_project(self, project: int, **fields) -> dict:
-        return self._call("PATCH", f"/api/projects/{project}", json=fields).json()
-
     def import_tasks(self, project: int, tasks: Iterable[dict]) -> list[int]:
         """Tasks (each `{"data": {...}}`, optionally with `predictions`); returns their ids."""
         tasks = list(tasks)
@@ -99,18 +96,3 @@ class LabelStudio:
     def close(self) -> None:
         self.http.close()
 
-
-def image_fetcher(server: str, token: str):
-    """A task's photo by its URL: relative ones from the Label Studio server with the token,
-    absolute ones elsewhere (the cloud's signed links) without it: the token goes to Label Studio
-    only."""
-    from urllib.parse import urljoin, urlparse
-
-    def fetch(url: str) -> bytes:
-        full = urljoin(server.rstrip("/") + "/", url)
-        same = urlparse(full).netloc == urlparse(server).netloc
-        r = httpx.get(full, headers={"Authorization": f"Token {token}"} if same else {}, timeout=60)
-        r.raise_for_status()
-        return r.content
-
-    return fetch

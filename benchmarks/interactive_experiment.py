@@ -147,10 +147,10 @@ class Drone(threading.Thread):
 
 def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
     from annotation import backend
-    from annotation.cli import photo_tasks, wire_project
     from annotation.client import LabelStudio
     from annotation.edits import edits, total
     from cloud.db import session_scope
+    from cloud.label_studio import photo_tasks, wire_project
     from cloud.local_server import CloudServer
     from cloud.models import Annotation, LearningRun
     from cloud.selection_job import register_photos
@@ -192,7 +192,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
             project = wire_project(ls, f"interactive {arm} seed {seed}", cloud.base)
             for b in range(args.batches):
                 chunk = slice(b * args.batch_size, (b + 1) * args.batch_size)
-                from cloud.api.routes.annotation import preannotator
+                from cloud.label_studio import preannotator
 
                 model_version = preannotator()[1]
                 t0 = time.perf_counter()

@@ -48,8 +48,9 @@ def release_b0(b0: Path, work: Path, cplid: Path) -> str:
     from sqlalchemy import select
 
     from cloud.db import session_scope
-    from cloud.learning import current_release, weights_dir
+    from cloud.learning import current_release
     from cloud.models import Campaign as CampaignRow
+    from cloud.paths import weights_dir
     from cloud.registry.build import Campaign, build
     from cloud.registry.rollout import add_release, promote
 

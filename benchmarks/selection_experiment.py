@@ -53,8 +53,9 @@ def main() -> int:
     from cloud import campaigns
     from cloud.db import session_scope, upgrade
     from cloud.embeddings import embed
+    from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS
     from cloud.selection import select
-    from cloud.selection_job import DEFAULT_MODEL, DEFAULT_WEIGHTS, frames_of, uncertainty
+    from cloud.selection_job import frames_of, uncertainty
     from training.dataset import YoloDataset
     from training.evaluate import evaluate
     from training.train import train

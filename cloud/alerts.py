@@ -11,7 +11,6 @@ refused as superseded. The caller commits, then acknowledges.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cloud import faults, towers, uploads
 from cloud.models import Alert, AlertCopy, Drone, Flight, UTCDateTime
+from cloud.notify import notify_many
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
 from comms.alert import alert_id, parse_alert_id
@@ -260,39 +260,6 @@ def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str, doc: dict)
     return changed
 
 
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat().replace("+00:00", "Z")
-
-
-API_COLUMNS = tuple(c for c in Alert.__table__.c if c.name != "thumbnail")
-
-
-def api_doc(v) -> dict:
-    """The API's form of a stored alert from its columns (a row mapping or an Alert): the wire JSON
-    (comms/alert_json.py, less `schema`) plus what the cloud adds."""
-    get = v.__getitem__ if hasattr(v, "__getitem__") else lambda k: getattr(v, k)
-    doc = {"id": get("id"), "drone_id": get("drone_id"), "epoch": get("epoch"), "seq": get("seq"),
-           "flight_id": get("flight_id") or "", "time": _iso(get("time")), "lat": get("lat"), "lon": get("lon"),
-           "alt": get("alt"), "class": get("fault_class"), "confidence": get("confidence"),
-           "severity": get("severity"), "tower_id": get("tower_id"), "position_source": get("position_source"),
-           "class_list_version": get("class_list_version"), "model_version": get("model_version"),
-           "source_frame": get("source_frame"), "frame_time": _iso(get("frame_time")), "box": get("box"),
-           "flags": ["time_restamped"] if "time_restamped" in (get("flags") or []) else []}
-    if get("beidou_refused"):
-        doc["beidou_refused"] = get("beidou_refused")
-    doc.update({"status": get("status"), "line_id": get("line_id"), "span": get("span"), "via": get("via"),
-                "conflict": get("conflict"), "fault_id": get("fault_id"),
-                "received_at": get("received_at").isoformat()})
-    return doc
-
-
-def alert_json_of(row: Alert, with_thumbnail: bool = False) -> dict:
-    doc = api_doc(row)
-    if with_thumbnail and row.thumbnail:
-        doc["thumbnail_jpeg_b64"] = base64.b64encode(row.thumbnail).decode()
-    return doc
-
-
 def _insert_ignoring_held(session: Session, table):
     """INSERT ... ON CONFLICT DO NOTHING, in the dialect at hand: rows another worker created stay."""
     from sqlalchemy.dialects import postgresql, sqlite
@@ -333,7 +300,6 @@ def record_batch(session: Session, messages: list[tuple[str, bytes | dict]],
     not plainly new (a copy of a held id, an id twice in the batch) comes back as None, for
     `record`, one at a time. Returns the outcomes, in the messages' order, and the webhook
     notifications to enqueue after the commit (notify.py)."""
-    from cloud.notify import notify_many
 
     out: list[Result] = [None] * len(messages)
     read: list[tuple[int, str, AlertRecord, bytes | None, str, dict] | None] = []

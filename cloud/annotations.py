@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud import alerts
-from cloud.jobs import job
+from annotation.client import LabelStudioError
+from cloud import alerts, label_studio
+from cloud.db import session_scope, upgrade
+from cloud.jobs import enqueue, job
 from cloud.models import Alert, Annotation
 
 log = logging.getLogger(__name__)
@@ -121,18 +124,13 @@ def apply_pending(session: Session, name_of: Callable[[str], str]) -> dict:
 def label_studio_names() -> Callable[[str], str]:
     """Label Studio user ids to their e-mail (what operators log in with), through the API when
     `PLI_LS_URL` and `PLI_LS_TOKEN` are set."""
-    import os
-    from functools import lru_cache
-
-    url, token = os.environ.get("PLI_LS_URL"), os.environ.get("PLI_LS_TOKEN")
+    configured = label_studio.configured()
 
     @lru_cache(maxsize=256)
     def name_of(user: str) -> str:
-        if url and token and user.isdigit():
-            from annotation.client import LabelStudio, LabelStudioError
-
+        if configured and user.isdigit():
             try:
-                ls = LabelStudio(url, token)
+                ls = label_studio.client()
                 try:
                     u = ls.user(int(user))
                 finally:
@@ -145,10 +143,25 @@ def label_studio_names() -> Callable[[str], str]:
     return name_of
 
 
+def reconcile_projects(projects: list[int]) -> dict:
+    """Read the projects' annotations from Label Studio and record what the webhooks missed; a
+    job applies what is new."""
+    upgrade()
+    ls = label_studio.client()
+    try:
+        exported = {p: ls.export(p) for p in projects}
+    finally:
+        ls.close()
+    with session_scope() as s:
+        counts = reconcile(s, exported)
+    if counts["new_or_newer"]:
+        counts["job"] = enqueue("annotations")
+    return counts
+
+
 @job("annotations", retries=3, retry_delay=5)
 def apply_annotations() -> dict:
     from cloud import learning
-    from cloud.db import session_scope
 
     with session_scope() as session:
         done = apply_pending(session, label_studio_names())

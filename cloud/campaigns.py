@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.db import cloud_dir
 from cloud.models import Campaign
+from cloud.paths import cloud_dir
 
 RATIOS = (0.65, 0.15, 0.2)  # train, val, test: a fifth of the photos is the frozen test set
 

@@ -15,11 +15,9 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-URL_ENV, DIR_ENV = "PLI_DATABASE_URL", "PLI_CLOUD_DIR"
+from cloud.paths import DIR_ENV, cloud_dir
 
-
-def cloud_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV, "pli-cloud"))
+URL_ENV = "PLI_DATABASE_URL"
 
 
 def check_named(create: bool = False) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 
-from cloud.db import cloud_dir, session_scope
+from cloud.db import session_scope
 from cloud.models import Job
+from cloud.paths import cloud_dir
 
 log = logging.getLogger(__name__)
 REDIS_ENV = "PLI_REDIS_URL"

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud.db import cloud_dir, session_scope
+from cloud.db import session_scope
 from cloud.jobs import job
+from cloud.paths import DEFAULT_WEIGHTS, cloud_dir, weights_dir
 
 log = logging.getLogger(__name__)
 MARGIN_POINTS = 1.5
@@ -93,17 +94,9 @@ def gate(candidate: dict[str, float], parent: dict[str, float], newest: str, mar
     return Decision(not reasons, reasons)
 
 
-def weights_dir() -> Path:
-    from cloud.registry.rollout import registry_dir
-
-    return registry_dir() / "weights"
-
-
 def release_weights(version: str | None) -> Path:
     """The PyTorch weights a release was built from (kept beside the registry, never a TUF target:
     drones get ONNX only); the shipped weights for the release the fleet started with."""
-    from cloud.selection_job import DEFAULT_WEIGHTS
-
     if version is not None and (weights_dir() / f"{version}.pt").exists():
         return weights_dir() / f"{version}.pt"
     return DEFAULT_WEIGHTS
@@ -111,8 +104,6 @@ def release_weights(version: str | None) -> Path:
 
 def shipped_version(weights: Path) -> str | None:
     """The card version of the shipped model when `weights` are its PyTorch weights."""
-    from cloud.selection_job import DEFAULT_WEIGHTS
-
     card = DEFAULT_WEIGHTS.with_suffix(".json")
     if Path(weights).resolve() != DEFAULT_WEIGHTS.resolve() or not card.exists():
         return None
@@ -407,7 +398,7 @@ def annotation_tasks(session) -> list[dict]:
 
 def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | None:
     """The operators' annotations as a dataset (the photos fetched from the cloud's store)."""
-    from annotation.cli import cloud_images
+    from cloud.label_studio import cloud_images
     from training.data_import import import_dataset
     from training.dataset import YoloDataset
 

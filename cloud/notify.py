@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from cloud.alert_doc import api_doc
 from cloud.db import session_scope
 from cloud.jobs import enqueue, job
 from cloud.models import Alert, Notification, NotificationAttempt
@@ -39,8 +40,6 @@ def webhooks() -> list[str]:
 
 def _body(alert: Alert | dict) -> bytes:
     """`alert`: a stored row, or the dict of its columns (the bulk path's)."""
-    from cloud.alerts import api_doc
-
     return json.dumps({"event": "high_severity_alert", "alert": api_doc(alert)}, separators=(",", ":")).encode()
 
 

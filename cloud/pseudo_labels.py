@@ -160,15 +160,16 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     from pathlib import Path
 
     from cloud import campaigns
-    from cloud.db import cloud_dir, session_scope
-    from cloud.selection_job import DEFAULT_MODEL, check_label_studio
+    from cloud.db import session_scope
+    from cloud.label_studio import check_tasks_deliverable, put_tasks
+    from cloud.paths import DEFAULT_MODEL, cloud_dir
     from edge.detector import Detector
     from edge.tiled import detect
     from training.boxes import xyxy_to_yolo
     from training.dataset import YoloDataset, label_path_for, yolo_lines
 
     if project is not None:
-        check_label_studio(cloud_url)
+        check_tasks_deliverable(cloud_url)
     with session_scope() as s:
         data = Path(campaigns.get(s, campaign).data)
     ds = YoloDataset.open(data)
@@ -221,14 +222,14 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
               **quality(made, truths), "data": str(out / "data.yaml")}
     if project is not None:
         from annotation import backend
-        from cloud.selection_job import label_studio_tasks, register_photos
+        from cloud.selection_job import register_photos
 
         version = f"pseudo-label {campaign} {stamp}"
         ids = register_photos(campaign, photos)
         tasks = [{**backend.image_task(cloud_url, i, kind="pseudo_label"),
                   "predictions": [backend.prediction(d, w, h, version)]}
                  for i, d, (w, h) in zip(ids, made, sizes, strict=True)]
-        report["label_studio"] = {"project": project, "tasks": label_studio_tasks(project, cloud_url, tasks),
+        report["label_studio"] = {"project": project, "tasks": put_tasks(project, cloud_url, tasks),
                                   "model_version": version}
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -11,20 +11,18 @@ where the detector is unsure yet raised nothing.
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from cloud.db import cloud_dir, session_scope
+from cloud.db import session_scope
 from cloud.jobs import job
+from cloud.label_studio import check_tasks_deliverable, photo_tasks, put_tasks
+from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS, cloud_dir
 from cloud.selection import Frames, image_uncertainty, missed_fault_candidates, select
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = REPO / "models" / "pli-default.pt"
-DEFAULT_MODEL = REPO / "models" / "pli-default.onnx"
 UNCERTAINTY_CONF = 0.05  # boxes the model barely believes are where it is unsure
 _FRAME = re.compile(r"^(?P<flight>.+)_(?P<index>\d+)$")
 
@@ -82,24 +80,6 @@ def register_photos(campaign: str, paths: list[Path]) -> list[int]:
     return ids
 
 
-def check_label_studio(cloud_url: str | None) -> None:
-    """Fail before the work, not after it, when tasks could not be delivered."""
-    if not cloud_url or not os.environ.get("PLI_LS_URL") or not os.environ.get("PLI_LS_TOKEN"):
-        raise ValueError("tasks need the cloud's URL and PLI_LS_URL, PLI_LS_TOKEN")
-
-
-def label_studio_tasks(project: int, cloud_url: str | None, tasks: list[dict]) -> int:
-    """Put tasks in a Label Studio project (the one way jobs reach it); how many were made."""
-    from annotation.client import LabelStudio
-
-    check_label_studio(cloud_url)
-    ls = LabelStudio(os.environ["PLI_LS_URL"], os.environ["PLI_LS_TOKEN"])
-    try:
-        return len(ls.import_tasks(project, tasks)) if tasks else 0
-    finally:
-        ls.close()
-
-
 @job("select")
 def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weights: str | None = None,
                   model: str | None = None, project: int | None = None, cloud_url: str | None = None,
@@ -110,7 +90,7 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
     from training.dataset import YoloDataset
 
     if project is not None:
-        check_label_studio(cloud_url)
+        check_tasks_deliverable(cloud_url)
     with session_scope() as s:
         data = Path(campaigns.get(s, campaign).data)
     pool = sorted(YoloDataset.open(data).images("train"))
@@ -136,11 +116,9 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
     if unsure:
         doc["missed_fault"] = [p.name for p in unsure]
     if project is not None:
-        from annotation.cli import photo_tasks
-
         ids = register_photos(campaign, chosen)
         review = register_photos(campaign, unsure)
-        tasks = label_studio_tasks(project, cloud_url, photo_tasks(ids, cloud_url, predictions=True)
+        tasks = put_tasks(project, cloud_url, photo_tasks(ids, cloud_url, predictions=True)
                                    + photo_tasks(review, cloud_url, predictions=True, missed_fault=True))
         doc["label_studio"] = {"project": project, "tasks": tasks, "image_ids": ids, "missed_fault_ids": review}
     out.write_text(json.dumps(doc, indent=1) + "\n")

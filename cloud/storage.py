@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from cloud.db import cloud_dir
+from cloud.paths import cloud_dir
 
 STORE_ENV, ENDPOINT_ENV = "PLI_OBJECT_STORE", "PLI_S3_ENDPOINT_URL"
 CHUNK = 1 << 20

@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cloud.db import cloud_dir
 from cloud.models import Alert, Drone, Flight, Image, Upload
+from cloud.paths import cloud_dir
 from cloud.storage import ObjectStore, store
 
 KINDS = ("photo", "telemetry", "manifest", "other")

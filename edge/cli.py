@@ -1,4 +1,5 @@
-"""`pli telemetry`, `pli detect` and `pli edge run`: the drone's commands (edge extra only)."""
+"""`pli device init`, `pli telemetry`, `pli detect` and `pli edge run`: the drone's commands (edge extra
+only). Only argparse at module level (see pli/cli.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,28 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("device", help="this drone's identity and endpoints", description="Device configuration.")
+    dsub = d.add_subparsers(dest="device_command", required=True, metavar="{init}")
+    p = dsub.add_parser("init", help="write the device config (no secrets in it)",
+                        description="Write this drone's config: id, fleet, key id, the ground station's BeiDou "
+                        "address, the MQTT endpoint. Secrets stay out of it: the HMAC key comes from "
+                        "$PLI_DEVICE_KEY (hex) or --key-file, the MQTT password from $PLI_MQTT_PASSWORD.")
+    p.add_argument("--drone-id", required=True)
+    p.add_argument("--fleet", default="fleet1")
+    p.add_argument("--key-id", type=int, required=True, help="the drone's key id at the ground station")
+    p.add_argument("--ground-address", required=True, help="the ground station's BeiDou address (7 digits)")
+    p.add_argument("--mqtt-host", default="127.0.0.1")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS")
+    p.add_argument("--key-file", help="file holding the HMAC key in hex (keep it outside the repository)")
+    p.add_argument("--group", default="fleet", help="rollout group for model updates (default fleet; canary drones "
+                   "take releases first)")
+    p.add_argument("--update-url", help="the cloud's API URL, for signed model updates (token: $PLI_TOKEN)")
+    p.add_argument("--tuf-root", help="the fleet's 1.root.json: the trust anchor of model updates, installed "
+                   "beside the config (tuf/)")
+    p.add_argument("--out", default="device.json", help="config file to write (default device.json)")
+    p.set_defaults(func=_device_init)
+
     p = sub.add_parser("telemetry", help="print a flight log (DJI .SRT or CSV) as JSON lines",
                        description="Parse a telemetry sidecar (DJI .SRT of any generation, or a CSV with time, lat, "
                        "lon, alt) and print one JSON object per fix: frame, time (ISO 8601; UTC with Z when the "
@@ -184,6 +207,23 @@ def _update_loop(args: argparse.Namespace):
     state = state_dir(args.config)
     client = UpdateClient(state, device.update_url, token, device.group, drone_id=device.drone_id)
     return UpdateLoop(client, state / "models", args.update_every)
+
+
+def _device_init(args: argparse.Namespace) -> int:
+    from comms.device import DeviceConfig
+    from comms.mqtt_link import broker_user
+
+    cfg = DeviceConfig(args.drone_id, args.fleet, args.key_id, args.ground_address, args.mqtt_host, args.mqtt_port,
+                       broker_user(args.fleet, args.drone_id), args.mqtt_tls_ca, args.key_file, args.group,
+                       args.update_url)
+    cfg.key()  # a config whose key cannot be found is refused now, not in flight
+    if args.tuf_root:
+        from comms.device import state_dir
+        from edge.update import install_root
+
+        install_root(state_dir(Path(args.out)), Path(args.tuf_root).read_bytes())
+    print(f"wrote {cfg.save(args.out)} (drone {cfg.drone_id}, key id {cfg.key_id}; secrets stay in the environment)")
+    return 0
 
 
 def _golden(args: argparse.Namespace) -> int:

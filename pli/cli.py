@@ -14,7 +14,7 @@ import sys
 from pli import __version__
 
 # Each module has `register(subparsers)`.
-COMMAND_MODULES = ("training.cli", "edge.cli", "comms.cli", "cloud.cli", "annotation.cli")
+COMMAND_MODULES = ("training.cli", "edge.cli", "comms.cli", "cloud.cli", "cloud.cli.annotate")
 OWN_PACKAGES = {"pli", "comms", "edge", "training", "annotation", "cloud"}
 
 

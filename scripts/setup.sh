@@ -3,15 +3,16 @@
 #   - system packages via apt-get (only when run as root and something is missing),
 #   - .venv       : everything (training, cloud, dev) for the tests and the demo,
 #   - .venv-edge  : only the `edge` extra (what a drone gets: no torch, no ultralytics),
+#   - .venv-cloud : only the `cloud` extra (the API, ingest and pages: no torch),
 #   - .venv-ls    : the Label Studio server (its own pins, constraints-ls.txt).
-# Usage: scripts/setup.sh [full] [edge] [ls]   (default: all three)
+# Usage: scripts/setup.sh [full] [edge] [cloud] [ls]   (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + chromium-driver: the pages' browser test (Debian's browser, driven by selenium)
 APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql chromium chromium-driver)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-want=("${@:-full edge ls}")
+want=("${@:-full edge cloud ls}")
 want=" ${want[*]} "
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -45,10 +46,13 @@ make_env() {  # dir, pip arguments...  ($CONSTRAINTS: the pins, default constrai
 
 if [[ $want == *" full "* ]]; then
   # torch first, pinned, from this machine's disk: no other resolver may pick a different build.
-  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[training,cloud,dev,bench]'
+  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[learn,dev,bench]'
 fi
 if [[ $want == *" edge "* ]]; then
   make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis
+fi
+if [[ $want == *" cloud "* ]]; then
+  make_env .venv-cloud -e '.[cloud]'
 fi
 if [[ $want == *" ls "* ]]; then
   # Label Studio's server pins its own numpy, OpenCV and SDK: a virtual environment of its own.
@@ -58,7 +62,7 @@ fi
 # Front-end assets for the operators' pages, from the npm registry, checked against a pinned hash.
 LEAFLET_VERSION=1.9.4
 LEAFLET_SHA256=84c65a256e50657896f54c33bd857b6849ebe94c817803be818bf32a3dde0b77
-vendor=cloud/web/static/vendor/leaflet
+vendor=cloud/api/web/static/vendor/leaflet
 if [ ! -f "$vendor/leaflet.js" ] || [ "$(cat "$vendor/.version" 2>/dev/null)" != "$LEAFLET_VERSION" ]; then
   log "bundling leaflet $LEAFLET_VERSION from the npm registry into $vendor"
   tmp=$(mktemp -d)

@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import select
 
-from cloud.alerts import alert_json_of
+from cloud.alert_doc import alert_json_of
 from cloud.db import session_scope, upgrade
 from cloud.ingest import IngestWorker
 from cloud.models import Alert

@@ -188,9 +188,9 @@ def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_
     review project set the alerts' status, the Label Studio user named in the audit trail."""
     from datetime import UTC, datetime
 
-    from annotation.cli import wire_project
     from cloud import annotations
     from cloud.alerts import record as record_alert
+    from cloud.label_studio import wire_project
     from cloud.models import Alert, AlertEvent, Annotation, Job
     from comms import alert_json
     from comms.alert import Alert as Record

@@ -160,7 +160,8 @@ def test_the_fault_history_links_flights_records_clean_passes_and_opens_new_faul
 
 
 def test_the_apis_form_of_an_alert_is_the_wire_form_plus_the_clouds_fields(db_url):
-    from cloud.alerts import api_doc, as_record
+    from cloud.alert_doc import api_doc
+    from cloud.alerts import as_record
 
     a = _alert(3, time_restamped=True)
     with session_scope(db_url) as s:

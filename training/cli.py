@@ -261,7 +261,7 @@ def _import(args: argparse.Namespace) -> int:
         if args.server:
             import os
 
-            from annotation.client import image_fetcher
+            from training.importers.labelstudio import image_fetcher
 
             token = os.environ.get("PLI_LS_TOKEN")
             if not token:

@@ -28,8 +28,8 @@ from cloud.api.routes import (
     tuf,
     uploads,
 )
+from cloud.api.web import pages
 from cloud.db import read_sessions, sessions
-from cloud.web import pages
 
 
 def create_app(url: str | None = None) -> Measured:

@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.db import cloud_dir
 from cloud.models import Alert, Deployment, ModelRelease
+from cloud.paths import registry_dir, weights_dir
 from cloud.registry import keys
 from cloud.registry.fleet_status import release_figures
 from cloud.registry.tuf_repo import TufRepo, repo_dir
@@ -34,10 +34,6 @@ class RolloutError(ValueError):
     def __init__(self, message: str, status: int = 409):
         super().__init__(message)
         self.status = status
-
-
-def registry_dir() -> Path:
-    return cloud_dir() / "registry"
 
 
 def tuf_repo() -> TufRepo:
@@ -113,7 +109,6 @@ def ship(session: Session, version: str, out: Path, name: str = "pli-default") -
     golden frames, the PyTorch weights): renamed, each card's `file` and `golden` following, and
     `release` naming the registry release it is, so `pli cloud release add` of the copy is not
     needed to know where it came from. The bytes (and so every sha256) stay the release's."""
-    from cloud.learning import weights_dir
 
     release = get_release(session, version)
     files = _files(release)

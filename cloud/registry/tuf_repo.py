@@ -40,7 +40,7 @@ ONLINE = ("targets", "snapshot", "timestamp")
 
 def repo_dir() -> Path:
     """Where the cloud keeps the repository: `PLI_TUF_DIR`, else `<PLI_CLOUD_DIR>/tuf`."""
-    from cloud.db import cloud_dir
+    from cloud.paths import cloud_dir
 
     return Path(os.environ.get("PLI_TUF_DIR") or cloud_dir() / "tuf")
 

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import numpy as np
 
@@ -122,3 +122,19 @@ def read_labelstudio(src: Path, report: Report, images: Path | None = None,
     names = unique_names([f[0] for f in found], Path(images) if images is not None else Path("/"))
     for (path, w, h, xyxy, labels), name in zip(found, names, strict=True):
         yield Sample(path, name, w, h, xyxy, labels)
+
+
+def image_fetcher(server: str, token: str):
+    """A task's photo by its URL: relative ones from the Label Studio server with the token,
+    absolute ones elsewhere (the cloud's signed links) without it: the token goes to Label Studio
+    only."""
+    import httpx
+
+    def fetch(url: str) -> bytes:
+        full = urljoin(server.rstrip("/") + "/", url)
+        same = urlparse(full).netloc == urlparse(server).netloc
+        r = httpx.get(full, headers={"Authorization": f"Token {token}"} if same else {}, timeout=60)
+        r.raise_for_status()
+        return r.content
+
+    return fetch

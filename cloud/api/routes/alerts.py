@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from cloud import alerts as alert_store
 from cloud import exports
-from cloud.alerts import API_COLUMNS, alert_json_of, api_doc
+from cloud.alert_doc import API_COLUMNS, alert_json_of, api_doc
 from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import ALERT_STATUSES, Alert, AlertEvent
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -19,12 +18,12 @@ from sqlalchemy.orm import Session
 
 from annotation import backend
 from cloud.api.deps import ERRORS, db
+from cloud.label_studio import preannotator
 from cloud.models import Image
 from cloud.storage import store
 
 router = APIRouter(tags=["annotation"], responses=ERRORS)
 _basic = HTTPBasic(auto_error=False)
-DEFAULT_MODEL = Path(__file__).resolve().parents[3] / "models" / "pli-default.onnx"
 
 
 def label_studio(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
@@ -37,23 +36,6 @@ def label_studio(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> 
                                    and secrets.compare_digest(credentials.password.encode(), password.encode())):
         raise HTTPException(401, "Label Studio's basic auth is required", headers={"WWW-Authenticate": "Basic"})
     return user
-
-
-@lru_cache(maxsize=2)
-def _preannotator(path: str):
-    from edge.detector import Detector
-    from edge.runtime import model_version
-
-    return Detector(Path(path)), model_version(Path(path))
-
-
-def preannotator():
-    """The model that pre-annotates: `PLI_PREANNOTATE_MODEL`, else the release the registry
-    names (`pli cloud release preannotate VERSION`), else the shipped default."""
-    from cloud.registry.rollout import preannotation_model
-
-    path = os.environ.get("PLI_PREANNOTATE_MODEL") or preannotation_model() or DEFAULT_MODEL
-    return _preannotator(str(path))
 
 
 @router.get("/ml/health", summary="Label Studio's ML backend: alive")

@@ -1,1 +1,0 @@
-"""The operators' pages, served by the cloud app (cloud/web/pages.py)."""
