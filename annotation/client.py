@@ -96,3 +96,9 @@ class LabelStudio:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> LabelStudio:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+

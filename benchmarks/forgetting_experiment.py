@@ -41,6 +41,7 @@ def flights_source(work: Path) -> Path:
     """Synthetic flights cut into 640 px tiles, as the shipped model learnt them (bird nests, the
     demo's look): one flight's tiles to train and replay from, another's as the test set (frames
     of one flight on one side, so no overlapping tile is on both)."""
+    from training.dataset import write_data_yaml
     from training.synth.flight import generate_flight
     from training.tiles import tile_dataset
 
@@ -55,8 +56,7 @@ def flights_source(work: Path) -> Path:
         splits[split] = str(work / f"tiles-{seed}" / "images" / "train")
     out.mkdir(parents=True, exist_ok=True)
     names = ["insulator", "defect", "bird_nest"]  # class-list version 1
-    (out / "data.yaml").write_text(json.dumps({**splits, "names": dict(enumerate(names))}))
-    return out / "data.yaml"
+    return write_data_yaml(out, names, splits)
 
 
 def add_campaigns(work: Path, cplid: Path, idd: Path) -> None:

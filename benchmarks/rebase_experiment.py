@@ -50,8 +50,7 @@ def release_b0(b0: Path, work: Path, cplid: Path) -> str:
     from cloud.db import session_scope
     from cloud.learning import current_release
     from cloud.models import Campaign as CampaignRow
-    from cloud.paths import weights_dir
-    from cloud.registry.build import Campaign, build
+    from cloud.registry.build import TestSet, build
     from cloud.registry.rollout import add_release, promote
 
     with session_scope() as s:
@@ -62,12 +61,10 @@ def release_b0(b0: Path, work: Path, cplid: Path) -> str:
     out = work / "b0-release"
     if out.exists():
         shutil.rmtree(out)
-    files = build(b0, B0_VERSION, out, [Campaign(n, Path(tests[n]), "test") for n in ("cplid", "flights")],
+    files = build(b0, B0_VERSION, out, [TestSet(n, Path(tests[n]), "test") for n in ("cplid", "flights")],
                   training_data=data)
-    weights_dir().mkdir(parents=True, exist_ok=True)
-    shutil.copy2(b0, weights_dir() / f"{B0_VERSION}.pt")
     with session_scope() as s:
-        add_release(s, B0_VERSION, files, None)
+        add_release(s, B0_VERSION, files, None, weights=b0)
         promote(s, B0_VERSION, "canary", "issue 24: base model B0")
         promote(s, B0_VERSION, "fleet", "issue 24: base model B0")
     return B0_VERSION

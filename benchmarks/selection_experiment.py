@@ -56,7 +56,7 @@ def main() -> int:
     from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS
     from cloud.selection import select
     from cloud.selection_job import frames_of, uncertainty
-    from training.dataset import YoloDataset
+    from training.dataset import YoloDataset, write_data_yaml
     from training.evaluate import evaluate
     from training.train import train
 
@@ -116,9 +116,9 @@ def main() -> int:
         if pseudo is None:
             listing = args.work / f"{strategy}-{pct}-s{seed}.txt"
             listing.write_text("".join(f"{p.resolve()}\n" for p in chosen))
-            yaml_path = args.work / f"{strategy}-{pct}-s{seed}.yaml"
-            yaml_path.write_text(f"path: {ds.root}\ntrain: {listing}\nval: images/val\n"
-                                 f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
+            yaml_path = write_data_yaml(args.work, ds.names, {"train": str(listing),
+                                                              "val": str(ds.root / "images" / "val")},
+                                        f"{strategy}-{pct}-s{seed}.yaml")
         t0 = time.perf_counter()
         run = train(yaml_path, model=str(DEFAULT_WEIGHTS), project=args.work / "runs", name=key.replace(":", "_"),
                     seed=seed, **{**RECIPE, "epochs": args.epochs})

@@ -26,7 +26,7 @@ from cloud.notify import notify_many
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
 from comms.alert import alert_id, parse_alert_id
-from comms.classes import known_class_lists
+from comms.classes import Severity, known_class_lists
 from comms.replay import INVALID, NEW, REPLAY, SUPERSEDED, digest, verdict
 
 
@@ -71,9 +71,7 @@ def as_record(row: Alert) -> AlertRecord:
                        box=tuple(row.box) if row.box else None, time_restamped="time_restamped" in (row.flags or []))
 
 
-def _severity(name: str):
-    from comms.classes import Severity
-
+def _severity(name: str) -> Severity:
     return Severity.parse(name)
 
 

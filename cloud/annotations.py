@@ -130,11 +130,8 @@ def label_studio_names() -> Callable[[str], str]:
     def name_of(user: str) -> str:
         if configured and user.isdigit():
             try:
-                ls = label_studio.client()
-                try:
+                with label_studio.client() as ls:
                     u = ls.user(int(user))
-                finally:
-                    ls.close()
                 return str(u.get("email") or u.get("username") or user)
             except (LabelStudioError, OSError) as exc:
                 log.warning("Label Studio user %s: %s", user, exc)
@@ -147,11 +144,8 @@ def reconcile_projects(projects: list[int]) -> dict:
     """Read the projects' annotations from Label Studio and record what the webhooks missed; a
     job applies what is new."""
     upgrade()
-    ls = label_studio.client()
-    try:
+    with label_studio.client() as ls:
         exported = {p: ls.export(p) for p in projects}
-    finally:
-        ls.close()
     with session_scope() as s:
         counts = reconcile(s, exported)
     if counts["new_or_newer"]:

@@ -6,7 +6,6 @@ default is a SQLite file, `pli-cloud/pli.db` below the working folder (`PLI_CLOU
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -15,16 +14,15 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.paths import DIR_ENV, cloud_dir
-
-URL_ENV = "PLI_DATABASE_URL"
+from cloud.paths import cloud_dir
+from cloud.settings import settings
 
 
 def check_named(create: bool = False) -> None:
     """Refuse to start a process that acknowledges alerts into a database nobody named: started
     from another folder, it would make `./pli-cloud/pli.db` there and the drones would delete what
     it acknowledged. Named: `PLI_DATABASE_URL`, or `PLI_CLOUD_DIR`, or a database already there."""
-    if os.environ.get(URL_ENV) or os.environ.get(DIR_ENV) or create:
+    if {"database_url", "cloud_dir"} & settings().model_fields_set or create:
         return
     default = Path("pli-cloud") / "pli.db"
     if not default.exists():
@@ -35,8 +33,8 @@ def check_named(create: bool = False) -> None:
 def database_url(url: str | None = None) -> str:
     if url:
         return url
-    if os.environ.get(URL_ENV):
-        return os.environ[URL_ENV]
+    if settings().database_url:
+        return settings().database_url
     cloud_dir().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(cloud_dir() / 'pli.db').resolve()}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from huey.api import Huey
 from cloud.db import session_scope
 from cloud.models import Job
 from cloud.paths import cloud_dir
+from cloud.settings import settings
 
 log = logging.getLogger(__name__)
 REDIS_ENV = "PLI_REDIS_URL"
@@ -35,8 +35,8 @@ def queue() -> Huey:
     global _huey
     with _lock:
         if _huey is None:
-            if os.environ.get(REDIS_ENV):
-                _huey = RedisHuey("pli", url=os.environ[REDIS_ENV])
+            if settings().redis_url:
+                _huey = RedisHuey("pli", url=settings().redis_url)
             else:
                 cloud_dir().mkdir(parents=True, exist_ok=True)
                 _huey = SqliteHuey("pli", filename=str(cloud_dir() / "huey.db"))

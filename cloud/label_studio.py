@@ -7,7 +7,6 @@ ML-backend protocol and the label configs."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +20,7 @@ from cloud.db import session_scope
 from cloud.models import Alert, Image
 from cloud.paths import DEFAULT_MODEL
 from cloud.registry.rollout import preannotation_model
+from cloud.settings import secret, settings
 from cloud.storage import store
 from comms.classes import load_class_list
 
@@ -28,14 +28,14 @@ URL_ENV, TOKEN_ENV = "PLI_LS_URL", "PLI_LS_TOKEN"
 
 
 def configured() -> bool:
-    return bool(os.environ.get(URL_ENV) and os.environ.get(TOKEN_ENV))
+    return bool(settings().ls_url and settings().ls_token)
 
 
 def client() -> LabelStudio:
     """A client for the configured server (close it); a clear error when none is configured."""
     if not configured():
         raise ValueError(f"set {URL_ENV} and {TOKEN_ENV} (Label Studio's address and API token)")
-    return LabelStudio(os.environ[URL_ENV], os.environ[TOKEN_ENV])
+    return LabelStudio(settings().ls_url, secret(settings().ls_token))
 
 
 def check_tasks_deliverable(cloud_url: str | None) -> None:
@@ -47,11 +47,8 @@ def check_tasks_deliverable(cloud_url: str | None) -> None:
 def put_tasks(project: int, cloud_url: str | None, tasks: list[dict]) -> int:
     """Put tasks in a project (the one way jobs reach Label Studio); how many were made."""
     check_tasks_deliverable(cloud_url)
-    ls = client()
-    try:
+    with client() as ls:
         return len(ls.import_tasks(project, tasks)) if tasks else 0
-    finally:
-        ls.close()
 
 
 def wire_project(ls: LabelStudio, title: str, cloud_url: str, review: bool = False) -> int:
@@ -59,15 +56,15 @@ def wire_project(ls: LabelStudio, title: str, cloud_url: str, review: bool = Fal
     classes = load_class_list()
     config = review_config(classes) if review else detection_config(classes)
     project = ls.create_project(title, config, evaluate_predictions_automatically=not review)
-    password, secret = os.environ.get("PLI_ML_PASSWORD"), os.environ.get("PLI_LS_WEBHOOK_SECRET")
+    password, hook = secret(settings().ml_password), secret(settings().ls_webhook_secret)
     if not review:
         if not password:
             raise ValueError("set PLI_ML_PASSWORD: the cloud's ML backend takes nothing anonymous")
         ls.add_ml_backend(project, f"{cloud_url.rstrip('/')}/ml", "pli cloud",
-                          os.environ.get("PLI_ML_USER", "label-studio"), password)
-    if not secret:
+                          settings().ml_user, password)
+    if not hook:
         raise ValueError("set PLI_LS_WEBHOOK_SECRET: the cloud's webhook takes nothing anonymous")
-    ls.add_webhook(project, f"{cloud_url.rstrip('/')}/annotation/webhook", {"X-PLI-Webhook": secret},
+    ls.add_webhook(project, f"{cloud_url.rstrip('/')}/annotation/webhook", {"X-PLI-Webhook": hook},
                    ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED"])
     return project
 
@@ -83,7 +80,7 @@ def _preannotator(path: str):
 def preannotator():
     """The model that pre-annotates, and its version: `PLI_PREANNOTATE_MODEL`, else the release
     the registry names (`pli cloud release preannotate VERSION`), else the shipped default."""
-    path = os.environ.get("PLI_PREANNOTATE_MODEL") or preannotation_model() or DEFAULT_MODEL
+    path = settings().preannotate_model or preannotation_model() or DEFAULT_MODEL
     return _preannotator(str(path))
 
 
@@ -148,14 +145,11 @@ def export_dataset(project: int, out: Path, ratios: tuple[float, ...], seed: int
     from training.data_import import import_dataset
     from training.importers.labelstudio import image_fetcher
 
-    ls = client()
-    try:
+    with client() as ls:
         tasks = ls.export(project)
-    finally:
-        ls.close()
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / f"project-{project}.json"
         export.write_text(json.dumps(tasks))
         options = {"resolve_id": cloud_images(out / "photos"), "cache": out / "fetched",
-                   "fetch": image_fetcher(ls.url, os.environ[TOKEN_ENV])}
+                   "fetch": image_fetcher(ls.url, secret(settings().ls_token))}
         return import_dataset(export, "labelstudio", out, ratios=ratios, seed=seed, importer_options=options)

@@ -30,13 +30,12 @@ import numpy as np
 from cloud.db import session_scope
 from cloud.jobs import job
 from cloud.paths import DEFAULT_WEIGHTS, cloud_dir, weights_dir
+from cloud.settings import settings
+from edge.model_card import ModelCard
 
 log = logging.getLogger(__name__)
 MARGIN_POINTS = 1.5
 REPLAY_PHOTOS = 200  # photos of earlier campaigns replayed in every full run (see Recipe)
-LEARN_AFTER_ENV, REFRESH_EVERY_ENV = "PLI_LEARN_AFTER", "PLI_REFRESH_EVERY"
-RECIPE_ENV, MARGIN_ENV = "PLI_LEARN_RECIPE", "PLI_LEARN_MARGIN"  # the service's recipe (JSON), its margin
-REFRESH_RECIPE_ENV = "PLI_REFRESH_RECIPE"  # the quick refresh's changes to QUICK (JSON)
 
 
 @dataclass(frozen=True)
@@ -104,10 +103,10 @@ def release_weights(version: str | None) -> Path:
 
 def shipped_version(weights: Path) -> str | None:
     """The card version of the shipped model when `weights` are its PyTorch weights."""
-    card = DEFAULT_WEIGHTS.with_suffix(".json")
-    if Path(weights).resolve() != DEFAULT_WEIGHTS.resolve() or not card.exists():
+    card = ModelCard.beside(DEFAULT_WEIGHTS)
+    if Path(weights).resolve() != DEFAULT_WEIGHTS.resolve() or card is None:
         return None
-    return json.loads(card.read_text()).get("version")
+    return card.version
 
 
 def current_release(session, group: str = "fleet") -> str | None:
@@ -125,7 +124,7 @@ def current_release(session, group: str = "fleet") -> str | None:
 def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path]]], val: Path) -> Path:
     """One training set from several datasets: `parts` are (tag, its data.yaml, its photos), the
     labels remapped by class name onto `names`; `val` the newest campaign's data.yaml (its val)."""
-    from training.dataset import YoloDataset, label_path_for
+    from training.dataset import YoloDataset, label_path_for, write_data_yaml
 
     if out.exists():
         shutil.rmtree(out)
@@ -152,10 +151,7 @@ def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path
                     lines.append(" ".join([str(remap[int(parts_[0])]), *parts_[1:]]))
             (out / "labels" / "train" / f"{stem}.txt").write_text("".join(f"{x}\n" for x in lines))
     val_ds = YoloDataset.open(val)
-    (out / "data.yaml").write_text(
-        f"path: {out}\ntrain: images/train\nval: {val_ds.root / 'images' / 'val'}\n"
-        f"names: {json.dumps(dict(enumerate(names)))}\n")
-    return out / "data.yaml"
+    return write_data_yaml(out, names, {"train": "images/train", "val": str(val_ds.root / "images" / "val")})
 
 
 def replay_shares(size: int, available: dict[str, int], repeat: int = 1) -> dict[str, int]:
@@ -269,8 +265,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     its true labels included; `replay`: photos from earlier campaigns (default REPLAY_PHOTOS);
     `weights`: start from these instead of the current release's."""
     from cloud.models import LearningRun
-    from cloud.registry.build import Campaign as TestSet
-    from cloud.registry.build import build
+    from cloud.registry.build import TestSet, build
     from cloud.registry.rollout import add_release, check_ready, promote
     from edge import golden
     from edge.detector import Detector
@@ -278,11 +273,11 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     from training.heads import grow_head, run_classes
     from training.train import train
 
-    rec = Recipe(**{**json.loads(os.environ.get(RECIPE_ENV) or "{}"), **(recipe or {})})
+    rec = Recipe(**{**json.loads(settings().learn_recipe), **(recipe or {})})
     replay = REPLAY_PHOTOS if replay is None else replay
     check_ready()  # a candidate that passes must be releasable: keys and repository first
     if margin_points is None:
-        margin_points = float(os.environ.get(MARGIN_ENV) or MARGIN_POINTS)
+        margin_points = MARGIN_POINTS if settings().learn_margin is None else settings().learn_margin
     with session_scope() as s:
         rows = _campaign_rows(s, campaign)
         tests = {r.name: Path(r.data) for r in rows}
@@ -348,16 +343,14 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
                           training_data=data_yaml, parent=parent, imgsz=rec.imgsz)
             failures = {}
             for card in (f for f in files if f.name.endswith(".json") and f.name.startswith("pli-")):
-                doc = json.loads(card.read_text())
-                gold = json.loads((card.parent / doc["golden"]).read_text())
-                failures[card.name] = golden.check(Detector(card.parent / doc["file"]), gold)
+                doc = ModelCard.load(card)
+                gold = json.loads((card.parent / doc.golden).read_text())
+                failures[card.name] = golden.check(Detector(card.parent / doc.file), gold)
             decision = gate({k: v["map50"] for k, v in cand_row.items()},
                             {k: v["map50"] for k, v in parent_row.items()}, campaign, margin_points, failures)
             if decision.passed:
-                weights_dir().mkdir(parents=True, exist_ok=True)
-                shutil.copy2(candidate, weights_dir() / f"{version}.pt")
                 with session_scope() as s:
-                    add_release(s, version, files, parent)
+                    add_release(s, version, files, parent, weights=candidate)
                     promote(s, version, group, f"learning run {run_id}")
                 release = version
         _record(run_id, status="released" if release else "refused", decision=asdict(decision), release=release,
@@ -417,7 +410,7 @@ def _newest_campaign(session) -> str | None:
 
     from cloud.models import Campaign
 
-    return os.environ.get("PLI_LEARN_CAMPAIGN") or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
+    return settings().learn_campaign or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
 
 
 @job("refresh")
@@ -432,7 +425,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     from training.heads import grow_head, run_classes
     from training.train import train
 
-    rec = Recipe(**{**asdict(QUICK), **json.loads(os.environ.get(REFRESH_RECIPE_ENV) or "{}"), **(recipe or {})})
+    rec = Recipe(**{**asdict(QUICK), **json.loads(settings().refresh_recipe), **(recipe or {})})
     with session_scope() as s:
         campaign = campaign or _newest_campaign(s)
         if campaign is None:
@@ -490,9 +483,8 @@ def after_annotations(session) -> list[str]:
         return []
     total = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.image_id.is_not(None)))
     queued = []
-    for kind, env, default, trigger in (("refresh", REFRESH_EVERY_ENV, 25, "refresh"),
-                                        ("learn", LEARN_AFTER_ENV, 100, "annotations")):
-        every = int(os.environ.get(env, default))
+    for kind, every, trigger in (("refresh", settings().refresh_every, "refresh"),
+                                 ("learn", settings().learn_after, "annotations")):
         if every <= 0:
             continue
         busy = session.scalar(select(Job.id).where(Job.kind == kind, Job.status.in_(("queued", "running"))))

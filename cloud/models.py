@@ -205,16 +205,6 @@ class AlertEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
 
 
-class Detection(Base):
-    __tablename__ = "detections"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    fault_class: Mapped[str] = mapped_column(String(64))
-    confidence: Mapped[float] = mapped_column(Float)
-    box: Mapped[list] = mapped_column(JSON)
-    model_version: Mapped[str | None] = mapped_column(String(128))
-
-
 class Campaign(Base):
     """A body of data with its own frozen test set (CPLID, the IDD photos, a fleet's flights)."""
 

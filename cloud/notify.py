@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -24,18 +23,19 @@ from cloud.alert_doc import api_doc
 from cloud.db import session_scope
 from cloud.jobs import enqueue, job
 from cloud.models import Alert, Notification, NotificationAttempt
+from cloud.settings import secret as secret_value
+from cloud.settings import settings
 
 log = logging.getLogger(__name__)
-TOPIC_ENV, WEBHOOKS_ENV, SECRET_ENV = "PLI_ONCALL_TOPIC", "PLI_ONCALL_WEBHOOKS", "PLI_ONCALL_WEBHOOK_SECRET"
 ATTEMPTS = 6  # 1 + 5 retries: 1, 2, 4, 8, 16 s apart
 
 
 def oncall_topic(fleet: str) -> str:
-    return os.environ.get(TOPIC_ENV, f"pli/{fleet}/oncall")
+    return settings().oncall_topic or f"pli/{fleet}/oncall"
 
 
 def webhooks() -> list[str]:
-    return [u.strip() for u in os.environ.get(WEBHOOKS_ENV, "").split(",") if u.strip()]
+    return [u.strip() for u in settings().oncall_webhooks.split(",") if u.strip()]
 
 
 def _body(alert: Alert | dict) -> bytes:
@@ -93,7 +93,7 @@ def deliver_webhook(notification_id: int) -> dict:
         body, url = _body(s.get(Alert, note.alert_id)), note.target
         tried = len(note.attempts)
     headers = {"Content-Type": "application/json"}
-    secret = os.environ.get(SECRET_ENV)
+    secret = secret_value(settings().oncall_webhook_secret)
     if secret:
         headers["X-PLI-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     try:

@@ -24,8 +24,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cloud.models import Operator, WebSession
+from cloud.settings import settings
 
-SESSION_HOURS = float(os.environ.get("PLI_SESSION_HOURS", "12"))
+SESSION_HOURS = settings().session_hours
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~50 ms a check here, 16 MiB
 # Failed logins: after FREE_FAILURES for one name (or FREE_FAILURES_IP from one address) within
 # WINDOW_S, every further attempt waits, doubling from 1 s up to MAX_WAIT_S: guessing slows to a

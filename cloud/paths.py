@@ -3,17 +3,17 @@ model?" has one answer. Folders follow `PLI_CLOUD_DIR` (default `./pli-cloud`)."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DIR_ENV = "PLI_CLOUD_DIR"
+from cloud.settings import settings
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models" / "pli-default.onnx"  # the shipped model: what a fleet starts with
 DEFAULT_WEIGHTS = REPO / "models" / "pli-default.pt"  # its PyTorch weights: what the first learning run grows
 
 
 def cloud_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV, "pli-cloud"))
+    return settings().cloud_dir
 
 
 def registry_dir() -> Path:

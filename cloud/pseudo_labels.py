@@ -166,7 +166,7 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     from edge.detector import Detector
     from edge.tiled import detect
     from training.boxes import xyxy_to_yolo
-    from training.dataset import YoloDataset, label_path_for, yolo_lines
+    from training.dataset import YoloDataset, label_path_for, write_data_yaml, yolo_lines
 
     if project is not None:
         check_tasks_deliverable(cloud_url)
@@ -214,8 +214,7 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
         truths.append(truth(p))
         photos.append(p)
         sizes.append((w, h))
-    (out / "data.yaml").write_text(f"path: {out}\ntrain: images/train\nval: {ds.root / 'images' / 'val'}\n"
-                                   f"names: {json.dumps(dict(enumerate(ds.names)))}\n")
+    write_data_yaml(out, ds.names, {"train": "images/train", "val": str(ds.root / "images" / "val")})
     report = {"campaign": campaign, "model": str(model or DEFAULT_MODEL),
               "labelled": len(done & {p.name for p in pool}),
               "pseudo_labelled": len(made), "thresholds": {names[c]: t for c, t in thresholds.items()},

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 from cloud.paths import cloud_dir
+from cloud.settings import settings
 
-STORE_ENV, ENDPOINT_ENV = "PLI_OBJECT_STORE", "PLI_S3_ENDPOINT_URL"
+STORE_ENV = "PLI_OBJECT_STORE"
 CHUNK = 1 << 20
 
 
@@ -115,12 +116,12 @@ class S3Store:
 
 def open_store(spec: str | None = None) -> ObjectStore:
     """The store `spec` (else `PLI_OBJECT_STORE`, else the local default) names."""
-    spec = spec or os.environ.get(STORE_ENV) or str(cloud_dir() / "objects")
+    spec = spec or settings().object_store or str(cloud_dir() / "objects")
     if spec.startswith("s3://"):
         bucket, _, prefix = spec[5:].partition("/")
         if not bucket:
             raise ValueError(f"{STORE_ENV}={spec!r}: no bucket (s3://bucket/prefix)")
-        return S3Store(bucket, prefix, os.environ.get(ENDPOINT_ENV) or None)
+        return S3Store(bucket, prefix, settings().s3_endpoint_url)
     return LocalStore(Path(spec.removeprefix("file://")))
 
 
@@ -131,4 +132,4 @@ def _cached(spec: str) -> ObjectStore:
 
 def store() -> ObjectStore:
     """The configured store, made once per process (per configuration)."""
-    return _cached(os.environ.get(STORE_ENV) or str(cloud_dir() / "objects"))
+    return _cached(settings().object_store or str(cloud_dir() / "objects"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import time
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.models import ROLES, ApiToken, Drone
+from cloud.settings import settings
 
 # who may call an endpoint that needs `role`
 ALLOWED = {"operator": {"operator", "admin"}, "admin": {"admin"}, "fleet": {"fleet", "admin"},
@@ -65,7 +65,7 @@ class TokenInfo:
     drone: str | None = None
 
 
-CACHE_S = float(os.environ.get("PLI_TOKEN_CACHE_S", "5"))
+CACHE_S = settings().token_cache_s
 _cache: dict[str, tuple[float, TokenInfo]] = {}  # sha256 -> (valid until, monotonic clock)
 
 

@@ -21,6 +21,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from comms.settings import drone_settings
+
 ENV_VAR = "PLI_CLASSES"
 
 
@@ -117,7 +119,7 @@ def _load(path: str | None) -> ClassList:
 
 def load_class_list(path: str | os.PathLike[str] | None = None) -> ClassList:
     """The configured class list: `path`, else $PLI_CLASSES, else the packaged default."""
-    chosen = path if path is not None else os.environ.get(ENV_VAR)
+    chosen = path if path is not None else drone_settings().classes
     found = _load(str(chosen) if chosen is not None else None)
     known = _known(None).get(found.version) if found.version is not None else None
     if known is not None and known.rules != found.rules:

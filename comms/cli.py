@@ -7,12 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from comms.settings import with_env_help
+
 DIALECT_NAMES = ("2.1", "4.0", "bds3")  # comms.beidou.dialects.DIALECTS, without importing it for --help
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("ground", help="the ground station: BeiDou in, MQTT out",
                        description="Ground station tools.")
+    with_env_help(g)
     gsub = g.add_subparsers(dest="ground_command", required=True, metavar="{run}")
     p = gsub.add_parser("run", help="read the receiving terminal and republish verified alerts to MQTT",
                         description="Read BeiDou messages from the receiving terminal's serial port, verify each "
@@ -36,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",
                         description="Drone-side link tools.")
+    with_env_help(lk)
     lsub = lk.add_subparsers(dest="link_command", required=True, metavar="{run,status}")
     p = lsub.add_parser("run", help="send the outbox's alerts home over MQTT or BeiDou until interrupted",
                         description="Read the outbox that `pli edge run` writes and send its alerts home: over "
@@ -190,7 +194,6 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _ground(args: argparse.Namespace) -> int:
-    import os
     import signal
     import threading
 
@@ -199,12 +202,13 @@ def _ground(args: argparse.Namespace) -> int:
     from comms.ground import GroundStation, load_keys
     from comms.mqtt_link import MqttConfig, connect, make_client
     from comms.replay import ReplayGuard
+    from comms.settings import drone_settings
 
     keys = load_keys(args.keys)
     lists = known_class_lists(args.class_lists)
     Path(args.replay_db).parent.mkdir(parents=True, exist_ok=True)
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, fleet=args.fleet, username=args.mqtt_user,
-                     password=os.environ.get("PLI_MQTT_PASSWORD"))
+                     password=drone_settings().mqtt_password)
     client = make_client(f"pli-ground-{args.fleet}", cfg)
     connect(client, cfg)
     driver = Driver(args.port, dialect=args.dialect)

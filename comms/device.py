@@ -8,13 +8,11 @@ password. The drone's sequence numbers live in the outbox database, not here.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-KEY_ENV = "PLI_DEVICE_KEY"  # hex
-PASSWORD_ENV = "PLI_MQTT_PASSWORD"
+from comms.settings import drone_settings
 
 
 @dataclass(frozen=True)
@@ -61,9 +59,9 @@ class DeviceConfig:
             except OSError as exc:
                 raise ValueError(f"key file {self.key_file}: {exc.strerror}") from None
         else:
-            text = os.environ.get(KEY_ENV, "").strip()
+            text = (drone_settings().device_key or "").strip()
             if not text:
-                raise ValueError(f"no device key: set ${KEY_ENV} (hex) or name a key file")
+                raise ValueError("no device key: set $PLI_DEVICE_KEY (hex) or name a key file")
         try:
             key = bytes.fromhex(text)
         except ValueError:
@@ -73,7 +71,7 @@ class DeviceConfig:
         return key
 
     def mqtt_password(self) -> str | None:
-        return os.environ.get(PASSWORD_ENV)
+        return drone_settings().mqtt_password
 
 
 def state_dir(config: Path) -> Path:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +34,13 @@ from comms.alert_pack import UNKNOWN_CLASS_LIST, PackError, Refusal, UnknownClas
 from comms.classes import ClassList, known_class_lists
 from comms.mqtt_link import alerts_topic
 from comms.replay import NEW, REPLAY, SUPERSEDED, TOO_OLD, ReplayGuard, digest
+from comms.settings import drone_settings
 
 log = logging.getLogger(__name__)
 
 
 def load_keys(path: str | Path | None = None) -> dict[int, tuple[str, bytes]]:
-    path = path or os.environ.get("PLI_KEYS_FILE")
+    path = path or drone_settings().keys_file
     if not path:
         raise ValueError("no drone keys: set PLI_KEYS_FILE or pass --keys")
     try:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from comms.settings import with_env_help
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("device", help="this drone's identity and endpoints", description="Device configuration.")
+    with_env_help(d)
     dsub = d.add_subparsers(dest="device_command", required=True, metavar="{init}")
     p = dsub.add_parser("init", help="write the device config (no secrets in it)",
                         description="Write this drone's config: id, fleet, key id, the ground station's BeiDou "
@@ -51,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_detect)
 
     edge = sub.add_parser("edge", help="the on-drone runtime", description="On-drone commands.")
+    with_env_help(edge)
     esub = edge.add_subparsers(dest="edge_command", required=True, metavar="{run,golden}")
     p = esub.add_parser("golden", help="golden frames of a model: what any build of it must detect again",
                         description="Run MODEL on IMAGES and write its golden frames (the images as JPEG, with every "
@@ -190,9 +194,9 @@ def _update_loop(args: argparse.Namespace):
     """Signed model updates when the device file names the cloud (`--update-url` at device init)
     and a fleet token is in $PLI_TOKEN; else none (the drone keeps its model)."""
     import logging
-    import os
 
     from comms.device import DeviceConfig, state_dir
+    from comms.settings import drone_settings
     from edge.update import UpdateClient, UpdateLoop
 
     if not args.config.exists():
@@ -200,7 +204,7 @@ def _update_loop(args: argparse.Namespace):
     device = DeviceConfig.load(args.config)
     if not device.update_url:
         return None
-    token = os.environ.get("PLI_TOKEN")
+    token = drone_settings().token
     if not token:
         logging.getLogger("pli.updates").warning("no $PLI_TOKEN: model updates from %s are off", device.update_url)
         return None
@@ -233,10 +237,10 @@ def _golden(args: argparse.Namespace) -> int:
 
     from edge import golden
     from edge.detector import Detector
+    from edge.model_card import ModelCard
 
-    card_path = args.model.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    conf = args.conf if args.conf is not None else float(card.get("conf", 0.25))
+    card = ModelCard.beside(args.model)
+    conf = args.conf if args.conf is not None else float(card.conf if card else 0.25)
     images = {}
     for p in args.images:
         image = cv2.imread(str(p))
@@ -249,5 +253,7 @@ def _golden(args: argparse.Namespace) -> int:
     n = sum(len(f["detections"]) for f in doc["frames"])
     print(f"wrote {out}: {len(doc['frames'])} frames, {n} detections at >= {conf + args.margin:.2f}")
     if args.card:
-        card_path.write_text(json.dumps({**card, "golden": out.name}, indent=1))
+        if card is None:
+            raise ValueError(f"--card: no model card beside {args.model}")
+        card.with_(golden=out.name).save(ModelCard.path_for(args.model))
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -242,9 +241,3 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def model_card(path: str | Path) -> dict | None:
-    """The model card beside an ONNX file (`<name>.json`), if any."""
-    card = Path(path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.exists() else None

@@ -32,6 +32,7 @@ from edge.detector import Detector, ModelError, file_sha256
 from edge.geo import distance_m
 from edge.geolocate import Located, locate
 from edge.geotag import Geotag
+from edge.model_card import ModelCard
 from edge.model_state import StateFile
 from edge.progress import RunProgress
 from edge.sources import Frame, open_source
@@ -161,11 +162,10 @@ class ModelSlot:
         model's (grown or shrunk at the end only) and a class-list version the links know, and it
         finds its golden frames again (edge/golden.py): a model that merely loads, or detects
         nothing, stays out."""
-        card_path = path.with_suffix(".json")
-        if not card_path.exists():
+        card = ModelCard.beside(path)
+        if card is None:
             raise ValueError("no model card beside it")
-        card = json.loads(card_path.read_text())
-        if card.get("sha256") != file_sha256(path):
+        if not card.matches(path):
             raise ValueError("sha256 does not match its model card")
         det = Detector(path, threads=self.threads)
         problem = class_change_problem(self.detector.names, det.names)
@@ -176,9 +176,9 @@ class ModelSlot:
             out = det(reference)
             if not np.all(np.isfinite(out.xyxy)) or not np.all(np.isfinite(out.confidence)):
                 raise ValueError("self-test on the reference frame gave non-finite output")
-        if not card.get("golden"):
+        if not card.golden:
             raise ValueError("its card names no golden frames: a model that only loads proves nothing")
-        golden_path = path.parent / Path(card["golden"]).name
+        golden_path = path.parent / Path(card.golden).name
         problems = golden.check(det, json.loads(golden_path.read_text()))
         if problems:
             raise ValueError(f"golden frames not reproduced: {problems[0]} ({len(problems)} in all)")
@@ -197,10 +197,8 @@ def class_change_problem(running: list[str], candidate: list[str]) -> str | None
 
 
 def _release_of(path: Path) -> str | None:
-    try:
-        return json.loads(Path(path).with_suffix(".json").read_text()).get("version")
-    except (OSError, ValueError):
-        return None
+    card = ModelCard.beside(path)
+    return card.version if card else None
 
 
 def _version_of(path: str | None) -> str | None:
@@ -209,12 +207,8 @@ def _version_of(path: str | None) -> str | None:
 
 def model_version(path: Path) -> str:
     """`<file stem>/<model card version>`, or the file's sha256 prefix when it has no card."""
-    card = Path(path).with_suffix(".json")
-    try:
-        version = json.loads(card.read_text()).get("version")
-    except (OSError, ValueError):
-        version = None
-    return f"{Path(path).stem}/{version or 'sha256:' + file_sha256(path)[:12]}"
+    card = ModelCard.beside(path)
+    return f"{Path(path).stem}/{card.version if card else 'sha256:' + file_sha256(path)[:12]}"
 
 
 def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.5) -> np.ndarray:

@@ -32,16 +32,16 @@ def test_a_campaign_freezes_a_fifth_of_its_photos_and_releases_name_it(flight, t
     ds = YoloDataset.open(Path(row.data))
     assert ds.names == ["insulator", "defect", "bird_nest", "flashover"]  # class-list version 2's order
     assert not set(p.name for p in ds.images("test")) & set(p.name for p in ds.images("train"))
-    from cloud.registry.build import Campaign
+    from cloud.registry.build import TestSet
 
-    named = Campaign.parse("synth")
+    named = TestSet.parse("synth")
     assert (named.name, named.split, named.data) == ("synth", "test", Path(row.data))
     again = subprocess.run([sys.executable, "-m", "pli", "cloud", "campaign", "add", "synth", str(flight.out),
                             "--format", "yolo"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "frozen" in again.stderr
     (Path(row.data).parent / "images" / "test" / row.test_set[0]).unlink()  # someone moves a test photo
     with pytest.raises(ValueError, match="test split changed"):
-        Campaign.parse("synth")
+        TestSet.parse("synth")
 
 
 def test_a_campaign_can_keep_a_models_own_held_out_photos_as_its_test_set(flight, tmp_path, monkeypatch):

@@ -45,11 +45,11 @@ def test_exported_models_carry_metadata_and_a_matching_card(exported):
         meta = det.info.metadata
         assert det.names == ["insulator", "defect", "bird_nest"] and det.info.imgsz == (160, 160)
         assert meta["precision"] == precision and meta["source_sha256"] == file_sha256(result.last)
-        assert int(meta["stride"]) == 32 and float(meta["conf"]) == r.card_data["conf"]
+        assert int(meta["stride"]) == 32 and float(meta["conf"]) == r.card_data.conf
         card = json.loads(r.card.read_text())
         assert card["sha256"] == file_sha256(r.onnx) and card["classes"] == det.names and card["version"] == "t1"
-    assert fp32.card_data["conf"] == 0.2
-    assert int8.card_data["quantization"]["per_channel"] is True
+    assert fp32.card_data.conf == 0.2
+    assert int8.card_data.extra["quantization"]["per_channel"] is True
     assert int8.onnx.stat().st_size < fp32.onnx.stat().st_size / 2
 
 
@@ -327,7 +327,7 @@ def test_a_run_from_a_checkpoint_records_its_init_in_the_weights_and_the_card(ti
     assert len((result.run_dir / "results.csv").read_text().strip().splitlines()) == 1 + 2
     for weights in (result.best, result.last):
         assert torch.load(weights, map_location="cpu", weights_only=False)[INIT_KEY] == init
-    card = export_model(result.last, tmp_path / "m.onnx", imgsz=96, version="t2").card_data
+    card = export_model(result.last, tmp_path / "m.onnx", imgsz=96, version="t2").card_data.to_dict()
     assert card["training"]["init"] == init
     # A model trained from that one names it, and through it the first start.
     grand = train(data, str(result.last), imgsz=96, epochs=1, batch=8, project=tmp_path / "runs", name="g",

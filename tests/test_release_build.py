@@ -14,7 +14,7 @@ import pytest
 
 from cloud.db import session_scope, upgrade
 from cloud.registry import rollout
-from cloud.registry.build import Campaign, snapshot
+from cloud.registry.build import TestSet, snapshot
 from edge import golden
 from edge.detector import Detector
 
@@ -75,9 +75,9 @@ def test_release_add_builds_scores_and_records_a_release_from_weights(tiny_model
 
 def test_a_campaign_is_named_with_its_data_and_a_release_needs_one(tmp_path):
     with pytest.raises(ValueError, match=r"NAME=DATA\.yaml"):
-        Campaign.parse("no-equals-sign")
+        TestSet.parse("no-equals-sign")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Campaign.parse(f"idd={tmp_path / 'missing.yaml'}")
+        TestSet.parse(f"idd={tmp_path / 'missing.yaml'}")
     from cloud.registry.build import build
 
     with pytest.raises(ValueError, match="at least one campaign"):

@@ -138,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
 
     r = export_model(args.weights, args.out, args.imgsz, args.dynamic_batch, args.conf, args.int8, args.calib,
                      args.keep_head_fp32, args.version, _parse_evals(args.eval), args.training_data)
-    print(f"{r.onnx} ({r.card_data['precision']}, sha256 {r.card_data['sha256'][:16]}...)\nmodel card: {r.card}")
+    print(f"{r.onnx} ({r.card_data.precision}, sha256 {r.card_data.sha256[:16]}...)\nmodel card: {r.card}")
     return 0
 
 

@@ -178,8 +178,10 @@ def fresh_split_dirs(out: Path, split: str) -> tuple[Path, Path]:
     return dirs
 
 
-def write_data_yaml(out: Path, class_names: Sequence[str], folders: dict[str, str]) -> Path:
-    """folders: split -> image folder relative to `out`.
+def write_data_yaml(out: Path, class_names: Sequence[str], folders: dict[str, str],
+                    filename: str = "data.yaml") -> Path:
+    """The one writer of ultralytics' dataset file. folders: split -> image folder (or a list
+    file) relative to `out`, or absolute.
 
     No `path:` key: ultralytics then resolves the folders against this file's own folder,
     so the dataset can be moved or mounted elsewhere.
@@ -187,7 +189,7 @@ def write_data_yaml(out: Path, class_names: Sequence[str], folders: dict[str, st
     data: dict[str, object] = dict(folders)
     data["nc"] = len(class_names)
     data["names"] = dict(enumerate(class_names))
-    path = out / "data.yaml"
+    path = out / filename
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

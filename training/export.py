@@ -8,7 +8,6 @@ and the training data, so the edge can verify a file before swapping it in.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from edge.detector import Detector, file_sha256, letterbox, to_tensor
+from edge.model_card import ModelCard
 from training.dataset import IMAGE_SUFFIXES
 from training.train import INIT_KEY
 from training.yolo import ultralytics
@@ -34,7 +34,7 @@ DEFAULT_CONF = 0.25
 class ExportResult:
     onnx: Path
     card: Path
-    card_data: dict
+    card_data: ModelCard
 
 
 def _checkpoint_info(weights: Path) -> dict:
@@ -225,25 +225,15 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
 
     info = Detector(out).info  # proves the file loads and has the expected shape
     ckpt = _checkpoint_info(weights)
-    card = {
-        "version": version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M"),
-        "file": out.name,
-        "sha256": file_sha256(out),
-        "precision": meta["precision"],
-        "classes": info.names,
-        "imgsz": list(info.imgsz),
-        "stride": info.stride,
-        "conf": conf,
-        "layout": info.layout,
-        "dynamic_batch": info.dynamic_batch,
-        "source_weights": {"file": weights.name, "sha256": source_sha},
-        "training": {**{k: ckpt[k] for k in ("model", "data", "epochs", "imgsz", "init")},
-                     **({"summary": training_data} if training_data else {})},
-        "metrics": {"training_val": ckpt["metrics"], **_score(out, evals or {})},
-        "quantization": quant,
-        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    card_path = out.with_suffix(".json")
-    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    card = ModelCard(
+        version=version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M"), file=out.name, sha256=file_sha256(out),
+        precision=meta["precision"], classes=info.names, imgsz=list(info.imgsz), conf=conf,
+        metrics={"training_val": ckpt["metrics"], **_score(out, evals or {})},
+        extra={"stride": info.stride, "layout": info.layout, "dynamic_batch": info.dynamic_batch,
+               "source_weights": {"file": weights.name, "sha256": source_sha},
+               "training": {**{k: ckpt[k] for k in ("model", "data", "epochs", "imgsz", "init")},
+                            **({"summary": training_data} if training_data else {})},
+               "quantization": quant, "created": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+    card_path = card.save(ModelCard.path_for(out))
     log.info("exported %s (%s) with model card %s", out, meta["precision"], card_path)
     return ExportResult(out, card_path, card)

@@ -9,14 +9,14 @@ answers are data: their policy allows nothing at all.
 
 from __future__ import annotations
 
-import os
+from cloud.settings import settings
 
 HSTS = b"max-age=31536000; includeSubDomains"
 
 
 def tile_origin() -> str:
     """The basemap's origin when `PLI_TILE_URL` names one (the map's tiles are images from there)."""
-    url = os.environ.get("PLI_TILE_URL", "")
+    url = settings().tile_url
     return "/".join(url.split("/")[:3]) if url.startswith("http") else ""
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cloud.cli import access, flights, learning, releases, service, tuf
+from comms.settings import with_env_help
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,3 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "pseudo-label,learn,acl,openapi}")
     for area in (service, access, flights, tuf, releases, learning):
         area.register(csub)
+    with_env_help(c, _settings_table)
+
+
+def _settings_table() -> str:
+    from cloud.settings import help_table  # pydantic: imported only when the help is shown
+
+    return help_table()

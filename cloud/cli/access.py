@@ -57,8 +57,9 @@ def _operator_add(args: argparse.Namespace) -> int:
 
     from cloud.db import session_scope
     from cloud.operators import add_operator
+    from cloud.settings import secret, settings
 
-    password = os.environ.get("PLI_OPERATOR_PASSWORD")
+    password = secret(settings().operator_password)
     if password is None and args.password_file is not None:
         password = args.password_file.read_text().strip()
     if password is None:

@@ -80,11 +80,8 @@ def _server(args: argparse.Namespace) -> int:
 def _project(args: argparse.Namespace) -> int:
     from cloud.label_studio import client, wire_project
 
-    ls = client()
-    try:
+    with client() as ls:
         project = wire_project(ls, args.title, args.cloud_url, args.review)
-    finally:
-        ls.close()
     print(f"project {project}: {args.title}")
     return 0
 
@@ -112,15 +109,12 @@ def _tasks(args: argparse.Namespace) -> int:
 
     from cloud.label_studio import client, photo_tasks
 
-    ls = client()
     made = []
-    try:
+    with client() as ls:
         for start in tqdm(range(0, len(args.images), args.batch), desc="task batches", unit="batch"):
             chunk = args.images[start:start + args.batch]
             made += ls.import_tasks(args.project, photo_tasks(chunk, args.cloud_url, args.predictions,
                                                               args.missed_fault))
-    finally:
-        ls.close()
     print(f"{len(made)} tasks in project {args.project}")
     return 0
 
@@ -128,10 +122,7 @@ def _tasks(args: argparse.Namespace) -> int:
 def _review(args: argparse.Namespace) -> int:
     from cloud.label_studio import client, queue_reviews
 
-    ls = client()
-    try:
+    with client() as ls:
         made = queue_reviews(ls, args.project, args.cloud_url, args.flight)
-    finally:
-        ls.close()
     print(f"{len(made)} review tasks in project {args.project}")
     return 0

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
 def register(csub: argparse._SubParsersAction) -> None:
+    from comms.settings import drone_settings  # a dataclass: light enough for --help
+
     p = csub.add_parser("upload", help="a landed flight's photos and telemetry to the cloud (resumable)",
                         description="Declare every photo and telemetry file of FLIGHT_DIR (name, size, sha256) to "
                         "the cloud, then send what it lacks, in chunks, from where an earlier run stopped; a second "
                         "run sends nothing. The token (role fleet) comes from $PLI_TOKEN or --token-file.")
     p.add_argument("flight_dir", type=Path)
-    p.add_argument("--url", default=os.environ.get("PLI_CLOUD_URL", "http://127.0.0.1:8000"),
+    p.add_argument("--url", default=drone_settings().cloud_url,
                    help="the cloud's API (default $PLI_CLOUD_URL or http://127.0.0.1:8000)")
     p.add_argument("--flight-id", help="default: flight_id in FLIGHT_DIR/flight.json")
     p.add_argument("--config", type=Path, default=Path("device.json"),
@@ -64,8 +65,8 @@ def _towers_import(args: argparse.Namespace) -> int:
 
 def _flight_track(args: argparse.Namespace) -> int:
     from cloud.db import session_scope, upgrade
-    from cloud.faults import record_passes
-    from cloud.models import Drone, Flight
+    from cloud.flights import record_track
+    from cloud.models import Drone
     from edge.telemetry import load_track
 
     upgrade()
@@ -73,12 +74,7 @@ def _flight_track(args: argparse.Namespace) -> int:
     with session_scope() as s:
         if s.get(Drone, args.drone) is None:
             raise ValueError(f"unknown drone {args.drone}")
-        flight = s.get(Flight, args.flight_id) or Flight(id=args.flight_id, drone_id=args.drone)
-        s.add(flight)
-        flight.track = points
-        s.flush()
-        passed = record_passes(s, args.flight_id, points)
-        flight.passes_recorded = True
+        passed = record_track(s, args.flight_id, args.drone, points)
     print(f"flight {args.flight_id}: {len(points)} track points, clean passes over faults "
           f"{sorted(f.id for f in passed) or 'none'}")
     return 0
@@ -88,10 +84,11 @@ def _upload(args: argparse.Namespace) -> int:
     import logging
 
     from cloud.upload_client import upload
+    from comms.settings import drone_settings
     from edge.cli import identity
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per chunk says nothing the bar does not
-    token = os.environ.get("PLI_TOKEN") or (args.token_file.read_text().strip() if args.token_file else None)
+    token = drone_settings().token or (args.token_file.read_text().strip() if args.token_file else None)
     if not token:
         raise ValueError("no token: set $PLI_TOKEN or give --token-file (a fleet token: pli cloud token create)")
     drone_id, _, _ = identity(args.config, args.drone_id)

@@ -67,29 +67,26 @@ def register(csub: argparse._SubParsersAction) -> None:
 
 
 def _release_add(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
 
     from cloud.db import session_scope, upgrade
-    from cloud.models import ModelRelease
-    from cloud.registry.rollout import RolloutError, add_release
+    from cloud.registry.rollout import add_release, check_new_version
 
     sources = [Path(x) for x in args.sources]
     if len(sources) == 1 and sources[0].suffix == ".pt":
         import tempfile
         from datetime import UTC, datetime
 
-        from cloud.registry.build import Campaign, build
+        from cloud.registry.build import TestSet, build
 
         version = args.release_version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M")
         upgrade()
         with session_scope() as s:  # before minutes of exporting, not after
-            if s.scalar(select(ModelRelease.id).where(ModelRelease.version == version)) is not None:
-                raise RolloutError(f"release {version} exists: releases are immutable, give a new version")
+            check_new_version(s, version)
         golden_images = None
         if args.golden_images:
             golden_images = sorted(p for p in args.golden_images.iterdir() if p.suffix.lower() in (".jpg", ".png"))
         with tempfile.TemporaryDirectory(prefix="pli-release-") as tmp:
-            files = build(sources[0], version, Path(tmp), [Campaign.parse(c) for c in args.campaign], args.calib,
+            files = build(sources[0], version, Path(tmp), [TestSet.parse(c) for c in args.campaign], args.calib,
                           args.data, golden_images, args.parent, args.imgsz)
             with session_scope() as s:
                 row = add_release(s, version, files, args.parent)
@@ -120,9 +117,9 @@ def _release_ship(args: argparse.Namespace) -> int:
 
 
 def _release_list(args: argparse.Namespace) -> int:
-    from cloud.api.routes.releases import release_json
     from cloud.db import session_scope, upgrade
     from cloud.models import ModelRelease
+    from cloud.registry.rollout import release_json
 
     upgrade()
     with session_scope() as s:
@@ -136,13 +133,12 @@ def _release_list(args: argparse.Namespace) -> int:
 
 
 def _release_show(args: argparse.Namespace) -> int:
-    from cloud.api.routes.releases import release_json
     from cloud.db import session_scope, upgrade
     from cloud.registry import rollout
 
     upgrade()
     with session_scope() as s:
-        doc = {**release_json(rollout.get_release(s, args.version)), "health": rollout.health(s, args.version)}
+        doc = {**rollout.release_json(rollout.get_release(s, args.version)), "health": rollout.health(s, args.version)}
         print(json.dumps(doc, indent=1))
     return 0
 

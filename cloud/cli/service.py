@@ -139,12 +139,13 @@ def _ingest_worker(args: argparse.Namespace) -> int:
 
     from cloud.db import check_named, upgrade
     from cloud.ingest import IngestWorker
+    from cloud.settings import secret, settings
     from comms.mqtt_link import MqttConfig
 
     check_named(create=args.create)  # acknowledged alerts must land where the operators look
     upgrade()
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
-                     password=os.environ.get("PLI_MQTT_PASSWORD"), tls_ca=args.mqtt_tls_ca)
+                     password=secret(settings().mqtt_password), tls_ca=args.mqtt_tls_ca)
     worker = IngestWorker(cfg, group=args.group, fleet=args.fleet, name=args.name, batch=args.batch).start()
     watcher = None
     if args.status:

@@ -41,12 +41,6 @@ def _tuf_dir() -> Path:
     return repo_dir()
 
 
-def _online() -> dict:
-    from cloud.registry import keys
-
-    return {r: keys.online_signer(r) for r in keys.ONLINE_ROLES}
-
-
 def _tuf_keygen(args: argparse.Namespace) -> int:
     from cloud.registry import keys
 
@@ -62,16 +56,18 @@ def _tuf_init(args: argparse.Namespace) -> int:
 
     public = [keys.load_public(p) for p in args.root_key]
     signers = [keys.load_signer(p) for p in args.root_key if p.suffix == ".pem"]
-    repo = TufRepo.create(_tuf_dir(), public, signers, _online(), args.threshold)
+    repo = TufRepo.create(_tuf_dir(), public, signers, keys.online_signers(), args.threshold)
     print(f"repository in {repo.dir}: root v1 ({args.threshold} of {len(public)} root keys); give drones "
           f"{repo.metadata_dir / '1.root.json'} at device init")
     return 0
 
 
 def _tuf_publish(args: argparse.Namespace) -> int:
+    from cloud.registry import keys
     from cloud.registry.tuf_repo import TufRepo
 
-    version = TufRepo(_tuf_dir()).release(args.version, {f.name: f for f in args.files}, args.group, _online())
+    files = {f.name: f for f in args.files}
+    version = TufRepo(_tuf_dir()).release(args.version, files, args.group, keys.online_signers())
     print(f"release {args.version} signed for {', '.join(args.group)} (targets version {version})")
     return 0
 

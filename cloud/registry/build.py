@@ -27,11 +27,10 @@ from training.train import INIT_KEY
 log = logging.getLogger(__name__)
 GOLDEN_FRAMES = 6
 GOLDEN_CANDIDATES = 40
-CALIB_IMAGES = 64
 
 
 @dataclass(frozen=True)
-class Campaign:
+class TestSet:
     """A campaign's frozen test set: the split of its dataset no training ever sees."""
 
     name: str
@@ -39,7 +38,7 @@ class Campaign:
     split: str = "test"
 
     @classmethod
-    def parse(cls, text: str) -> Campaign:
+    def parse(cls, text: str) -> TestSet:
         """`NAME=DATA.yaml[:SPLIT]`, the split defaulting to `test`, else `val` when the data has none;
         or the name of a campaign the cloud holds (`pli cloud campaign add`): its frozen test set."""
         from training.dataset import YoloDataset, named_split
@@ -121,7 +120,7 @@ def pick_golden(detector: Detector, images: list[Path], threshold: float, count:
     return {name: image for _, _, name, image in scored[:count]}
 
 
-def build(weights: Path, version: str, out: Path, campaigns: list[Campaign], calib: Path | None = None,
+def build(weights: Path, version: str, out: Path, campaigns: list[TestSet], calib: Path | None = None,
           training_data: Path | None = None, golden_images: list[Path] | None = None,
           parent: str | None = None, imgsz: int = 640) -> list[Path]:
     """The release's files in `out`: returns them, for `rollout.add_release`."""
@@ -155,15 +154,15 @@ def build(weights: Path, version: str, out: Path, campaigns: list[Campaign], cal
                          calib=calib, version=version, evals=evals)
         det = Detector(r.onnx)
         if chosen is None:  # the same frames for every build, each build's own detections
-            chosen = pick_golden(det, golden_images, r.card_data["conf"])
-        gold = golden.make(det, chosen, r.card_data["conf"])
+            chosen = pick_golden(det, golden_images, r.card_data.conf)
+        gold = golden.make(det, chosen, r.card_data.conf)
         gold_file = out / f"golden-{precision}.json"
         gold_file.write_text(json.dumps(gold) + "\n")
-        cl = _class_list(r.card_data["classes"])
-        card = {**r.card_data, "golden": gold_file.name, "class_list_version": cl["version"], "class_list": cl,
-                "parent": parent, "dataset": {"file": "dataset.json", "digest": snap["digest"]}, "test_sets": tests}
-        r.card.write_text(json.dumps(card, indent=1) + "\n")
+        cl = _class_list(r.card_data.classes)
+        card = r.card_data.with_(golden=gold_file.name, class_list_version=cl["version"], class_list=cl, parent=parent,
+                                 dataset={"file": "dataset.json", "digest": snap["digest"]}, test_sets=tests)
+        card.save(r.card)
         files += [r.onnx, r.card, gold_file]
         log.info("%s build of %s: %s", precision, version,
-                 ", ".join(f"{k} mAP50 {v['map50']:.3f}" for k, v in card["metrics"].items() if k in evals))
+                 ", ".join(f"{k} mAP50 {v['map50']:.3f}" for k, v in card.metrics.items() if k in evals))
     return files

@@ -63,3 +63,8 @@ def online_signer(role: str) -> CryptoSigner:
     if os.environ.get(name + "_FILE"):
         return load_signer(Path(os.environ[name + "_FILE"]))
     raise KeyError(f"no {role} key: set {name} (PEM) or {name}_FILE")
+
+
+def online_signers() -> dict[str, CryptoSigner]:
+    """The online roles' signers (targets, snapshot, timestamp), from the environment or key files."""
+    return {r: online_signer(r) for r in ONLINE_ROLES}

@@ -24,6 +24,8 @@ from cloud.paths import registry_dir, weights_dir
 from cloud.registry import keys
 from cloud.registry.fleet_status import release_figures
 from cloud.registry.tuf_repo import TufRepo, repo_dir
+from cloud.settings import secret, settings
+from edge.model_card import ModelCard
 
 GROUPS = ("canary", "fleet")  # in rollout order
 
@@ -48,32 +50,53 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def add_release(session: Session, version: str, files: list[Path], parent: str | None = None) -> ModelRelease:
-    """Record a release from its files: every `.onnx` needs its card (`<stem>.json`, whose sha256
-    matches) naming golden frames that lie among the files."""
-    if session.scalar(select(ModelRelease).where(ModelRelease.version == version)) is not None:
+def release_json(r: ModelRelease) -> dict:
+    """A release as the API and `pli cloud release list/show` show it."""
+    return {"version": r.version, "class_list_version": r.class_list_version, "sha256": r.sha256,
+            "created_at": r.created_at.isoformat(), "files": (r.card or {}).get("files", {}),
+            "parent": (r.card or {}).get("parent"), "rollout": (r.card or {}).get("rollout", [])}
+
+
+def check_new_version(session: Session, version: str) -> None:
+    """Releases are immutable: refuse a version the registry holds (checked again by add_release;
+    callers check first too, before minutes of exporting)."""
+    if session.scalar(select(ModelRelease.id).where(ModelRelease.version == version)) is not None:
         raise RolloutError(f"release {version} exists: releases are immutable, give a new version")
+
+
+def add_release(session: Session, version: str, files: list[Path], parent: str | None = None,
+                weights: Path | None = None) -> ModelRelease:
+    """Record a release from its files: every `.onnx` needs its card (`<stem>.json`, whose sha256
+    matches) naming golden frames that lie among the files. `weights`: the PyTorch weights it was
+    built from, kept beside the registry for the next learning run (never a TUF target)."""
+    check_new_version(session, version)
     by_name = {f.name: f for f in files}
     models = [f for f in files if f.suffix == ".onnx"]
     if not models:
         raise RolloutError("a release holds at least one .onnx build", 400)
     cards = {}
     for m in models:
-        card_file = by_name.get(m.with_suffix(".json").name)
+        card_file = by_name.get(ModelCard.path_for(m).name)
         if card_file is None:
             raise RolloutError(f"{m.name}: its model card {m.stem}.json is not among the files", 400)
-        card = json.loads(card_file.read_text())
-        if card.get("sha256") != _sha(m):
+        try:
+            card = ModelCard.load(card_file)
+        except ValueError as exc:
+            raise RolloutError(str(exc), 400) from None
+        if card.sha256 != _sha(m):
             raise RolloutError(f"{m.name}: sha256 differs from its card", 400)
-        if str(card.get("version")) != version:
-            raise RolloutError(f"{m.name}: its card says version {card.get('version')!r}, not {version}", 400)
-        if card.get("golden") not in by_name:
+        if card.version != version:
+            raise RolloutError(f"{m.name}: its card says version {card.version!r}, not {version}", 400)
+        if card.golden not in by_name:
             raise RolloutError(f"{m.name}: its card names no golden frames among the files", 400)
-        cards[m.name] = card
+        cards[m.name] = card.to_dict()
     dest = registry_dir() / version
     dest.mkdir(parents=True, exist_ok=False)
     for f in files:
         shutil.copyfile(f, dest / f.name)
+    if weights is not None:
+        weights_dir().mkdir(parents=True, exist_ok=True)
+        shutil.copy2(weights, weights_dir() / f"{version}.pt")
     first = cards[models[0].name]
     class_list_version = first.get("class_list_version")
     if class_list_version is None and first.get("classes"):
@@ -116,12 +139,12 @@ def ship(session: Session, version: str, out: Path, name: str = "pli-default") -
     written = []
     for build, info in release.card["builds"].items():
         stem = name if info.get("precision") == "fp32" else f"{name}-{info.get('precision')}"
-        card = json.loads(files[Path(build).with_suffix(".json").name].read_text())
+        card = ModelCard.load(files[ModelCard.path_for(build).name])
         shutil.copyfile(files[build], out / f"{stem}.onnx")
-        shutil.copyfile(files[card["golden"]], out / f"{stem}.golden.json")
-        card |= {"file": f"{stem}.onnx", "golden": f"{stem}.golden.json", "release": version,
-                 "parent": release.card.get("parent") or card.get("parent")}
-        (out / f"{stem}.json").write_text(json.dumps(card, indent=1) + "\n")
+        shutil.copyfile(files[card.golden], out / f"{stem}.golden.json")
+        card = card.with_(file=f"{stem}.onnx", golden=f"{stem}.golden.json", release=version,
+                          parent=release.card.get("parent") or card.parent)
+        card.save(out / f"{stem}.json")
         written += [out / f"{stem}.onnx", out / f"{stem}.golden.json", out / f"{stem}.json"]
     if "dataset.json" in files:
         shutil.copyfile(files["dataset.json"], out / f"{name}.dataset.json")
@@ -149,7 +172,7 @@ def promote(session: Session, version: str, group: str, by: str, signers: dict |
     for g in before:
         if not _deployed(session, release, g):
             raise RolloutError(f"release {version} is not on the {g} group yet: promote it there first")
-    targets_version = tuf_repo().release(version, _files(release), [group], signers or _online())
+    targets_version = tuf_repo().release(version, _files(release), [group], signers or keys.online_signers())
     announce(group, version, targets_version)
     d = Deployment(release_id=release.id, target=group, status="announced")
     session.add(d)
@@ -187,7 +210,7 @@ def health(session: Session, version: str) -> dict:
 def rollback(session: Session, group: str, to_version: str, by: str, signers: dict | None = None) -> Deployment:
     """Sign an older release for `group` again: a newer targets version that drones take."""
     release = get_release(session, to_version)
-    targets_version = tuf_repo().release(release.version, _files(release), [group], signers or _online())
+    targets_version = tuf_repo().release(release.version, _files(release), [group], signers or keys.online_signers())
     announce(group, release.version, targets_version)
     d = Deployment(release_id=release.id, target=group, status="rolled_back_to")
     session.add(d)
@@ -204,7 +227,7 @@ def assign(drone: str, fleet: str, group: str, acl_out: Path | None = None, sign
     if group not in GROUPS:
         raise RolloutError(f"group {group!r}: one of {', '.join(GROUPS)}", 400)
     repo = tuf_repo()
-    version = repo.assign(drone, fleet, group, signers or _online())
+    version = repo.assign(drone, fleet, group, signers or keys.online_signers())
     if acl_out is not None:
         import os
 
@@ -261,18 +284,17 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
 
     from comms.mqtt_link import MqttConfig, announce_topic, make_client
 
-    host = os.environ.get("PLI_MQTT_HOST")
-    if not host:
+    s = settings()
+    if not s.mqtt_host:
         return False
-    cfg = MqttConfig(host=host, port=int(os.environ.get("PLI_MQTT_PORT", "1883")),
-                     username=os.environ.get("PLI_MQTT_USER"), password=os.environ.get("PLI_MQTT_PASSWORD"),
-                     tls_ca=os.environ.get("PLI_MQTT_TLS_CA"))
+    cfg = MqttConfig(host=s.mqtt_host, port=s.mqtt_port, username=s.mqtt_user, password=secret(s.mqtt_password),
+                     tls_ca=str(s.mqtt_tls_ca) if s.mqtt_tls_ca else None)
     client = make_client(f"pli-registry-{os.getpid()}", cfg)
     try:
         client.connect(cfg.host, cfg.port)
         client.loop_start()
         body = json.dumps({"group": group, "version": version, "targets_version": targets_version})
-        info = client.publish(announce_topic(fleet or os.environ.get("PLI_FLEET", "fleet1"), group), body, qos=1,
+        info = client.publish(announce_topic(fleet or s.fleet, group), body, qos=1,
                               retain=True)
         info.wait_for_publish(10)
         return info.rc == mqtt.MQTT_ERR_SUCCESS and info.is_published()
@@ -290,10 +312,7 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
 def check_ready() -> None:
     """What `promote` needs (the online roles' keys, an initialised repository), checked before a
     learning run's hour of training rather than after it."""
-    _online()
+    keys.online_signers()
     if not (tuf_repo().metadata_dir / "root.json").exists():
         raise FileNotFoundError(f"no TUF repository at {repo_dir()}: run `pli cloud tuf init` first")
 
-
-def _online() -> dict:
-    return {r: keys.online_signer(r) for r in keys.ONLINE_ROLES}

@@ -33,6 +33,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from cloud.settings import settings
+
 EXPIRY = {"root": timedelta(days=365), "targets": timedelta(days=90), "snapshot": timedelta(days=7),
           "timestamp": timedelta(days=1)}
 ONLINE = ("targets", "snapshot", "timestamp")
@@ -42,7 +44,7 @@ def repo_dir() -> Path:
     """Where the cloud keeps the repository: `PLI_TUF_DIR`, else `<PLI_CLOUD_DIR>/tuf`."""
     from cloud.paths import cloud_dir
 
-    return Path(os.environ.get("PLI_TUF_DIR") or cloud_dir() / "tuf")
+    return settings().tuf_dir or cloud_dir() / "tuf"
 
 
 def _expires(role: str, now: datetime | None = None) -> datetime:

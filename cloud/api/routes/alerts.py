@@ -17,9 +17,10 @@ from cloud import exports
 from cloud.alert_doc import API_COLUMNS, alert_json_of, api_doc
 from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.models import ALERT_STATUSES, Alert, AlertEvent
+from comms.classes import Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=ERRORS)
-Severity = Literal["low", "medium", "high"]
+SeverityName = Literal[tuple(s.name.lower() for s in Severity)]  # comms.classes.Severity, as the API spells it
 Status = Literal["new", "confirmed", "false_alarm", "reclassified", "repaired"]
 BBOX = r"^-?\d{1,3}(\.\d+)?,-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?,-?\d{1,2}(\.\d+)?$"
 
@@ -44,7 +45,7 @@ class AlertFilter:
     line: str | None = Query(None, max_length=64)
     tower: str | None = Query(None, max_length=32)
     fault_class: str | None = Query(None, alias="class", max_length=64)
-    severity: Severity | None = None
+    severity: SeverityName | None = None
     status: Status | None = None
     drone: str | None = Query(None, max_length=32)
     since: datetime | None = Query(None, description="alert time from (ISO 8601; UTC when no zone)")

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from annotation import backend
 from cloud.api.deps import ERRORS, db
 from cloud.label_studio import preannotator
 from cloud.models import Image
+from cloud.settings import secret, settings
 from cloud.storage import store
 
 router = APIRouter(tags=["annotation"], responses=ERRORS)
@@ -28,8 +28,8 @@ _basic = HTTPBasic(auto_error=False)
 
 def label_studio(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
     """Label Studio, as its ML backend settings authenticate it; nothing anonymous."""
-    password = os.environ.get("PLI_ML_PASSWORD")
-    user = os.environ.get("PLI_ML_USER", "label-studio")
+    password = secret(settings().ml_password)
+    user = settings().ml_user
     if not password:  # no credentials can be right: the backend is off
         raise HTTPException(401, "the ML backend is off: PLI_ML_PASSWORD is not set")
     if credentials is None or not (secrets.compare_digest(credentials.username.encode(), user.encode())
@@ -90,8 +90,8 @@ def ml_webhook(body: dict, session: Session = Depends(db), _: str = Depends(labe
 
 def webhook_caller(x_pli_webhook: str | None = Header(None, max_length=256)) -> None:
     """Label Studio's project webhook, by the header it is configured to send (`X-PLI-Webhook`)."""
-    secret = os.environ.get("PLI_LS_WEBHOOK_SECRET")
-    if not secret or x_pli_webhook is None or not secrets.compare_digest(x_pli_webhook.encode(), secret.encode()):
+    hook = secret(settings().ls_webhook_secret)
+    if not hook or x_pli_webhook is None or not secrets.compare_digest(x_pli_webhook.encode(), hook.encode()):
         raise HTTPException(401, "Label Studio's webhook header is required")
 
 

@@ -8,16 +8,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.api.deps import ERRORS, Caller, FlightId, db, require
-from cloud.faults import record_passes
+from cloud.flights import TrackError, flight_json, record_track
 from cloud.models import Alert, Flight
 
 router = APIRouter(prefix="/flights", tags=["flights"], responses=ERRORS)
-
-
-def flight_json(f: Flight, alerts: int) -> dict:
-    return {"id": f.id, "drone_id": f.drone_id, "started_at": f.started_at.isoformat() if f.started_at else None,
-            "ended_at": f.ended_at.isoformat() if f.ended_at else None, "alerts": alerts,
-            "track_points": len(f.track or []), "passes_recorded": f.passes_recorded}
 
 
 @router.get("", summary="flights, newest first")
@@ -52,17 +46,9 @@ class Track(BaseModel):
 def put_track(flight_id: FlightId, track: Track, session: Session = Depends(db),
               caller: Caller = Depends(require("fleet"))) -> dict:
     caller.check_drone(session, track.drone_id)
-    if any(not (-90 <= lat <= 90 and -180 <= lon <= 180) for lat, lon in track.points):
-        raise HTTPException(400, "a track point is off the globe (points are [lat, lon])")
-    f = session.get(Flight, flight_id)
-    if f is None:
-        f = Flight(id=flight_id, drone_id=track.drone_id)
-        session.add(f)
-    elif f.drone_id != track.drone_id:
-        raise HTTPException(409, f"flight {flight_id} belongs to drone {f.drone_id}")
-    f.track = [list(p) for p in track.points]
-    session.flush()
-    passed = record_passes(session, flight_id, f.track)
-    f.passes_recorded = True
+    try:
+        passed = record_track(session, flight_id, track.drone_id, track.points)
+    except TrackError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
     session.commit()
     return {"flight_id": flight_id, "clean_passes": sorted(x.id for x in passed)}

@@ -17,15 +17,9 @@ from cloud.registry import rollout
 router = APIRouter(tags=["releases"], responses=ERRORS)
 
 
-def release_json(r: ModelRelease) -> dict:
-    return {"version": r.version, "class_list_version": r.class_list_version, "sha256": r.sha256,
-            "created_at": r.created_at.isoformat(), "files": (r.card or {}).get("files", {}),
-            "parent": (r.card or {}).get("parent"), "rollout": (r.card or {}).get("rollout", [])}
-
-
 @router.get("/releases", summary="model releases")
 def list_releases(session: Session = Depends(db), _: Caller = Depends(require("any"))) -> list[dict]:
-    return [release_json(r) for r in session.scalars(select(ModelRelease).order_by(ModelRelease.id))]
+    return [rollout.release_json(r) for r in session.scalars(select(ModelRelease).order_by(ModelRelease.id))]
 
 
 def _run(step):
@@ -39,7 +33,7 @@ def _run(step):
 
 @router.get("/releases/{version}", summary="one release, its files and its rollout")
 def get_release(version: str, session: Session = Depends(db), _: Caller = Depends(require("any"))) -> dict:
-    return release_json(_run(lambda: rollout.get_release(session, version)))
+    return rollout.release_json(_run(lambda: rollout.get_release(session, version)))
 
 
 @router.get("/releases/{version}/health", summary="the canary's health: alerts, reviews, false alarms")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
@@ -24,6 +23,7 @@ from cloud.api.deps import COOKIE, db
 from cloud.flight_report import Report, flight_report, pdf
 from cloud.models import Alert, Drone, Flight
 from cloud.operators import Login, Throttle, current, login, logout
+from cloud.settings import settings
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -97,7 +97,7 @@ async def login_submit(request: Request, session: Session = Depends(db)) -> Resp
     session.commit()
     r = RedirectResponse(target, status_code=303)
     r.set_cookie(COOKIE, made.token, httponly=True, samesite="strict", path="/",
-                 secure=request.url.scheme == "https" or os.environ.get("PLI_COOKIE_SECURE") == "1")
+                 secure=request.url.scheme == "https" or settings().cookie_secure)
     return r
 
 
@@ -172,7 +172,7 @@ def flight_page(flight_id: str, request: Request, session: Session = Depends(db)
         return found
     me, report = found
     data = {"flight": flight_id, "track": report.track, "alerts": [a.json() for a in report.alerts],
-            "tiles": os.environ.get("PLI_TILE_URL") or None}
+            "tiles": settings().tile_url or None}
     # inside a <script> element: no "</" may end it early, whatever an operator typed in a note
     return _page(request, "flight.html", me, report=report, data=json.dumps(data).replace("</", "<\\/"))
 
