@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud import faults, towers, uploads
-from cloud.models import Alert, AlertCopy, Drone, Flight, UTCDateTime
+from cloud.models import Alert, AlertCopy, AlertEvent, Drone, Fault, Flight, UTCDateTime
 from cloud.notify import notify_many
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
@@ -370,7 +370,6 @@ def change_status(session: Session, row: Alert, status: str, actor: str, source:
                   fault_class: str | None = None) -> None:
     """An operator's verdict on an alert, with its audit trail: from the API, the pages and the
     Label Studio review project alike. ValueError (one line) for a reclassification without a class."""
-    from cloud.models import AlertEvent, Fault
 
     if status == "reclassified" and not fault_class:
         raise ValueError("reclassified needs the right fault_class")

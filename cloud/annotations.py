@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotation.client import LabelStudioError
-from cloud import alerts, label_studio
+from cloud import alerts, label_studio, learning
 from cloud.db import session_scope, upgrade
 from cloud.jobs import enqueue, job
 from cloud.models import Alert, Annotation
@@ -155,8 +155,6 @@ def reconcile_projects(projects: list[int]) -> dict:
 
 @job("annotations", retries=3, retry_delay=5)
 def apply_annotations() -> dict:
-    from cloud import learning
-
     with session_scope() as session:
         done = apply_pending(session, label_studio_names())
     with session_scope() as session:  # what the new annotations call for: a refresh, a full run

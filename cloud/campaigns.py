@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 
 from cloud.models import Campaign
 from cloud.paths import cloud_dir
+from comms.classes import ENV_VAR, known_class_lists
+from training.data_import import import_dataset
+from training.dataset import YoloDataset
 
 RATIOS = (0.65, 0.15, 0.2)  # train, val, test: a fifth of the photos is the frozen test set
 
@@ -34,9 +37,6 @@ def add(session: Session, name: str, src: Path, fmt: str, class_map: dict[str, s
     splits a split file or the source (`source_splits`: a YOLO data.yaml's) gives: a campaign the
     fleet's model already trained on must keep that model's held-out photos as its test set, or
     the forgetting gate would score seen photos."""
-    from comms.classes import ENV_VAR, known_class_lists
-    from training.data_import import import_dataset
-    from training.dataset import YoloDataset
 
     if session.scalar(select(Campaign).where(Campaign.name == name)) is not None:
         raise ValueError(f"campaign {name} exists: its test set is frozen (give another name)")
@@ -78,7 +78,6 @@ def get(session: Session, name: str) -> Campaign:
 
 def check_frozen(row: Campaign) -> None:
     """The dataset's test split is still the recorded one (nothing moved in or out)."""
-    from training.dataset import YoloDataset
 
     now = sorted(p.name for p in YoloDataset.open(Path(row.data)).images("test"))
     if now != sorted(row.test_set):

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.detector import file_sha256, letterbox, to_tensor
+from training.yolo import ultralytics
 
 
 def _sha(path: Path) -> str:
@@ -27,7 +28,6 @@ class Embedder:
     def __init__(self, weights: Path, imgsz: int = 640, layer: int | None = None):
         import torch
 
-        from training.yolo import ultralytics
 
         self.torch = torch
         yolo = ultralytics().YOLO(str(weights))

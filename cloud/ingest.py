@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from cloud.alerts import IngestError, Outcome, record, record_batch
 from cloud.db import sessions
-from cloud.models import Alert
+from cloud.models import Alert, BrokerCounter
 from cloud.notify import notify, send_webhooks
 from comms.mqtt_link import MqttConfig, acks_topic, connect, dump_answer, make_client
 
@@ -103,7 +103,6 @@ class IngestWorker:
 
     def save_counters(self) -> None:
         """Write the counters heard since the last call (the API's /metrics reads them)."""
-        from cloud.models import BrokerCounter
 
         with self._broker_lock:
             dirty, self._broker_dirty = {k: self.broker[k] for k in self._broker_dirty}, set()

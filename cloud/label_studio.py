@@ -23,6 +23,10 @@ from cloud.registry.rollout import preannotation_model
 from cloud.settings import secret, settings
 from cloud.storage import store
 from comms.classes import load_class_list
+from edge.detector import Detector
+from edge.runtime import model_version
+from training.data_import import import_dataset
+from training.importers.labelstudio import image_fetcher
 
 URL_ENV, TOKEN_ENV = "PLI_LS_URL", "PLI_LS_TOKEN"
 
@@ -71,9 +75,6 @@ def wire_project(ls: LabelStudio, title: str, cloud_url: str, review: bool = Fal
 
 @lru_cache(maxsize=2)
 def _preannotator(path: str):
-    from edge.detector import Detector
-    from edge.runtime import model_version
-
     return Detector(Path(path)), model_version(Path(path))
 
 
@@ -142,8 +143,6 @@ def queue_reviews(ls: LabelStudio, project: int, cloud_url: str, flight: str | N
 def export_dataset(project: int, out: Path, ratios: tuple[float, ...], seed: int = 0):
     """A project's annotations straight from the server into a YOLO dataset: the cloud's photos
     from its object store by id, others fetched from Label Studio with the token."""
-    from training.data_import import import_dataset
-    from training.importers.labelstudio import image_fetcher
 
     with client() as ls:
         tasks = ls.export(project)

@@ -27,11 +27,26 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud import campaigns
 from cloud.db import session_scope
-from cloud.jobs import job
+from cloud.embeddings import embed
+from cloud.jobs import enqueue, job
+from cloud.label_studio import cloud_images
+from cloud.models import Annotation, Campaign, Deployment, Image, Job, LearningRun, ModelRelease
 from cloud.paths import DEFAULT_WEIGHTS, cloud_dir, weights_dir
+from cloud.registry.build import TestSet, build
+from cloud.registry.rollout import add_release, check_ready, promote, set_preannotation_model
+from cloud.selection import k_center
 from cloud.settings import settings
+from edge import golden
+from edge.detector import Detector
 from edge.model_card import ModelCard
+from training.data_import import import_dataset
+from training.dataset import YoloDataset, label_path_for, write_data_yaml
+from training.evaluate import evaluate
+from training.export import export_model
+from training.heads import grow_head, run_classes
+from training.train import train
 
 log = logging.getLogger(__name__)
 MARGIN_POINTS = 1.5
@@ -87,9 +102,9 @@ def gate(candidate: dict[str, float], parent: dict[str, float], newest: str, mar
         if drop > margin_points:
             reasons.append(f"{name} forgets: {before:.4f} -> {candidate.get(name, 0.0):.4f} "
                            f"(-{drop:.2f} points > {margin_points})")
-    for build, failures in (golden_failures or {}).items():
+    for name, failures in (golden_failures or {}).items():
         if failures:
-            reasons.append(f"{build} misses its golden frames: {'; '.join(failures[:3])}")
+            reasons.append(f"{name} misses its golden frames: {'; '.join(failures[:3])}")
     return Decision(not reasons, reasons)
 
 
@@ -115,7 +130,6 @@ def current_release(session, group: str = "fleet") -> str | None:
     on a candidate nobody has approved."""
     from sqlalchemy import select
 
-    from cloud.models import Deployment, ModelRelease
 
     dep = session.scalar(select(Deployment).where(Deployment.target == group).order_by(Deployment.id.desc()))
     return session.get(ModelRelease, dep.release_id).version if dep is not None else None
@@ -124,7 +138,6 @@ def current_release(session, group: str = "fleet") -> str | None:
 def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path]]], val: Path) -> Path:
     """One training set from several datasets: `parts` are (tag, its data.yaml, its photos), the
     labels remapped by class name onto `names`; `val` the newest campaign's data.yaml (its val)."""
-    from training.dataset import YoloDataset, label_path_for, write_data_yaml
 
     if out.exists():
         shutil.rmtree(out)
@@ -176,9 +189,6 @@ def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: 
     (`replay_shares`), chosen within each by k-center on the detector's embeddings so the replay
     covers what the fleet already knew, not its most common scene; a campaign smaller than its
     share is replayed whole, again and again up to `repeat` times, in the same order."""
-    from cloud.embeddings import embed
-    from cloud.selection import k_center
-    from training.dataset import YoloDataset
 
     pools = {name: sorted(YoloDataset.open(data).images("train")) for name, data in earlier}
     pools = {name: photos for name, photos in pools.items() if photos}
@@ -198,7 +208,6 @@ def replay_set(earlier: list[tuple[str, Path]], size: int, weights: Path, seed: 
 def matrix_row(weights: Path, campaigns: dict[str, Path], imgsz: int) -> dict[str, dict]:
     """mAP50 of one model on every campaign's frozen test set (per class too), at the recipe's
     input size (parent and candidate alike)."""
-    from training.evaluate import evaluate
 
     out = {}
     for name, data in campaigns.items():
@@ -221,8 +230,6 @@ def read_curve(run_dir: Path) -> dict[str, list[float]]:
 def _campaign_rows(session, upto: str) -> list:
     from sqlalchemy import select
 
-    from cloud import campaigns
-    from cloud.models import Campaign
 
     newest = campaigns.get(session, upto)
     rows = list(session.scalars(select(Campaign).where(Campaign.id <= newest.id).order_by(Campaign.id)))
@@ -233,7 +240,6 @@ def _campaign_rows(session, upto: str) -> list:
 
 def _campaign_of(session, image_id: int) -> str | None:
     """The campaign a cloud photo belongs to (`campaigns/<name>/...` in the object store)."""
-    from cloud.models import Image
 
     row = session.get(Image, int(image_id))
     parts = row.key.split("/") if row is not None else []
@@ -247,8 +253,6 @@ def _plain(name: str) -> str:
 
 
 def _record(run_id: int, **fields) -> None:
-    from cloud.models import LearningRun
-
     with session_scope() as s:
         row = s.get(LearningRun, run_id)
         for k, v in fields.items():
@@ -264,14 +268,6 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     all); `pseudo`: a pseudo-label dataset version (pli cloud pseudo-label) to train on instead,
     its true labels included; `replay`: photos from earlier campaigns (default REPLAY_PHOTOS);
     `weights`: start from these instead of the current release's."""
-    from cloud.models import LearningRun
-    from cloud.registry.build import TestSet, build
-    from cloud.registry.rollout import add_release, check_ready, promote
-    from edge import golden
-    from edge.detector import Detector
-    from training.dataset import YoloDataset
-    from training.heads import grow_head, run_classes
-    from training.train import train
 
     rec = Recipe(**{**json.loads(settings().learn_recipe), **(recipe or {})})
     replay = REPLAY_PHOTOS if replay is None else replay
@@ -378,7 +374,6 @@ def annotation_tasks(session) -> list[dict]:
     has them (training/importers/labelstudio.py reads it)."""
     from sqlalchemy import select
 
-    from cloud.models import Annotation
 
     latest: dict[tuple[int, int], Annotation] = {}
     for a in session.scalars(select(Annotation).where(Annotation.image_id.is_not(None)).order_by(Annotation.id)):
@@ -391,9 +386,6 @@ def annotation_tasks(session) -> list[dict]:
 
 def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | None:
     """The operators' annotations as a dataset (the photos fetched from the cloud's store)."""
-    from cloud.label_studio import cloud_images
-    from training.data_import import import_dataset
-    from training.dataset import YoloDataset
 
     if not tasks:
         return None
@@ -408,7 +400,6 @@ def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | 
 def _newest_campaign(session) -> str | None:
     from sqlalchemy import select
 
-    from cloud.models import Campaign
 
     return settings().learn_campaign or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
 
@@ -418,12 +409,6 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
     """The interactive refresh: a quick fine-tune (frozen backbone, a few epochs) on every operator
     annotation so far, from the previous refresh, that becomes the model pre-annotating Label
     Studio tasks, never the fleet's."""
-    from cloud.models import LearningRun
-    from cloud.registry.rollout import set_preannotation_model
-    from training.dataset import YoloDataset
-    from training.export import export_model
-    from training.heads import grow_head, run_classes
-    from training.train import train
 
     rec = Recipe(**{**asdict(QUICK), **json.loads(settings().refresh_recipe), **(recipe or {})})
     with session_scope() as s:
@@ -475,8 +460,6 @@ def after_annotations(session) -> list[str]:
     full run after PLI_LEARN_AFTER (100); never a second one while one is queued or running."""
     from sqlalchemy import func, select
 
-    from cloud.jobs import enqueue
-    from cloud.models import Annotation, Job, LearningRun
 
     campaign = _newest_campaign(session)
     if campaign is None:

@@ -21,9 +21,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cloud import campaigns
+from cloud.db import session_scope
 from cloud.jobs import job
+from cloud.label_studio import check_tasks_deliverable, put_tasks
+from cloud.paths import DEFAULT_MODEL, cloud_dir
+from cloud.selection_job import frames_of
 from edge.detections import Detections
+from edge.detector import Detector
 from edge.golden import iou_matrix
+from edge.tiled import detect
+from training.boxes import xyxy_to_yolo
+from training.dataset import YoloDataset, label_path_for, write_data_yaml, yolo_lines
 
 TTA_IOU = 0.6
 SCALES = (0.8,)
@@ -140,7 +149,6 @@ def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]]
 
 def _flight_neighbours(paths: list) -> dict[int, int]:
     """Index of the next frame of the same flight, for each photo that has one."""
-    from cloud.selection_job import frames_of
 
     f = frames_of(paths)
     where = {(str(fl), int(ix)): i for i, (fl, ix) in enumerate(zip(f.flight, f.index, strict=True))}
@@ -159,14 +167,6 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from cloud import campaigns
-    from cloud.db import session_scope
-    from cloud.label_studio import check_tasks_deliverable, put_tasks
-    from cloud.paths import DEFAULT_MODEL, cloud_dir
-    from edge.detector import Detector
-    from edge.tiled import detect
-    from training.boxes import xyxy_to_yolo
-    from training.dataset import YoloDataset, label_path_for, write_data_yaml, yolo_lines
 
     if project is not None:
         check_tasks_deliverable(cloud_url)

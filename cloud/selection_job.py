@@ -17,11 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud import campaigns
 from cloud.db import session_scope
 from cloud.jobs import job
 from cloud.label_studio import check_tasks_deliverable, photo_tasks, put_tasks
+from cloud.models import Image
 from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS, cloud_dir
 from cloud.selection import Frames, image_uncertainty, missed_fault_candidates, select
+from cloud.storage import store
+from edge.detector import Detector
+from edge.tiled import detect
+from training.dataset import YoloDataset
 
 UNCERTAINTY_CONF = 0.05  # boxes the model barely believes are where it is unsure
 _FRAME = re.compile(r"^(?P<flight>.+)_(?P<index>\d+)$")
@@ -42,8 +48,6 @@ def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]
     """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
     import cv2
 
-    from edge.detector import Detector
-    from edge.tiled import detect
 
     det = Detector(model)
     conf, cls = [], []
@@ -63,8 +67,6 @@ def register_photos(campaign: str, paths: list[Path]) -> list[int]:
     """The photos as the cloud's images (object store and `images` rows), for signed task links."""
     from sqlalchemy import select as sql_select
 
-    from cloud.models import Image
-    from cloud.storage import store
 
     ids = []
     with session_scope() as s:
@@ -86,8 +88,6 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
                   missed: int | None = None) -> dict:
     """`missed`: how many "missed fault" review tasks to add (default a fifth of the budget, with
     a project; 0 for none)."""
-    from cloud import campaigns
-    from training.dataset import YoloDataset
 
     if project is not None:
         check_tasks_deliverable(cloud_url)

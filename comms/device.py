@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from comms.alert import alert_id
 from comms.settings import drone_settings
 
 
@@ -30,8 +31,6 @@ class DeviceConfig:
     update_url: str | None = None  # the cloud's API, where the fleet's TUF repository is served
 
     def __post_init__(self) -> None:
-        from comms.alert import alert_id
-
         alert_id(self.drone_id, 0, 0)  # validates the drone id
         if not re.fullmatch(r"\d{7}", self.ground_address):
             raise ValueError(f"ground BeiDou address {self.ground_address!r} must be 7 digits")

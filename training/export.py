@@ -23,6 +23,7 @@ import numpy as np
 from edge.detector import Detector, file_sha256, letterbox, to_tensor
 from edge.model_card import ModelCard
 from training.dataset import IMAGE_SUFFIXES
+from training.evaluate import evaluate
 from training.train import INIT_KEY
 from training.yolo import ultralytics
 
@@ -49,8 +50,6 @@ def _checkpoint_info(weights: Path) -> dict:
 
 
 def _score(model: Path, evals: dict[str, tuple[Path, str]]) -> dict[str, dict]:
-    from training.evaluate import evaluate
-
     scores = {}
     for name, (data, split) in evals.items():
         r = evaluate(model, data, split).to_json()

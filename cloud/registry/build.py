@@ -22,6 +22,8 @@ from comms.classes import class_list_for
 from edge import golden
 from edge.detector import Detector
 from edge.tiled import detect
+from training.dataset import YoloDataset, label_path_for, named_split
+from training.export import export_model
 from training.train import INIT_KEY
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,6 @@ class TestSet:
     def parse(cls, text: str) -> TestSet:
         """`NAME=DATA.yaml[:SPLIT]`, the split defaulting to `test`, else `val` when the data has none;
         or the name of a campaign the cloud holds (`pli cloud campaign add`): its frozen test set."""
-        from training.dataset import YoloDataset, named_split
 
         if "=" not in text:
             from sqlalchemy.exc import SQLAlchemyError
@@ -72,7 +73,6 @@ def _sha(path: Path) -> str:
 def snapshot(data: Path, splits: tuple[str, ...] = ("train", "val")) -> dict:
     """Which images and labels a dataset holds: each file's name and sha256, per split, and one
     digest over all of it (two snapshots are the same data exactly when digests agree)."""
-    from training.dataset import YoloDataset, label_path_for
 
     ds = YoloDataset.open(data)
     doc: dict = {"data": str(data), "classes": list(ds.names), "splits": {}}
@@ -126,8 +126,6 @@ def build(weights: Path, version: str, out: Path, campaigns: list[TestSet], cali
     """The release's files in `out`: returns them, for `rollout.add_release`."""
     import torch
 
-    from training.dataset import YoloDataset
-    from training.export import export_model
 
     weights, out = Path(weights), Path(out)
     if not campaigns:

@@ -25,6 +25,7 @@ from cloud.registry import keys
 from cloud.registry.fleet_status import release_figures
 from cloud.registry.tuf_repo import TufRepo, repo_dir
 from cloud.settings import secret, settings
+from comms.mqtt_link import MqttConfig, announce_topic, make_client
 from edge.model_card import ModelCard
 
 GROUPS = ("canary", "fleet")  # in rollout order
@@ -282,7 +283,6 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
 
     import paho.mqtt.client as mqtt
 
-    from comms.mqtt_link import MqttConfig, announce_topic, make_client
 
     s = settings()
     if not s.mqtt_host:

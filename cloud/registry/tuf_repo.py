@@ -33,6 +33,8 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
+from cloud.paths import cloud_dir
+from cloud.registry.acl import NAME
 from cloud.settings import settings
 
 EXPIRY = {"root": timedelta(days=365), "targets": timedelta(days=90), "snapshot": timedelta(days=7),
@@ -42,7 +44,6 @@ ONLINE = ("targets", "snapshot", "timestamp")
 
 def repo_dir() -> Path:
     """Where the cloud keeps the repository: `PLI_TUF_DIR`, else `<PLI_CLOUD_DIR>/tuf`."""
-    from cloud.paths import cloud_dir
 
     return settings().tuf_dir or cloud_dir() / "tuf"
 
@@ -143,7 +144,6 @@ class TufRepo:
     def assign(self, drone: str, fleet: str, group: str, online: dict[str, Signer]) -> int:
         """Move a drone to a rollout group: a signed target `drones/<drone>/group.json`. The drone
         takes its group from nothing else after `device init` (edge/update.py)."""
-        from cloud.registry.acl import NAME
 
         for value in (drone, fleet, group):
             if not NAME.match(value):

@@ -16,11 +16,14 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.orm import Session
 
 from annotation import backend
+from cloud import annotations
 from cloud.api.deps import ERRORS, db
+from cloud.jobs import enqueue
 from cloud.label_studio import preannotator
-from cloud.models import Image
+from cloud.models import Alert, Image
 from cloud.settings import secret, settings
 from cloud.storage import store
+from edge.tiled import detect
 
 router = APIRouter(tags=["annotation"], responses=ERRORS)
 _basic = HTTPBasic(auto_error=False)
@@ -63,8 +66,6 @@ def _load(session: Session):
 
 @router.post("/ml/predict", summary="Label Studio's ML backend: boxes for tasks")
 def ml_predict(body: dict, session: Session = Depends(db), _: str = Depends(label_studio)) -> dict:
-    from edge.tiled import detect
-
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
         raise HTTPException(422, "expected {'tasks': [...]}")
@@ -73,9 +74,6 @@ def ml_predict(body: dict, session: Session = Depends(db), _: str = Depends(labe
 
 
 def _record(session: Session, body: dict) -> dict:
-    from cloud import annotations
-    from cloud.jobs import enqueue
-
     action = str(body.get("action", ""))[:64]
     new = annotations.from_webhook(session, body) if action.startswith("ANNOTATION") and "DELETED" not in action else 0
     session.commit()
@@ -116,7 +114,6 @@ _CORS = {"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin"
             response_class=Response)
 def task_crop(alert_id: str, exp: int = Query(0), sig: str = Query("", max_length=64),
               session: Session = Depends(db)) -> Response:
-    from cloud.models import Alert
 
     _signed(f"crop/{alert_id}", exp, sig)
     row = session.get(Alert, alert_id)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.deps import COOKIE, db
 from cloud.flight_report import Report, flight_report, pdf
-from cloud.models import Alert, Drone, Flight
+from cloud.models import Alert, Drone, Flight, LearningRun
 from cloud.operators import Login, Throttle, current, login, logout
 from cloud.settings import settings
 
@@ -143,7 +143,6 @@ def curve_points(values: list[float], width: int = 360, height: int = 120) -> st
 def learning(request: Request, session: Session = Depends(db)) -> Response:
     """Every learning run: its gate decision, the mAP matrix (candidate against parent on every
     campaign's frozen test set) and its learning curves."""
-    from cloud.models import LearningRun
 
     me = _me(request, session)
     if me is None:
