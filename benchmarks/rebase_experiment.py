@@ -73,8 +73,9 @@ def release_b0(b0: Path, work: Path, cplid: Path) -> str:
 def joint(work: Path, coco: Path, epochs: int, seed: int) -> dict:
     """The upper bound: COCO init on every campaign's training photos at once (class list 2)."""
     from cloud.db import session_scope
-    from cloud.learning import Recipe, assemble, matrix_row, read_curve
+    from cloud.learning import Recipe, matrix_row, read_curve
     from cloud.learning import _campaign_rows as campaign_rows
+    from training.assemble import assemble
     from training.dataset import YoloDataset
     from training.train import train
 

@@ -28,7 +28,6 @@ class Embedder:
     def __init__(self, weights: Path, imgsz: int = 640, layer: int | None = None):
         import torch
 
-
         self.torch = torch
         yolo = ultralytics().YOLO(str(weights))
         self.model = yolo.model.float().eval()

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +39,9 @@ from cloud.settings import settings
 from edge import golden
 from edge.detector import Detector
 from edge.model_card import ModelCard
+from training.assemble import assemble
 from training.data_import import import_dataset
-from training.dataset import YoloDataset, label_path_for, write_data_yaml
+from training.dataset import YoloDataset
 from training.evaluate import evaluate
 from training.export import export_model
 from training.heads import grow_head, run_classes
@@ -130,41 +129,8 @@ def current_release(session, group: str = "fleet") -> str | None:
     on a candidate nobody has approved."""
     from sqlalchemy import select
 
-
     dep = session.scalar(select(Deployment).where(Deployment.target == group).order_by(Deployment.id.desc()))
     return session.get(ModelRelease, dep.release_id).version if dep is not None else None
-
-
-def assemble(out: Path, names: list[str], parts: list[tuple[str, Path, list[Path]]], val: Path) -> Path:
-    """One training set from several datasets: `parts` are (tag, its data.yaml, its photos), the
-    labels remapped by class name onto `names`; `val` the newest campaign's data.yaml (its val)."""
-
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "images" / "train").mkdir(parents=True)
-    (out / "labels" / "train").mkdir(parents=True)
-    for tag, data, photos in parts:
-        src_names = YoloDataset.open(data).names
-        missing = sorted(set(src_names) - set(names))
-        if missing:
-            raise ValueError(f"{tag}: classes {missing} are not in the class list {names}")
-        remap = {i: names.index(n) for i, n in enumerate(src_names)}
-        for p in photos:
-            stem = f"{tag}__{p.stem}"
-            copies = 1
-            while (out / "labels" / "train" / f"{stem}.txt").exists():  # a photo listed again: trained on again
-                copies += 1
-                stem = f"{tag}__{p.stem}__{copies}"
-            os.symlink(p.resolve(), out / "images" / "train" / f"{stem}{p.suffix}")
-            src = label_path_for(p)
-            lines = []
-            for line in (src.read_text().splitlines() if src.exists() else []):
-                parts_ = line.split()
-                if parts_:
-                    lines.append(" ".join([str(remap[int(parts_[0])]), *parts_[1:]]))
-            (out / "labels" / "train" / f"{stem}.txt").write_text("".join(f"{x}\n" for x in lines))
-    val_ds = YoloDataset.open(val)
-    return write_data_yaml(out, names, {"train": "images/train", "val": str(val_ds.root / "images" / "val")})
 
 
 def replay_shares(size: int, available: dict[str, int], repeat: int = 1) -> dict[str, int]:
@@ -229,7 +195,6 @@ def read_curve(run_dir: Path) -> dict[str, list[float]]:
 
 def _campaign_rows(session, upto: str) -> list:
     from sqlalchemy import select
-
 
     newest = campaigns.get(session, upto)
     rows = list(session.scalars(select(Campaign).where(Campaign.id <= newest.id).order_by(Campaign.id)))
@@ -374,7 +339,6 @@ def annotation_tasks(session) -> list[dict]:
     has them (training/importers/labelstudio.py reads it)."""
     from sqlalchemy import select
 
-
     latest: dict[tuple[int, int], Annotation] = {}
     for a in session.scalars(select(Annotation).where(Annotation.image_id.is_not(None)).order_by(Annotation.id)):
         key = (a.project, a.task)
@@ -399,7 +363,6 @@ def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | 
 
 def _newest_campaign(session) -> str | None:
     from sqlalchemy import select
-
 
     return settings().learn_campaign or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
 
@@ -459,7 +422,6 @@ def after_annotations(session) -> list[str]:
     """Queue what new annotations call for: a refresh every PLI_REFRESH_EVERY (25) of them, a
     full run after PLI_LEARN_AFTER (100); never a second one while one is queued or running."""
     from sqlalchemy import func, select
-
 
     campaign = _newest_campaign(session)
     if campaign is None:

@@ -167,7 +167,6 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     from datetime import UTC, datetime
     from pathlib import Path
 
-
     if project is not None:
         check_tasks_deliverable(cloud_url)
     with session_scope() as s:

@@ -48,7 +48,6 @@ def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]
     """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
     import cv2
 
-
     det = Detector(model)
     conf, cls = [], []
     for p in paths:
@@ -66,7 +65,6 @@ def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
 def register_photos(campaign: str, paths: list[Path]) -> list[int]:
     """The photos as the cloud's images (object store and `images` rows), for signed task links."""
     from sqlalchemy import select as sql_select
-
 
     ids = []
     with session_scope() as s:

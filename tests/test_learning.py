@@ -59,7 +59,7 @@ def test_a_run_that_could_not_release_fails_before_it_trains(tmp_path, monkeypat
 
 
 def test_a_photo_replayed_twice_is_trained_on_twice(tmp_path):
-    from cloud.learning import assemble
+    from training.assemble import assemble
 
     src = tmp_path / "src"
     for sub in ("images/train", "labels/train", "images/val"):

@@ -67,7 +67,6 @@ def register(csub: argparse._SubParsersAction) -> None:
 
 
 def _release_add(args: argparse.Namespace) -> int:
-
     from cloud.db import session_scope, upgrade
     from cloud.registry.rollout import add_release, check_new_version
 

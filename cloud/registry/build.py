@@ -126,7 +126,6 @@ def build(weights: Path, version: str, out: Path, campaigns: list[TestSet], cali
     """The release's files in `out`: returns them, for `rollout.add_release`."""
     import torch
 
-
     weights, out = Path(weights), Path(out)
     if not campaigns:
         raise ValueError("a release is scored on every campaign's frozen test set: name at least one campaign")

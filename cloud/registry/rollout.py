@@ -283,7 +283,6 @@ def announce(group: str, version: str, targets_version: int, fleet: str | None =
 
     import paho.mqtt.client as mqtt
 
-
     s = settings()
     if not s.mqtt_host:
         return False
