@@ -82,7 +82,7 @@ def test_eval_of_pt_and_onnx_agree(exported):
     assert abs(pt.map50 - onnx.map50) <= 0.01 and abs(pt.map50_95 - onnx.map50_95) <= 0.01
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "pli-default.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "pli-default.onnx"
 
 
 @pytest.mark.cplid
@@ -93,7 +93,7 @@ def test_eval_agrees_with_ultralytics_val_on_the_default_model(cplid, tmp_path):
 
     if not DEFAULT_MODEL.exists():
         pytest.skip("the default model has not shipped yet")
-    split = Path(__file__).resolve().parents[1] / "recipes" / "cplid_split.json"
+    split = Path(__file__).resolve().parents[2] / "recipes" / "cplid_split.json"
     data = import_dataset(cplid, "voc", tmp_path / "cplid", split_file=split, progress=False).data_yaml
     ours = evaluate(DEFAULT_MODEL, data, "val", progress=False)
     imgsz = Detector(DEFAULT_MODEL).info.imgsz[0]

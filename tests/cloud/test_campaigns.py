@@ -12,7 +12,7 @@ import pytest
 from cloud import campaigns
 from cloud.db import session_scope
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_campaign_freezes_a_fifth_of_its_photos_and_releases_name_it(flight, tmp_path, monkeypatch):

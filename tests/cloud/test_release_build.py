@@ -18,7 +18,7 @@ from cloud.registry.build import TestSet, snapshot
 from edge import golden
 from edge.detector import Detector
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_release_add_builds_scores_and_records_a_release_from_weights(tiny_model, tmp_path, monkeypatch):

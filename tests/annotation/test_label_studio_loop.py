@@ -24,7 +24,7 @@ from cloud.models import Image
 from comms.classes import load_class_list
 from comms.local_broker import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # what pre-annotations name: the shipped model and its card version
 SHIPPED_VERSION = "pli-default/" + json.loads((ROOT / "models" / "pli-default.json").read_text())["version"]
 

@@ -25,7 +25,7 @@ from cloud.registry.tuf_repo import TufRepo
 from cloud.tokens import create_token
 from edge.update import UpdateClient, UpdateRefused, install_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

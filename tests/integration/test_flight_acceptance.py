@@ -15,7 +15,7 @@ from edge.geo import distance_m
 
 pytestmark = pytest.mark.slow
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "pli-default.onnx"
+MODEL = Path(__file__).resolve().parents[2] / "models" / "pli-default.onnx"
 RADIUS_M = 15.0
 
 

@@ -53,7 +53,7 @@ def test_cli_survives_bad_frames_and_prints_a_summary(exported_fp32, flight, tmp
     assert "zero.jpg" in out.stderr and "corrupt.jpg" in out.stderr and "Traceback" not in out.stderr
 
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def _candidate(watch: Path, name: str, model: Path, golden_doc: dict | None, card_extra: dict | None = None) -> None:

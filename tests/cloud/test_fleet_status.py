@@ -23,7 +23,7 @@ from comms.mqtt_link import MqttConfig, MqttLink, status_topic
 from comms.outbox import Outbox
 from edge.runtime import RunConfig, run_flight
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"fleet1/UAV-07": "pw-07", "cloud": "pw-cloud"}
 
 

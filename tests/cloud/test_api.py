@@ -24,7 +24,7 @@ from comms.alert import Alert as Record
 from comms.classes import Severity
 
 T0 = datetime(2026, 11, 22, 9, tzinfo=UTC)
-SPEC = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
 def _alert(seq: int, lat: float, lon: float, cls: str = "defect", flight: str = "F1", minutes: int = 0) -> Record:

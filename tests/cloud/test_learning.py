@@ -17,7 +17,7 @@ from cloud.learning import gate
 from cloud.local_server import CloudServer
 from cloud.tokens import create_token
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gates_refuse_a_stalled_newest_campaign_forgetting_and_missed_golden_frames():

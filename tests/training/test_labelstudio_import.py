@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from training.dataset import YoloDataset
 from training.importers.labelstudio import percent_to_xyxy, upload_name, xyxy_to_percent
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sizes = st.tuples(st.integers(16, 8000), st.integers(16, 8000))
 
 

@@ -64,7 +64,7 @@ def test_sigkill_during_state_writes_always_leaves_a_whole_state(tmp_path):
     old, new = _models(tmp_path)
     path = tmp_path / "state.json"
     StateFile(path).swapped(new, old)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for k in range(15):
         p = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(old), str(new)], cwd=root,
                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
@@ -85,7 +85,7 @@ def test_a_crashing_trial_model_is_reported_with_its_crashes_and_its_rollback(fl
     from comms.outbox import Outbox
     from edge.runtime import RunConfig, run_flight
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "pli-default.onnx"
+    shipped = Path(__file__).resolve().parents[2] / "models" / "pli-default.onnx"
     trial = tmp_path / "2026.12.01" / "pli-next.onnx"
     trial.parent.mkdir()
     shutil.copyfile(shipped, trial)

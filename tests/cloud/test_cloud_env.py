@@ -22,7 +22,7 @@ from comms.mqtt_link import MqttConfig, MqttLink
 from comms.outbox import ACKED, Outbox
 
 pytestmark = pytest.mark.slow
-CLOUD_ENV = Path(__file__).resolve().parents[1] / ".venv-cloud"
+CLOUD_ENV = Path(__file__).resolve().parents[2] / ".venv-cloud"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from training.recover import bn_mismatch, max_difference, rebuild, save
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "pli-default.onnx"
 
 

@@ -32,7 +32,7 @@ from comms.alert import Alert as Record
 from comms.classes import Severity
 from comms.local_broker import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 T0 = datetime(2026, 11, 22, 9, tzinfo=UTC)
 PASSWORD = "correct horse battery"
