@@ -50,7 +50,7 @@ def test_edge_run_and_detect_work_with_only_the_edge_extra(tmp_path):
     synthetic generator is training tooling, not something the drone carries."""
     full = os.environ.get("PLI_FULL_PYTHON")
     if not full or not Path(full).exists():
-        pytest.skip("PLI_FULL_PYTHON (a venv with the training extra) renders the frames")
+        pytest.fail("PLI_FULL_PYTHON (a venv with the training extra) renders the frames")
     flight = tmp_path / "flight"
     subprocess.run([full, "-m", "pli", "data", "synth", "--out", str(flight), "--frames", "6", "--size",
                     "1920x1080", "--seed", "21"], check=True, capture_output=True)
@@ -113,36 +113,52 @@ def test_cloud_commands_on_the_drone_say_which_extra_they_need():
     assert out.returncode == 2 and "pip install '.[cloud]'" in out.stderr and "Traceback" not in out.stderr
 
 
+MAKE_REPOSITORY = """
+import os, sys
+from pathlib import Path
+from securesystemslib.signer import CryptoSigner
+from cloud.registry import keys
+from cloud.registry.tuf_repo import TufRepo
+tmp = Path(sys.argv[1])
+roots = [keys.generate(tmp / "offline" / f"root-{i}.pem") for i in range(3)]
+signers = [keys.load_signer(tmp / "offline" / f"root-{i}.pem") for i in range(2)]
+online = {r: CryptoSigner.generate_ed25519() for r in keys.ONLINE_ROLES}
+repo = TufRepo.create(tmp / "site" / "tuf", roots, signers, online)
+model = tmp / "m.onnx"
+model.write_bytes(os.urandom(5000))
+repo.release("1.0", {"m.onnx": model}, ["canary"], online)
+print(repo.metadata_dir)
+print(repo.targets_dir)
+"""
+
+
 @in_edge_env
 def test_the_update_client_verifies_a_release_with_only_the_edge_extra(tmp_path):
-    """python-tuf's client on the drone (no torch): a repository signed with 2 of 3 root keys,
-    served over plain HTTP; the release for the drone's group is taken, a tampered file is not."""
+    """python-tuf's client on the drone (no torch, no cloud packages): a repository signed with 2 of 3
+    root keys, made by the cloud's code in the full venv (PLI_FULL_PYTHON), served over plain HTTP;
+    the release for the drone's group is taken, a tampered file is not."""
     import functools
     import http.server
     import threading
 
-    from securesystemslib.signer import CryptoSigner
-
-    from cloud.registry import keys
-    from cloud.registry.tuf_repo import TufRepo
     from edge.update import UpdateClient, UpdateRefused, install_root
 
-    roots = [keys.generate(tmp_path / "offline" / f"root-{i}.pem") for i in range(3)]
-    signers = [keys.load_signer(tmp_path / "offline" / f"root-{i}.pem") for i in range(2)]
-    online = {r: CryptoSigner.generate_ed25519() for r in keys.ONLINE_ROLES}
-    repo = TufRepo.create(tmp_path / "site" / "tuf", roots, signers, online)
+    full = os.environ.get("PLI_FULL_PYTHON")
+    if not full or not Path(full).exists():
+        pytest.fail("PLI_FULL_PYTHON (a venv with the cloud extra) makes the repository")
+    made = subprocess.run([full, "-c", MAKE_REPOSITORY, str(tmp_path)], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    metadata_dir, targets_dir = (Path(line) for line in made.stdout.split())
     model = tmp_path / "m.onnx"
-    model.write_bytes(os.urandom(5000))
-    repo.release("1.0", {"m.onnx": model}, ["canary"], online)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        install_root(tmp_path / "drone", (repo.metadata_dir / "1.root.json").read_bytes())
+        install_root(tmp_path / "drone", (metadata_dir / "1.root.json").read_bytes())
         client = UpdateClient(tmp_path / "drone", f"http://127.0.0.1:{httpd.server_port}", "token", "canary")
         assert client.check().files["models/1.0/m.onnx"].read_bytes() == model.read_bytes()
         assert importlib.util.find_spec("torch") is None
-        (stored,) = (repo.targets_dir / "models" / "1.0").glob("*.m.onnx")
+        (stored,) = (targets_dir / "models" / "1.0").glob("*.m.onnx")
         stored.write_bytes(os.urandom(5000))
         for cached in (tmp_path / "drone" / "staging").iterdir():
             cached.unlink()
