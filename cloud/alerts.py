@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from cloud import faults, towers, uploads
+from cloud import faults, status_rules, towers, uploads
 from cloud.models import Alert, AlertCopy, AlertEvent, Drone, Fault, Flight, UTCDateTime
 from cloud.notify import notify_many
 from comms import alert_json
@@ -369,19 +369,22 @@ def _upsert_flights(session: Session, rows: list[dict]) -> None:
 def change_status(session: Session, row: Alert, status: str, actor: str, source: str, note: str = "",
                   fault_class: str | None = None) -> None:
     """An operator's verdict on an alert, with its audit trail: from the API, the pages and the
-    Label Studio review project alike. ValueError (one line) for a reclassification without a class."""
-
-    if status == "reclassified" and not fault_class:
-        raise ValueError("reclassified needs the right fault_class")
-    events = [("status", row.status, status)]
-    if status == "reclassified" and fault_class != row.fault_class:
-        events.append(("fault_class", row.fault_class, fault_class))
-        row.fault_class = fault_class
-    row.status = status
+    Label Studio review project alike, by the rules of cloud/status_rules.py (TransitionRefused,
+    a ValueError of one line, when they say no). The caller commits."""
     fault = session.get(Fault, row.fault_id) if row.fault_id else None
-    if fault is not None and status == "repaired":
-        fault.status = "repaired"  # a later clean pass confirms it
-    if fault is not None and status == "false_alarm" and fault.sightings <= 1:
-        fault.status = "false_alarm"
+    others_all_false = fault is None or all(
+        s == "false_alarm" for s in session.scalars(select(Alert.status).where(
+            Alert.fault_id == fault.id, Alert.id != row.id)))
+    effect = status_rules.decide(row.status, status, row.fault_class, row.severity, fault_class,
+                                 fault.status if fault is not None else None, others_all_false)
+    events = [(name, old, new) for name, old, new in (("status", row.status, effect.status),
+                                                      ("fault_class", row.fault_class, effect.fault_class),
+                                                      ("severity", row.severity, effect.severity)) if old != new]
+    row.status, row.fault_class, row.severity = effect.status, effect.fault_class, effect.severity
+    if fault is not None:
+        if effect.fault_status is not None:
+            fault.status = effect.fault_status
+        if status == "reclassified":  # the fault is the one physical thing the operator named
+            fault.fault_class, fault.severity = effect.fault_class, effect.severity
     for name, old, new in events:
         session.add(AlertEvent(alert_id=row.id, field=name, old=old, new=new, actor=actor, source=source, note=note))

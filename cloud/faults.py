@@ -4,6 +4,13 @@ An alert joins a known fault of the same class within `RADIUS_M` (and, when both
 at the same tower); otherwise it opens a new fault. A flight whose track passed within
 `PASS_RADIUS_M` of a fault without alerting it records a clean pass; a clean pass after an
 operator marked the fault repaired confirms the repair, and a sighting after it reopens it.
+A fault judged a false alarm keeps its later sightings (its history stays in one place) and stays
+a false alarm until an operator confirms one of them (cloud/status_rules.py).
+
+A flight's own sightings are the alerts with its flight id and, since a BeiDou short message
+carries none, the alerts of its drone without a flight id sent while it flew (its alerts' and
+its track's time span, `SAME_FLIGHT` either side): a flight never passes clean over a fault it
+reported itself.
 """
 
 from __future__ import annotations
@@ -11,17 +18,19 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from cloud.models import Fault, FaultObservation, UTCDateTime, _now
+from cloud.models import Alert, Fault, FaultObservation, Flight, UTCDateTime, _now
 from cloud.towers import distance_m
 
 RADIUS_M = 15.0  # the edge tracker reports each place once within 15 m: the same granularity
 PASS_RADIUS_M = 60.0  # the drone flew this close: its camera had the fault in view
 _DEG_M = 111_320.0
 _CELL = 0.001  # degrees: the grid the batch matcher files faults in (wider than RADIUS_M up to 60° N/S)
+SAME_FLIGHT = timedelta(minutes=5)  # a drone's alerts without a flight id this close to a flight are its own
 _AREA = 0.1  # degrees: a batch's alerts are looked up in one query per area this size
 
 
@@ -34,7 +43,7 @@ def _near(session: Session, lat: float, lon: float, radius_m: float, *where) -> 
 
 def _fits(f: dict, a: dict, radius_m: float) -> float | None:
     """The distance from alert `a` to fault `f` when `a` may join it, else None."""
-    if f["fault_class"] != a["fault_class"] or f["status"] == "false_alarm":
+    if f["fault_class"] != a["fault_class"]:
         return None
     if f["tower_id"] and a["tower_id"] and f["tower_id"] != a["tower_id"]:
         return None
@@ -67,8 +76,7 @@ def attach_many(session: Session, alerts: list[dict], radius_m: float = RADIUS_M
         rows = session.execute(select(t.c.id, t.c.fault_class, t.c.lat, t.c.lon, t.c.tower_id, t.c.status).where(
             t.c.fault_class.in_({a["fault_class"] for a in group}),
             t.c.lat.between(min(a["lat"] for a in group) - d, max(a["lat"] for a in group) + d),
-            t.c.lon.between(min(a["lon"] for a in group) - dl, max(a["lon"] for a in group) + dl),
-            t.c.status != "false_alarm"))
+            t.c.lon.between(min(a["lon"] for a in group) - dl, max(a["lon"] for a in group) + dl)))
         for r in rows.mappings():
             grid[(math.floor(r["lat"] / _CELL), math.floor(r["lon"] / _CELL))].append(dict(r))
     seen: dict[int, dict] = {}  # stored faults sighted: id -> sightings to add, latest time
@@ -92,7 +100,8 @@ def attach_many(session: Session, alerts: list[dict], radius_m: float = RADIUS_M
         else:
             n, last = seen.get(best["id"], (0, a["time"]))
             seen[best["id"]] = (n + 1, max(last, a["time"]))
-            best["status"] = "open"
+            if best["status"] in ("repaired", "repair_confirmed"):
+                best["status"] = "open"
         a["_fault"] = best
     if new:
         ids = session.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True),
@@ -120,7 +129,15 @@ def insert_observations(session: Session, rows: list[dict]) -> None:
 def record_passes(session: Session, flight_id: str, track: Sequence[Sequence[float]],
                   pass_radius_m: float = PASS_RADIUS_M) -> list[Fault]:
     """Clean passes of a flight over known faults it did not alert; returns those faults."""
-    seen_here = set(session.scalars(select(FaultObservation.fault_id).where(
+    flight = session.get(Flight, flight_id)
+    own = Alert.flight_id == flight_id
+    if flight is not None:
+        beidou = and_(Alert.flight_id.is_(None), Alert.drone_id == flight.drone_id)
+        if flight.started_at is not None and flight.ended_at is not None:
+            beidou = and_(beidou, Alert.time.between(flight.started_at - SAME_FLIGHT, flight.ended_at + SAME_FLIGHT))
+        own = or_(own, beidou)  # no time span known: every such alert of the drone could be this flight's
+    seen_here = set(session.scalars(select(Alert.fault_id).where(own, Alert.fault_id.is_not(None))))
+    seen_here |= set(session.scalars(select(FaultObservation.fault_id).where(
         FaultObservation.flight_id == flight_id, FaultObservation.seen.is_(True))))
     passed: dict[int, Fault] = {}
     for lat, lon, *_ in track:

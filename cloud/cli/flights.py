@@ -70,11 +70,13 @@ def _flight_track(args: argparse.Namespace) -> int:
     from edge.telemetry import load_track
 
     upgrade()
-    points = [[fix.lat, fix.lon] for fix in load_track(args.file) if fix.lat is not None and fix.lon is not None]
+    fixes = [fix for fix in load_track(args.file) if fix.lat is not None and fix.lon is not None]
+    points = [[fix.lat, fix.lon] for fix in fixes]
+    times = [fix.time for fix in fixes if fix.time is not None and fix.time.tzinfo is not None]
     with session_scope() as s:
         if s.get(Drone, args.drone) is None:
             raise ValueError(f"unknown drone {args.drone}")
-        passed = record_track(s, args.flight_id, args.drone, points)
+        passed = record_track(s, args.flight_id, args.drone, points, (min(times), max(times)) if times else None)
     print(f"flight {args.flight_id}: {len(points)} track points, clean passes over faults "
           f"{sorted(f.id for f in passed) or 'none'}")
     return 0

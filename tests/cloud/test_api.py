@@ -110,15 +110,18 @@ def test_status_changes_are_audited_and_reach_the_fault(api):
     client, tokens, alerts = api
     h = _h(tokens["operator"])
     aid = alerts[0].id
+    r = client.patch(f"/alerts/{aid}", json={"status": "repaired"}, headers=h)
+    assert r.status_code == 400 and "confirm it first" in r.json()["detail"]
+    assert client.patch(f"/alerts/{aid}", json={"status": "confirmed"}, headers=h).status_code == 200
     r = client.patch(f"/alerts/{aid}", json={"status": "repaired", "note": "crew replaced the disc"},
                      headers={**h, "User-Agent": "crew-tablet"})
     assert r.status_code == 200 and r.json()["status"] == "repaired"
     r = client.patch(f"/alerts/{aid}", json={"status": "reclassified"}, headers=h)
-    assert r.status_code == 400 and "fault_class" in r.json()["detail"]
+    assert r.status_code == 400
     events = client.get(f"/alerts/{aid}/events", headers=h).json()
-    assert [(e["old"], e["new"]) for e in events] == [("new", "repaired")]
-    assert events[0]["actor"] == "operator-1 (operator)" and "crew-tablet" in events[0]["source"]
-    assert events[0]["note"] == "crew replaced the disc"
+    assert [(e["old"], e["new"]) for e in events] == [("new", "confirmed"), ("confirmed", "repaired")]
+    assert events[1]["actor"] == "operator-1 (operator)" and "crew-tablet" in events[1]["source"]
+    assert events[1]["note"] == "crew replaced the disc"
     fault_id = client.get(f"/alerts/{aid}", headers=h).json()["fault_id"]
     fault = client.get(f"/faults/{fault_id}", headers=h).json()
     assert fault["status"] == "repaired" and {o["flight_id"] for o in fault["observations"]} == {"F1", "F2"}

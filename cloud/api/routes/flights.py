@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,9 @@ def get_flight(flight_id: FlightId, session: Session = Depends(db), _: Caller = 
 class Track(BaseModel):
     drone_id: str = Field(max_length=32)
     points: list[tuple[float, float]] = Field(max_length=200_000, description="[lat, lon] where the drone flew")
+    started_at: AwareDatetime | None = Field(None, description="when the track begins (its drone's alerts without "
+                                             "a flight id from then on are this flight's own)")
+    ended_at: AwareDatetime | None = None
 
 
 @router.put("/{flight_id}/track", summary="the flight's track: records clean passes over known faults")
@@ -47,7 +50,8 @@ def put_track(flight_id: FlightId, track: Track, session: Session = Depends(db),
               caller: Caller = Depends(require("fleet"))) -> dict:
     caller.check_drone(session, track.drone_id)
     try:
-        passed = record_track(session, flight_id, track.drone_id, track.points)
+        span = (track.started_at, track.ended_at) if track.started_at and track.ended_at else None
+        passed = record_track(session, flight_id, track.drone_id, track.points, span)
     except TrackError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     session.commit()

@@ -24,12 +24,12 @@ from cloud.flight_report import Report, flight_report, pdf
 from cloud.models import Alert, Drone, Flight, LearningRun
 from cloud.operators import Login, Throttle, current, login, logout
 from cloud.settings import settings
+from cloud.status_rules import OPEN
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-OPEN = ("new", "confirmed")  # an alert still asking for work
 THROTTLE = Throttle()  # failed logins of this process
 log = logging.getLogger(__name__)
 
