@@ -34,7 +34,10 @@ class Settings(BaseSettings):
                                  "database is asked again")
     session_hours: float = Field(12.0, gt=0, description="an operator's login lasts this long")
     cookie_secure: bool = Field(False, description="send the session cookie over HTTPS only (behind TLS)")
-    tile_url: str = Field("", description="the map's basemap tiles ({z}/{x}/{y}); none: a plain background")
+    tile_url: str = Field("", description="the map's basemap: a tile URL template ({z}/{x}/{y}), e.g. the "
+                          "utility's own tile server; none: a plain background that says so")
+    tile_file: Path | None = Field(None, description="the map's basemap from a local MBTiles file, served by the "
+                                   "cloud at /ui/tiles/{z}/{x}/{y} (used when PLI_TILE_URL is unset)")
     # Label Studio
     ls_url: str | None = Field(None, description="Label Studio's address")
     ls_token: SecretStr | None = Field(None, description="Label Studio's API token (SECRET)")

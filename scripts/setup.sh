@@ -59,19 +59,30 @@ if [[ $want == *" ls "* ]]; then
   CONSTRAINTS=constraints-ls.txt make_env .venv-ls label-studio==1.23.2 label-studio-sdk==2.1.2
 fi
 
-# Front-end assets for the operators' pages, from the npm registry, checked against a pinned hash.
-LEAFLET_VERSION=1.9.4
-LEAFLET_SHA256=84c65a256e50657896f54c33bd857b6849ebe94c817803be818bf32a3dde0b77
-vendor=cloud/api/web/static/vendor/leaflet
-if [ ! -f "$vendor/leaflet.js" ] || [ "$(cat "$vendor/.version" 2>/dev/null)" != "$LEAFLET_VERSION" ]; then
-  log "bundling leaflet $LEAFLET_VERSION from the npm registry into $vendor"
+# Front-end assets for the operators' pages, from the npm registry, each checked against a pinned
+# hash: nothing is fetched from a CDN when a page loads (the CSP allows only this site's scripts).
+bundle() {  # NAME VERSION SHA256 FILE... (paths inside the package; copied into static/vendor/NAME)
+  local name=$1 version=$2 sha=$3; shift 3
+  local vendor=cloud/api/web/static/vendor/$name tmp
+  if [ -f "$vendor/.version" ] && [ "$(cat "$vendor/.version")" = "$version" ]; then return; fi
+  log "bundling $name $version from the npm registry into $vendor"
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack "leaflet@$LEAFLET_VERSION" --silent >/dev/null)
-  echo "$LEAFLET_SHA256  $tmp/leaflet-$LEAFLET_VERSION.tgz" | sha256sum -c --quiet
-  tar -xzf "$tmp/leaflet-$LEAFLET_VERSION.tgz" -C "$tmp"
+  (cd "$tmp" && npm pack "$name@$version" --silent >/dev/null)
+  echo "$sha  $tmp/$name-$version.tgz" | sha256sum -c --quiet
+  tar -xzf "$tmp/$name-$version.tgz" -C "$tmp"
   rm -rf "$vendor" && mkdir -p "$vendor"
-  cp -r "$tmp/package/dist/leaflet.js" "$tmp/package/dist/leaflet.css" "$tmp/package/dist/images" \
-    "$tmp/package/LICENSE" "$vendor/"
-  echo "$LEAFLET_VERSION" > "$vendor/.version"
+  for f in "$@"; do cp -r "$tmp/package/$f" "$vendor/"; done
+  echo "$version" > "$vendor/.version"
   rm -rf "$tmp"
+}
+bundle leaflet 1.9.4 84c65a256e50657896f54c33bd857b6849ebe94c817803be818bf32a3dde0b77 \
+  dist/leaflet.js dist/leaflet.css dist/images LICENSE
+bundle swagger-ui-dist 5.31.0 aaa99e75e9195df28679e7de0471f9105ffca237ede301822a2f4cb0fe72b9e5 \
+  swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
+bundle redoc 2.5.2 b80462bec8e96d985086b1a23768f46f0776ed37c719b9a752fd443557282e03 \
+  bundles/redoc.standalone.js LICENSE
+# ReDoc's footer shows a logo from its CDN: an empty image instead (the pages ask nothing of another site)
+redoc=cloud/api/web/static/vendor/redoc/redoc.standalone.js
+if grep -q "https://cdn.redoc.ly/redoc/logo-mini.svg" "$redoc"; then
+  sed -i "s#https://cdn.redoc.ly/redoc/logo-mini.svg#data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27/%3E#" "$redoc"
 fi

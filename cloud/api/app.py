@@ -28,13 +28,15 @@ from cloud.api.routes import (
     tuf,
     uploads,
 )
-from cloud.api.web import pages
+from cloud.api.web import browse, docs, maps, pages
+from cloud.api.web.common import STATIC
 from cloud.db import read_sessions, sessions
 
 
 def create_app(url: str | None = None) -> Measured:
     app = FastAPI(title="pli cloud", version="1", description="Alerts, faults, flights, towers, releases, jobs of "
-                  "the power-line inspection fleet. Every endpoint but /health needs a token (Bearer).")
+                  "the power-line inspection fleet. Every endpoint but /health needs a token (Bearer).",
+                  docs_url=None, redoc_url=None)  # served from bundled assets (cloud/api/web/docs.py)
     app.state.sessions = sessions(url)
     app.state.read_sessions = read_sessions(url)
     registry = CollectorRegistry()
@@ -45,8 +47,9 @@ def create_app(url: str | None = None) -> Measured:
     for module in (health, alerts, faults, flights, towers, releases, jobs, tokens, uploads, tuf, annotation,
                    campaigns, learning):
         app.include_router(module.router)
-    app.include_router(pages.router)  # the operators' pages (not in the API's spec)
-    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    for module in (pages, browse, maps, docs):  # the operators' pages (not in the API's spec)
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return Measured(app, requests, latency)
 
 

@@ -152,11 +152,11 @@ def test_an_operator_logs_in_and_confirms_and_rejects_alerts_in_the_browser(site
             card.find_element(By.CSS_SELECTOR, f'button.act[data-status="{action}"]').click()
             wait.until(lambda d, card=card, status=status: card.get_attribute("data-saved") == status)
             assert card.find_element(By.CSS_SELECTOR, ".status").text == status
-        photo = driver.find_element(By.ID, f"alert-{ids[3]}").find_element(By.CSS_SELECTOR, "button.photo")
-        photo.click()  # the original, in the viewer
+        photo = driver.find_element(By.ID, f"alert-{ids[3]}").find_element(By.CSS_SELECTOR, "a.photo")
+        photo.click()  # the original, on the alert's page (tests/cloud/test_operator_pages.py: the box, zoom)
         wait.until(lambda d: d.execute_script(
-            "const i = document.querySelector('#viewer img'); return i.complete && i.naturalWidth") == 400)
-        driver.execute_script("document.getElementById('viewer').close()")
+            "const i = document.querySelector('#photo .layer img'); return i && i.complete && i.naturalWidth") == 400)
+        driver.back()
         ARTIFACTS.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / "flight-report.png"))
     finally:

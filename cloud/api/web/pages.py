@@ -8,46 +8,26 @@ CSRF token, so the audit trail names the operator.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.api.deps import COOKIE, db
+from cloud.api.web.browse import flight_map
+from cloud.api.web.common import me, page, script_json, templates, to_login
 from cloud.flight_report import Report, flight_report, pdf
-from cloud.models import Alert, Drone, Flight, LearningRun
-from cloud.operators import Login, Throttle, current, login, logout
+from cloud.models import Alert, Drone, Flight, LearningRun, ModelRelease
+from cloud.operators import Login, Throttle, login, logout
 from cloud.settings import settings
-from cloud.status_rules import OPEN
+from cloud.status_rules import OPEN, TRANSITIONS, classes
 
-HERE = Path(__file__).parent
-STATIC = HERE / "static"
-templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 THROTTLE = Throttle()  # failed logins of this process
 log = logging.getLogger(__name__)
-
-
-def _me(request: Request, session: Session) -> Login | None:
-    return current(session, request.cookies.get(COOKIE))
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-
-
-def _page(request: Request, name: str, me: Login | None, status: int = 200, **context) -> HTMLResponse:
-    """A page, autoescaped; its security headers (CSP and others) come with every answer
-    (cloud/api/headers.py)."""
-    return templates.TemplateResponse(request, name, {"me": me, **context}, status_code=status,
-                                      headers={"Cache-Control": "no-store"})
 
 
 @router.get("/")
@@ -112,9 +92,9 @@ def logout_submit(request: Request, session: Session = Depends(db)) -> RedirectR
 
 @router.get("/ui/")
 def overview(request: Request, session: Session = Depends(db)) -> Response:
-    me = _me(request, session)
-    if me is None:
-        return _to_login(request)
+    who = me(request, session)
+    if who is None:
+        return to_login(request)
     flights = list(session.scalars(select(Flight).order_by(Flight.started_at.desc().nulls_last(), Flight.id)
                                    .limit(20)))
     counts = dict(session.execute(select(Alert.flight_id, func.count()).where(
@@ -125,7 +105,7 @@ def overview(request: Request, session: Session = Depends(db)) -> Response:
     lines = sorted({line or "-" for _, line, _ in open_alerts})
     table = {(sev, line or "-"): n for sev, line, n in open_alerts}
     drones = list(session.scalars(select(Drone).order_by(Drone.id)))
-    return _page(request, "overview.html", me, flights=flights, counts=counts, lines=lines, severities=severities,
+    return page(request, "overview.html", who, flights=flights, counts=counts, lines=lines, severities=severities,
                  table=table, drones=drones)
 
 
@@ -144,24 +124,25 @@ def learning(request: Request, session: Session = Depends(db)) -> Response:
     """Every learning run: its gate decision, the mAP matrix (candidate against parent on every
     campaign's frozen test set) and its learning curves."""
 
-    me = _me(request, session)
-    if me is None:
-        return _to_login(request)
+    who = me(request, session)
+    if who is None:
+        return to_login(request)
     runs = list(session.scalars(select(LearningRun).order_by(LearningRun.id.desc()).limit(50)))
+    releases = list(session.scalars(select(ModelRelease).order_by(ModelRelease.id.desc()).limit(20)))
     curves = {r.id: {k: curve_points(v) for k, v in (r.curve or {}).items() if "loss" in k or "mAP50" in k}
               for r in runs}
-    return _page(request, "learning.html", me, runs=runs, curves=curves)
+    return page(request, "learning.html", who, runs=runs, curves=curves, releases=releases)
 
 
 def _flight(request: Request, session: Session, flight_id: str) -> tuple[Login, Report] | Response:
     """The operator and the flight's report, or the answer instead: to the login, or 404."""
-    me = _me(request, session)
-    if me is None:
-        return _to_login(request)
+    who = me(request, session)
+    if who is None:
+        return to_login(request)
     report = flight_report(session, flight_id)
     if report is None:
-        return _page(request, "not_found.html", me, status=404, what=f"flight {flight_id}")
-    return me, report
+        return page(request, "not_found.html", who, status=404, what=f"flight {flight_id}")
+    return who, report
 
 
 @router.get("/ui/flights/{flight_id}")
@@ -169,11 +150,10 @@ def flight_page(flight_id: str, request: Request, session: Session = Depends(db)
     found = _flight(request, session, flight_id)
     if isinstance(found, Response):
         return found
-    me, report = found
-    data = {"flight": flight_id, "track": report.track, "alerts": [a.json() for a in report.alerts],
-            "tiles": settings().tile_url or None}
-    # inside a <script> element: no "</" may end it early, whatever an operator typed in a note
-    return _page(request, "flight.html", me, report=report, data=json.dumps(data).replace("</", "<\\/"))
+    who, report = found
+    data = {"flight": flight_id, **flight_map(session, report)}
+    return page(request, "flight.html", who, report=report, data=script_json(data),
+                fault_classes=classes().fault_names, transitions=TRANSITIONS)
 
 
 @router.get("/ui/flights/{flight_id}/report.pdf")

@@ -1,78 +1,50 @@
-// The flight report: track and faults on a Leaflet map; confirm / false alarm / repaired through
-// the API (PATCH /alerts/{id}) with the session cookie and its CSRF token; the photo in a viewer.
+// The flight report: verdict buttons on every alert card, and a review by keyboard (J/K or the
+// arrows to move, C confirm, F false alarm, R repaired, X reclassify, P photo, Enter the page).
 "use strict";
 (function () {
-  const data = JSON.parse(document.getElementById("flight-data").textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const map = L.map("map", { zoomControl: true });
-  if (data.tiles) {
-    L.tileLayer(data.tiles, { maxZoom: 20, attribution: "map tiles" }).addTo(map);
-  }
-  const bounds = [];
-  if (data.track.length > 1) {
-    const line = L.polyline(data.track, { color: "#2563eb", weight: 3, className: "track" }).addTo(map);
-    line.getLatLngs().forEach((p) => bounds.push([p.lat, p.lng]));
-  }
-  const colours = { high: "#dc2626", medium: "#ea580c", low: "#ca8a04" };
-  for (const a of data.alerts) {
-    const icon = L.divIcon({
-      className: "fault-marker sev-" + a.severity,
-      html: '<span style="background:' + (colours[a.severity] || "#555") + '"></span>',
-      iconSize: [16, 16],
+  const cards = Array.from(document.querySelectorAll("article.fault"));
+  const data = JSON.parse(document.getElementById("map-data").textContent);
+  const status = {};
+  (data.alerts || []).forEach((a) => { status[a.id] = a.status; });
+  cards.forEach((card) => {
+    const box = card.querySelector(".actions");
+    PLI.wire(box, status[card.dataset.alert] || "new");
+    box.addEventListener("pli:changed", (e) => {
+      card.querySelector(".status").textContent = e.detail.status;
+      const sev = card.querySelector("h3 span");
+      sev.textContent = e.detail.severity;
+      sev.className = "sev-" + e.detail.severity;
+      card.querySelector("h3 a").textContent = e.detail.class;
+      const li = document.createElement("li");
+      li.textContent = "now: status → " + e.detail.status;
+      card.querySelector(".history").appendChild(li);
+      card.dataset.saved = e.detail.status;
     });
-    const m = L.marker([a.lat, a.lon], { icon: icon, title: a.class + " " + a.id }).addTo(map);
-    m.on("click", () => {
-      const card = document.getElementById("alert-" + a.id);
-      card.scrollIntoView({ behavior: "smooth", block: "center" });
-      card.classList.add("flash");
-      setTimeout(() => card.classList.remove("flash"), 1200);
-    });
-    bounds.push([a.lat, a.lon]);
-  }
-  if (bounds.length) {
-    map.fitBounds(bounds, { padding: [30, 30], maxZoom: 19 });
-  } else {
-    map.setView([0, 0], 2);
-  }
-
-  document.querySelectorAll("article.fault").forEach((card) => {
-    const id = card.dataset.alert;
-    card.querySelectorAll("button.act").forEach((btn) => {
-      btn.addEventListener("click", async () => {
-        btn.disabled = true;
-        try {
-          const r = await fetch("/alerts/" + encodeURIComponent(id), {
-            method: "PATCH",
-            credentials: "same-origin",
-            headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-            body: JSON.stringify({ status: btn.dataset.status }),
-          });
-          const body = await r.json();
-          if (!r.ok) throw new Error(body.detail || r.status);
-          card.querySelector(".status").textContent = body.status;
-          const li = document.createElement("li");
-          li.textContent = "now: status → " + body.status;
-          card.querySelector(".history").appendChild(li);
-          card.dataset.saved = body.status;
-        } catch (err) {
-          card.querySelector(".status").textContent = "not saved: " + err.message;
-        } finally {
-          btn.disabled = false;
-        }
-      });
-    });
-    const photo = card.querySelector("button.photo");
-    if (photo) {
-      photo.addEventListener("click", () => {
-        const viewer = document.getElementById("viewer");
-        const img = viewer.querySelector("img");
-        img.src = photo.dataset.src;
-        img.classList.remove("zoomed");
-        viewer.showModal();
-      });
-    }
   });
-  const viewer = document.getElementById("viewer");
-  viewer.querySelector("img").addEventListener("click", (e) => e.target.classList.toggle("zoomed"));
-  viewer.addEventListener("click", (e) => { if (e.target === viewer) viewer.close(); });
+  let at = -1;
+  function select(i) {
+    if (!cards.length) return;
+    at = Math.max(0, Math.min(cards.length - 1, i));
+    cards.forEach((c, k) => c.classList.toggle("selected", k === at));
+    cards[at].focus({ preventScroll: true });
+    cards[at].scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.target.closest && e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const key = e.key.toLowerCase();
+    if (key === "j" || key === "arrowdown") { select(at + 1); e.preventDefault(); return; }
+    if (key === "k" || key === "arrowup") { select(at - 1); e.preventDefault(); return; }
+    if (at < 0) return;
+    const card = cards[at];
+    const box = card.querySelector(".actions");
+    const press = (s) => { const b = box.querySelector('button[data-status="' + s + '"]'); if (b && !b.disabled) b.click(); };
+    if (key === "c") press("confirmed");
+    else if (key === "f") press("false_alarm");
+    else if (key === "r") press("repaired");
+    else if (key === "x") { const s = box.querySelector("select.reclass"); if (s && !s.disabled) s.focus(); }
+    else if (key === "p") { const p = card.querySelector("a.photo"); if (p) window.location.href = p.href; }
+    else if (key === "enter") window.location.href = card.querySelector("h3 a").href;
+    else return;
+    e.preventDefault();
+  });
 })();
