@@ -16,7 +16,7 @@ import enum
 import itertools
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -49,6 +49,7 @@ class ClassRule:
     fault: bool
     severity: Severity | None
     description: str = ""
+    action: str = field(default="", compare=False)  # what the crew should do (the crew's report): advice, not an id
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def parse_class_list(text: str, source: str = "<string>") -> ClassList:
             if "severity" not in entry:
                 raise ValueError(f"{source}: fault class {name!r} needs a severity")
             severity = Severity.parse(str(entry["severity"]))
-        rules.append(ClassRule(name, fault, severity, str(entry.get("description", ""))))
+        rules.append(ClassRule(name, fault, severity, str(entry.get("description", "")), str(entry.get("action", ""))))
     return ClassList(tuple(rules), version)
 
 

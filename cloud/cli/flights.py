@@ -106,7 +106,7 @@ def _report(args: argparse.Namespace) -> int:
 
     upgrade()
     with session_scope() as s:
-        report = flight_report(s, args.flight_id)
+        report = flight_report(s, args.flight_id, photos=True)
         if report is None:
             raise ValueError(f"no flight {args.flight_id} in the database")
         data = pdf(report)

@@ -8,11 +8,14 @@ assets. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import httpx
@@ -144,14 +147,14 @@ def browser(site):
 
 def _login(driver, base: str, name: str = "alice", target: str = "/ui/") -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}{target}")
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login").click()
-    WebDriverWait(driver, 20).until(ec.url_contains(target.split("?")[0]))
+    path = target.split("?")[0]
+    WebDriverWait(driver, 20).until(lambda d: urlparse(d.current_url).path == path)  # not /login?next=...
 
 
 def _wait(driver, condition, timeout: float = 20):
@@ -350,3 +353,72 @@ def test_the_api_docs_load_from_bundled_assets(site, browser):
     origins = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert origins and all(o.startswith(base) or o.startswith("blob:") or o.startswith("data:") for o in origins)
     _no_csp_errors(browser)
+
+
+def test_the_crews_report_lists_the_faults_to_visit_by_severity_and_leaves_false_alarms_out(site):
+    """The first page: the map and the ordered list; per tower its coordinates; false alarms only
+    in the appendix. Marks alert 3 a false alarm first (whatever the tests before it did)."""
+    from pypdf import PdfReader
+
+    base, url = site
+    ids = _ids(url)
+    with session_scope(url) as s:
+        from cloud.alerts import change_status
+
+        a = s.get(Alert, ids[3])
+        if a.status != "false_alarm":
+            change_status(s, a, "false_alarm", "alice (operator)", "test")
+    with httpx.Client(base_url=base) as c:
+        c.post("/login", data={"name": "alice", "password": PASSWORD})
+        r = c.get("/ui/flights/F8/report.pdf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "crew-report.pdf").write_bytes(r.content)
+    pages = [p.extract_text() for p in PdfReader(io.BytesIO(r.content)).pages]
+    first = pages[0]
+    assert "Faults to visit, most severe first" in first
+    with session_scope(url) as s:
+        rows = {a.id: a for a in s.scalars(select(Alert))}
+    visit = [a for a in rows.values() if a.status in ("new", "confirmed", "reclassified")]
+    table = first.split("most severe first")[1]
+    listed = re.findall(r"^(\d+)\n(defect|bird_nest|flashover) (high|medium|low)$", table, re.M)
+    assert len(listed) == len(visit) and [int(n) for n, _, _ in listed] == list(range(1, len(visit) + 1))
+    ranks = [("high", "medium", "low").index(sev) for _, _, sev in listed]
+    assert ranks == sorted(ranks)  # most severe first
+    assert "replace the insulator string" in first  # the class list's action
+    false = [a for a in rows.values() if a.status == "false_alarm"]
+    body = "\n".join(p for p in pages if "Appendix: false alarms" not in p)
+    appendix = next(p for p in pages if "Appendix: false alarms" in p)
+    for a in false:
+        assert a.id not in body and a.id in appendix
+    assert "Tower T01 (line L1) · 25.300000, 103.100000" in body
+
+
+def test_a_local_mbtiles_basemap_is_served_to_logged_in_operators_only(tmp_path, monkeypatch):
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from cloud.api.app import create_app
+
+    tiles = tmp_path / "line.mbtiles"
+    png = cv2.imencode(".png", np.full((256, 256, 3), 200, np.uint8))[1].tobytes()
+    with sqlite3.connect(tiles) as con:
+        con.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+        con.execute("CREATE TABLE tiles (zoom_level INT, tile_column INT, tile_row INT, tile_data BLOB)")
+        con.execute("INSERT INTO metadata VALUES ('format', 'png')")
+        con.execute("INSERT INTO tiles VALUES (3, 5, 2, ?)", (png,))  # TMS row 2 at zoom 3: XYZ y = 5
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    monkeypatch.setenv("PLI_TILE_FILE", str(tiles))
+    monkeypatch.delenv("PLI_TILE_URL", raising=False)
+    upgrade(url)
+    with session_scope(url) as s:
+        add_operator(s, "alice", PASSWORD)
+    with TestClient(create_app(url)) as c:
+        assert c.get("/ui/tiles/3/5/5").status_code == 401
+        c.post("/login", data={"name": "alice", "password": PASSWORD})
+        r = c.get("/ui/tiles/3/5/5")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content == png
+        assert c.get("/ui/tiles/3/5/2").status_code == 404  # rows are flipped: no tile there
+        assert c.get("/ui/tiles/3/9/0").status_code == 404  # off the zoom level's grid
+        assert '"url": "/ui/tiles/{z}/{x}/{y}"' in c.get("/ui/towers").text  # the map asks the cloud

@@ -134,12 +134,13 @@ def learning(request: Request, session: Session = Depends(db)) -> Response:
     return page(request, "learning.html", who, runs=runs, curves=curves, releases=releases)
 
 
-def _flight(request: Request, session: Session, flight_id: str) -> tuple[Login, Report] | Response:
+def _flight(request: Request, session: Session, flight_id: str,
+            photos: bool = False) -> tuple[Login, Report] | Response:
     """The operator and the flight's report, or the answer instead: to the login, or 404."""
     who = me(request, session)
     if who is None:
         return to_login(request)
-    report = flight_report(session, flight_id)
+    report = flight_report(session, flight_id, photos)
     if report is None:
         return page(request, "not_found.html", who, status=404, what=f"flight {flight_id}")
     return who, report
@@ -158,7 +159,7 @@ def flight_page(flight_id: str, request: Request, session: Session = Depends(db)
 
 @router.get("/ui/flights/{flight_id}/report.pdf")
 def flight_pdf(flight_id: str, request: Request, session: Session = Depends(db)) -> Response:
-    found = _flight(request, session, flight_id)
+    found = _flight(request, session, flight_id, photos=True)
     if isinstance(found, Response):
         return found
     return Response(pdf(found[1]), media_type="application/pdf",
