@@ -56,20 +56,32 @@ def image_url(base_url: str, image_id: int) -> str:
     return f"{base_url.rstrip('/')}/annotation/images/{image_id}?{sign(image_id)}"
 
 
+TITLES = {
+    None: "Photo {id}: box every insulator and every fault",
+    "missed_fault": "MISSED FAULT? Photo {id}: the model raised nothing here, box every fault you see",
+    "pseudo_label": "Photo {id}: check the model's boxes (weak labels): keep, move, relabel or delete",
+}
+
+
 def image_task(base_url: str, image_id: int, **data) -> dict:
-    """A Label Studio task for one of the cloud's photos (its id kept for the way back).
-    `kind="missed_fault"` marks a photo where the model raised nothing but operators should look."""
-    return {"data": {"image": image_url(base_url, image_id), "pli_image_id": image_id, **data}}
+    """A Label Studio task for one of the cloud's photos (its id kept for the way back), titled
+    with what to do. `kind="missed_fault"` marks a photo where the model raised nothing but
+    operators should look: its title says so and `data.kind` keeps it for the way back."""
+    title = data.pop("title", None) or TITLES.get(data.get("kind"), TITLES[None]).format(id=image_id)
+    return {"data": {"image": image_url(base_url, image_id), "pli_image_id": image_id, "title": title, **data}}
 
 
 def review_task(base_url: str, alert: dict) -> dict:
-    """A review-project task for an alert: its crop, its photo, the verdict to give. `alert`:
-    id, fault_class, confidence, model_version, image_id (None when the photo is not uploaded)."""
+    """A review-project task for an alert: a crop and its photo, both with the alert's box drawn
+    by the cloud, and the verdict to give. `alert`: id, fault_class, confidence, model_version,
+    image_id (None when the photo is not uploaded), and optionally severity and tower."""
     aid = str(alert["id"])
     crop = f"{base_url.rstrip('/')}/annotation/crops/{aid}?{sign(f'crop/{aid}')}"
-    title = f"{aid}: {alert['fault_class']} {float(alert['confidence']):.2f} ({alert.get('model_version') or '?'})"
-    return {"data": {"title": title, "crop": crop,
-                     "image": image_url(base_url, alert["image_id"]) if alert.get("image_id") else crop,
+    photo = f"{base_url.rstrip('/')}/annotation/alerts/{aid}/photo?{sign(f'photo/{aid}')}"
+    where = f" at tower {alert['tower']}" if alert.get("tower") else ""
+    title = (f"Alert {alert['fault_class']} ({alert.get('severity') or '?'}){where}, confidence "
+             f"{float(alert['confidence']):.2f}, model {alert.get('model_version') or '?'} · {aid}")
+    return {"data": {"title": title, "crop": crop, "image": photo if alert.get("image_id") else crop,
                      "pli_alert_id": aid, **({"pli_image_id": alert["image_id"]} if alert.get("image_id") else {})}}
 
 

@@ -78,7 +78,9 @@ class LabelStudioServer:
                 "LABEL_STUDIO_USER_TOKEN": self.token, "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
                 "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false", "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
                 "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir), "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-                "COLLECT_ANALYTICS": "false", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "false"}
+                "COLLECT_ANALYTICS": "false", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "false",
+                # no error reports to Label Studio's Sentry (server and page): nothing leaves the site
+                "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
 
     def start(self, timeout_s: float = 180.0) -> LabelStudioServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,17 +19,16 @@ from datetime import datetime
 from itertools import pairwise
 from xml.sax.saxutils import escape
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from cloud.models import Alert, AlertEvent, Fault, Flight, Image, Tower
+from cloud.photos import boxed_crop
 from cloud.status_rules import OPEN, classes
 from cloud.storage import store
 
 log = logging.getLogger(__name__)
 RANK = {"high": 0, "medium": 1, "low": 2}
-CROP_PX = 360  # the longer side of a crop cut from the photo
 
 
 @dataclass
@@ -104,32 +103,6 @@ class Report:
             if tower == a.tower and (a.line is None or line == a.line):
                 return lat, lon
         return None
-
-
-def boxed_crop(photo: bytes, box: list[float], side: int = CROP_PX) -> bytes | None:
-    """The photo around `box` (three times its size, at least 160 px), the box drawn, as JPEG;
-    None when the photo cannot be decoded."""
-    import cv2
-    img = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        return None
-    h, w = img.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half = max(80.0, 1.5 * max(x2 - x1, y2 - y1))
-    left, top = int(max(0, cx - half)), int(max(0, cy - half))
-    right, bottom = int(min(w, cx + half)), int(min(h, cy + half))
-    if right - left < 2 or bottom - top < 2:
-        return None
-    crop = img[top:bottom, left:right].copy()
-    k = side / max(crop.shape[:2])
-    crop = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-    p1 = (int((x1 - left) * k), int((y1 - top) * k))
-    p2 = (int((x2 - left) * k), int((y2 - top) * k))
-    cv2.rectangle(crop, p1, p2, (0, 0, 0), 4)
-    cv2.rectangle(crop, p1, p2, (21, 204, 250), 2)  # yellow on black: seen on sky and on steel
-    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 88])
-    return jpeg.tobytes() if ok else None
 
 
 def flight_report(session: Session, flight_id: str, photos: bool = False) -> Report | None:

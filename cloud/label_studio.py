@@ -22,7 +22,7 @@ from cloud.paths import DEFAULT_MODEL
 from cloud.registry.rollout import preannotation_model
 from cloud.settings import secret, settings
 from cloud.storage import store
-from comms.classes import load_class_list
+from comms.classes import ClassList, class_list_for, load_class_list
 from edge.detector import Detector
 from edge.runtime import model_version
 from training.data_import import import_dataset
@@ -55,9 +55,20 @@ def put_tasks(project: int, cloud_url: str | None, tasks: list[dict]) -> int:
         return len(ls.import_tasks(project, tasks)) if tasks else 0
 
 
+def labelling_classes() -> ClassList:
+    """The labels a project offers: the class list of the model that pre-annotates (so every class
+    it predicts, flashover among them, can be kept or corrected), else the configured list."""
+    detector, _ = preannotator()
+    try:
+        return class_list_for(list(detector.names))
+    except ValueError:
+        return load_class_list()
+
+
 def wire_project(ls: LabelStudio, title: str, cloud_url: str, review: bool = False) -> int:
-    """A project from the class list, pre-annotated by the cloud, its annotations sent back."""
-    classes = load_class_list()
+    """A project from the pre-annotating model's class list, pre-annotated by the cloud, its
+    annotations sent back."""
+    classes = labelling_classes()
     config = review_config(classes) if review else detection_config(classes)
     project = ls.create_project(title, config, evaluate_predictions_automatically=not review)
     password, hook = secret(settings().ml_password), secret(settings().ls_webhook_secret)
@@ -134,8 +145,8 @@ def queue_reviews(ls: LabelStudio, project: int, cloud_url: str, flight: str | N
         q = select(Alert).where(Alert.status == "new")
         if flight:
             q = q.where(Alert.flight_id == flight)
-        alerts = [{"id": a.id, "fault_class": a.fault_class, "confidence": a.confidence,
-                   "model_version": a.model_version, "image_id": a.image_id}
+        alerts = [{"id": a.id, "fault_class": a.fault_class, "confidence": a.confidence, "severity": a.severity,
+                   "tower": a.tower_id, "model_version": a.model_version, "image_id": a.image_id}
                   for a in s.scalars(q.order_by(Alert.time)) if a.id not in queued]
     return ls.import_tasks(project, [backend.review_task(cloud_url, a) for a in alerts])
 

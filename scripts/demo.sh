@@ -47,6 +47,8 @@ for _ in range(150):
         time.sleep(0.2)
 PY
 .venv/bin/pli cloud upload "$out/flight" --config "$out/device.json" --url "http://127.0.0.1:$port"
+# The flight log: its track on the flight's map, and clean passes over the faults it did not see.
+.venv/bin/pli -q cloud flights track "$flight_id" "$out/flight/telemetry.csv" --drone UAV-01
 # A signed model update (TUF): three offline root keys (two sign), online keys from files named in
 # the environment; a release (here the shipped INT8 model re-released, with its golden frames) is
 # recorded, signed for the canary group, and a canary drone's `pli edge run` takes it between frames.

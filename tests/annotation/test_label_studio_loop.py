@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,8 +22,9 @@ from annotation.client import LabelStudio
 from annotation.label_config import detection_config
 from cloud.db import session_scope, upgrade
 from cloud.models import Image
-from comms.classes import load_class_list
+from comms.classes import class_list_for, load_class_list
 from comms.local_broker import free_port
+from edge.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[2]
 # what pre-annotations name: the shipped model and its card version
@@ -153,6 +155,7 @@ def test_label_studio_pre_annotates_from_the_cloud_and_its_export_imports_within
     assert made.returncode == 0 and "2 tasks" in made.stdout, made.stderr[-2000:]
     batch = [t for t in ls.export(project, all_tasks=True) if t["data"].get("kind") == "missed_fault"]
     assert sorted(t["data"]["pli_image_id"] for t in batch) == sorted(ids[1:3])
+    assert all(t["data"]["title"].startswith("MISSED FAULT?") for t in batch)  # marked where an operator sees it
     for t in batch:
         (pred,) = ls.predictions(t["id"])
         assert pred["model_version"] == SHIPPED_VERSION
@@ -239,6 +242,11 @@ def test_annotations_come_back_by_webhook_and_by_reconciliation_and_reviews_set_
             record_alert(s, "pli/fleet1/UAV-07/alerts", alert_json.dumps(rec, b"\xff\xd8crop-jpeg"))
         alert_ids = [a.id for a in s.query(Alert).order_by(Alert.id)]
     review = wire_project(ls, "alert review", base, review=True)
+    config = ls.project(review)["label_config"]
+    shipped = class_list_for(Detector(ROOT / "models" / "pli-default.onnx").names)  # the pre-annotator's list
+    assert config.count("<Header") >= 3 and "Which fault is it?" in config and 'visibleWhen="choice-selected"' in config
+    offered = set(re.findall(r'<Choice value="([^"]+)"', config)) - {"confirm", "false alarm", "other class"}
+    assert offered == set(shipped.fault_names) and "insulator" not in offered
     cli_env = {**env, "PLI_LS_URL": label_studio.url, "PLI_LS_TOKEN": label_studio.token}
     for _ in range(2):  # run twice: the second adds nothing
         out = subprocess.run([sys.executable, "-m", "pli", "annotate", "review", "--project", str(review),

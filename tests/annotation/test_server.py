@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comms.local_broker import free_port
@@ -63,3 +64,18 @@ def test_sigint_ignored_by_a_background_shell_still_stops_label_studio(tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_label_studio_s_pages_report_to_no_error_tracker(label_studio):
+    """Its own Sentry (a DSN built into Label Studio) is off for the server and for the page an
+    operator works in, and no analytics script is loaded from another site."""
+    with httpx.Client(base_url=label_studio.url, follow_redirects=True) as c:
+        login = c.get("/user/login/")
+        assert "googletagmanager" not in login.text and "sentry.io" not in login.text
+        c.post("/user/login/", data={"email": label_studio.username, "password": label_studio.password,
+                                     "csrfmiddlewaretoken": c.cookies["csrftoken"]},
+               headers={"Referer": f"{label_studio.url}/user/login/"})
+        page = c.get("/projects/")
+    assert page.status_code == 200 and "/user/login" not in str(page.url)  # logged in: the app's own page
+    assert "sentry_dsn: null" in page.text and "sentry.io" not in page.text
+    assert "collect_analytics: false" in page.text

@@ -80,7 +80,7 @@ def site(tmp_path_factory, flight):
     work = tmp_path_factory.mktemp("operator-pages")
     url = f"sqlite:///{work / 'cloud.db'}"
     env = {"PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(work / "cloud"), "PLI_TUF_DIR": str(work / "repo"),
-           "PLI_OBJECT_STORE": str(work / "objects"), "PLI_TILE_URL": ""}
+           "PLI_OBJECT_STORE": str(work / "objects"), "PLI_TILE_URL": "", "PLI_ANNOTATION_SECRET": "s" * 32}
     for role in keys.ONLINE_ROLES:
         keys.generate(work / "online" / f"{role}.pem")
         env[f"PLI_TUF_{role.upper()}_KEY_FILE"] = str(work / "online" / f"{role}.pem")
@@ -194,6 +194,7 @@ def test_an_operator_filters_alerts_and_opens_one_with_the_box_on_its_photo(site
     _wait(browser, lambda d: "class=defect" in d.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#alerts tr")[1:]
     assert len(rows) == 2 and all("defect" in r.text and "T01" in r.text for r in rows)
+    _shot(browser, "alerts.png")
     browser.find_element(By.NAME, "q").send_keys("DJI_0001")  # text search within the filters
     browser.find_element(By.CSS_SELECTOR, "#alert-filters button[type=submit]").click()
     _wait(browser, lambda d: "q=DJI_0001" in d.current_url)
@@ -280,6 +281,7 @@ def test_the_map_shows_towers_spans_and_every_alert_as_a_distinct_marker(site, b
     browser.get(f"{base}/ui/towers")
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".tower-marker"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#towers tr")) == 4
+    _shot(browser, "towers.png")
     _no_csp_errors(browser)
 
 
@@ -422,3 +424,34 @@ def test_a_local_mbtiles_basemap_is_served_to_logged_in_operators_only(tmp_path,
         assert c.get("/ui/tiles/3/5/2").status_code == 404  # rows are flipped: no tile there
         assert c.get("/ui/tiles/3/9/0").status_code == 404  # off the zoom level's grid
         assert '"url": "/ui/tiles/{z}/{x}/{y}"' in c.get("/ui/towers").text  # the map asks the cloud
+
+
+def test_review_tasks_show_the_alerts_box_on_its_crop_and_its_photo(site, monkeypatch):
+    """What Label Studio's review task loads: the photo around the box and the whole photo, both
+    with the box drawn (yellow), behind the signed links; a thumbnail blown up is gone."""
+    from annotation import backend
+
+    base, url = site
+    monkeypatch.setenv("PLI_ANNOTATION_SECRET", "s" * 32)
+    ids = _ids(url)
+    with session_scope(url) as s:
+        a = s.get(Alert, ids[2])
+        doc = {"id": a.id, "fault_class": a.fault_class, "confidence": a.confidence, "severity": a.severity,
+               "tower": a.tower_id, "model_version": a.model_version, "image_id": a.image_id}
+    task = backend.review_task(base, doc)["data"]
+    assert "T01" in task["title"] and "defect (high)" in task["title"]
+    crop, photo = httpx.get(task["crop"]), httpx.get(task["image"])
+    assert crop.status_code == photo.status_code == 200
+    assert httpx.get(task["image"].split("?")[0]).status_code == 403
+    crop_img = cv2.imdecode(np.frombuffer(crop.content, np.uint8), cv2.IMREAD_COLOR)
+    photo_img = cv2.imdecode(np.frombuffer(photo.content, np.uint8), cv2.IMREAD_COLOR)
+    assert photo_img.shape[:2] == (300, 400) and max(crop_img.shape[:2]) == 360
+
+    def yellow(img) -> np.ndarray:
+        b, g, r = (img[..., k].astype(int) for k in range(3))
+        return (r > 200) & (g > 160) & (b < 90)
+
+    x1, y1, x2, y2 = (int(v) for v in BOX)
+    assert yellow(photo_img)[y1 - 1:y1 + 2, x1 + 10:x2 - 10].mean() > 0.5  # the box's top edge
+    assert not yellow(photo_img)[y1 + 10:y2 - 10, x1 + 10:x2 - 10].any()  # inside: the photo as it was
+    assert yellow(crop_img).sum() > 200

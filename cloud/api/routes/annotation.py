@@ -21,6 +21,7 @@ from cloud.api.deps import ERRORS, db
 from cloud.jobs import enqueue
 from cloud.label_studio import preannotator
 from cloud.models import Alert, Image
+from cloud.photos import boxed_crop, boxed_photo
 from cloud.settings import secret, settings
 from cloud.storage import store
 from edge.tiled import detect
@@ -110,16 +111,41 @@ def _signed(subject: int | str, exp: int, sig: str) -> None:
 _CORS = {"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"}
 
 
-@router.get("/annotation/crops/{alert_id}", summary="a review task's crop, behind a signed link",
+def _photo_of(session: Session, row: Alert) -> bytes | None:
+    image = session.get(Image, row.image_id) if row.image_id else None
+    if image is None or image.key is None or not row.box or len(row.box) != 4:
+        return None
+    return store().read(image.key)
+
+
+@router.get("/annotation/crops/{alert_id}", summary="a review task's crop (the box drawn), behind a signed link",
             response_class=Response)
 def task_crop(alert_id: str, exp: int = Query(0), sig: str = Query("", max_length=64),
               session: Session = Depends(db)) -> Response:
-
+    """Cut from the uploaded photo around the alert's box, the box drawn; before the photo is
+    uploaded, the drone's thumbnail."""
     _signed(f"crop/{alert_id}", exp, sig)
     row = session.get(Alert, alert_id)
-    if row is None or not row.thumbnail:
+    if row is None:
         raise HTTPException(404, f"no crop for alert {alert_id}")
-    return Response(row.thumbnail, media_type="image/jpeg", headers=_CORS)
+    photo = _photo_of(session, row)
+    crop = boxed_crop(photo, row.box) if photo is not None else None
+    if crop is None and not row.thumbnail:
+        raise HTTPException(404, f"no crop for alert {alert_id}")
+    return Response(crop or row.thumbnail, media_type="image/jpeg", headers=_CORS)
+
+
+@router.get("/annotation/alerts/{alert_id}/photo", summary="a review task's photo with the alert's box drawn, "
+            "behind a signed link", response_class=Response)
+def task_alert_photo(alert_id: str, exp: int = Query(0), sig: str = Query("", max_length=64),
+                     session: Session = Depends(db)) -> Response:
+    _signed(f"photo/{alert_id}", exp, sig)
+    row = session.get(Alert, alert_id)
+    photo = _photo_of(session, row) if row is not None else None
+    drawn = boxed_photo(photo, row.box) if photo is not None else None
+    if drawn is None:
+        raise HTTPException(404, f"no photo with a box for alert {alert_id}")
+    return Response(drawn, media_type="image/jpeg", headers=_CORS)
 
 
 @router.get("/annotation/images/{image_id}", summary="a task's photo, behind a signed link",
