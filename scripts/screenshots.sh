@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/cloud/test_operator_pages.py
 mkdir -p docs/screenshots
-for name in alerts alert flight-map towers releases; do
+for name in alerts alert flight-map demo-flight-map towers releases; do
   cp "test-artifacts/$name.png" "docs/screenshots/$name.png"
 done
 echo "docs/screenshots: $(ls docs/screenshots | tr '\n' ' ')"

@@ -119,6 +119,8 @@ def site(tmp_path_factory, flight):
         (flight / "images").mkdir(parents=True)
         for i in range(len(PLACES)):
             img = np.random.default_rng(i).integers(0, 120, (300, 400, 3), dtype=np.uint8)
+            img = cv2.GaussianBlur(img, (0, 0), 6) + np.array([60, 40, 20], np.uint8)  # sky-like, small PNGs
+            cv2.ellipse(img, (160, 120), (30, 22), 0, 0, 360, (40, 60, 90), -1)  # something in the box
             cv2.imwrite(str(flight / "images" / f"DJI_{i:04d}.JPG"), img)
         (flight / "flight.json").write_text('{"flight_id": "F8"}')
         upload(flight, server.base, fleet, "UAV-07", progress=False)
@@ -455,3 +457,59 @@ def test_review_tasks_show_the_alerts_box_on_its_crop_and_its_photo(site, monkey
     assert yellow(photo_img)[y1 - 1:y1 + 2, x1 + 10:x2 - 10].mean() > 0.5  # the box's top edge
     assert not yellow(photo_img)[y1 + 10:y2 - 10, x1 + 10:x2 - 10].any()  # inside: the photo as it was
     assert yellow(crop_img).sum() > 200
+
+
+@pytest.fixture(scope="module")
+def demo_flight(tmp_path_factory):
+    """The README demo's flight (24 frames of 1920x1080, seed 21) flown by the edge runtime with the
+    shipped INT8 model, its alerts stored as the cloud's ingest stores them, its towers and its
+    track (telemetry.csv) recorded, and `pli cloud serve` on it."""
+    from comms.outbox import Outbox
+    from edge.runtime import RunConfig, run_flight
+    from edge.telemetry import load_track
+    from training.synth.flight import generate_flight
+
+    work = tmp_path_factory.mktemp("demo-flight")
+    flight = generate_flight(work / "flight", frames=24, size=(1920, 1080), seed=21, progress=False)
+    flight_id = json.loads((flight.out / "flight.json").read_text())["flight_id"]
+    box = Outbox(work / "outbox.db", "UAV-01")
+    run_flight(flight.out / "images", ROOT / "models" / "pli-default-int8.onnx", box,
+               RunConfig(drone_id="UAV-01", flight_id=flight_id), progress=False)
+    queued = box.due("mqtt", limit=1000)
+    url = f"sqlite:///{work / 'cloud.db'}"
+    upgrade(url)
+    with session_scope(url) as s:
+        import_towers(s, read_csv((flight.out / "towers.csv").read_text()))
+        add_operator(s, "alice", PASSWORD)
+    for q in queued:
+        with session_scope(url) as s:
+            record(s, "pli/fleet1/UAV-01/alerts", alert_json.dumps(q.alert, q.thumb))
+    with session_scope(url) as s:
+        from cloud.flights import record_track
+
+        record_track(s, flight_id, "UAV-01", [[f.lat, f.lon] for f in load_track(flight.out / "telemetry.csv")
+                                              if f.lat is not None])
+    with CloudServer({"PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(work / "cloud"), "PLI_TILE_URL": ""}) as server:
+        yield server.base, url, flight_id, len(queued)
+
+
+def test_the_demo_flight_s_map_shows_its_towers_and_every_alert_as_a_distinct_marker(demo_flight, browser):
+    from selenium.webdriver.common.by import By
+
+    base, url, flight_id, n = demo_flight
+    assert n >= 2, "the demo flight raised fewer than two alerts: nothing to tell apart"
+    _login(browser, base, target=f"/ui/flights/{flight_id}")
+    selector = ".leaflet-marker-pane .fault-marker"
+    markers = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, selector)
+                    if len(d.find_elements(By.CSS_SELECTOR, selector)) == n else False)
+    centres = [(m.rect["x"] + m.rect["width"] / 2, m.rect["y"] + m.rect["height"] / 2) for m in markers]
+    for i, a in enumerate(centres):
+        for b in centres[i + 1:]:
+            assert abs(a[0] - b[0]) + abs(a[1] - b[1]) >= 8, "two markers cover each other"
+    with session_scope(url) as s:
+        from cloud.models import Tower
+
+        towers = len(s.scalars(select(Tower)).all())
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".tower-marker")) == towers > 0
+    assert browser.find_elements(By.CSS_SELECTOR, "path.track") and browser.find_elements(By.CSS_SELECTOR, "path.span")
+    _shot(browser, "demo-flight-map.png")
