@@ -46,7 +46,7 @@ make_env() {  # dir, pip arguments...  ($CONSTRAINTS: the pins, default constrai
 
 if [[ $want == *" full "* ]]; then
   # torch first, pinned, from this machine's disk: no other resolver may pick a different build.
-  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[learn,dev,bench]'
+  make_env .venv torch==2.14.1 torchvision==0.29.1 -e '.[learn,crawl,dev,bench]'
 fi
 if [[ $want == *" edge "* ]]; then
   make_env .venv-edge -e '.[edge]' pytest pytest-timeout hypothesis

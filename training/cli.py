@@ -1,4 +1,4 @@
-"""`pli data ...` (import, synth, augment, tile, stats) and `pli train`.
+"""`pli data ...` (import, synth, augment, tile, stats, crawl) and `pli train`.
 
 Only argparse lives at module level: `pli --help` must work where the training extra is not
 installed (on the drone); the heavy imports happen inside each command.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from training.crawl import cli as crawl_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -143,9 +145,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register_data(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: import, synth, augment, tile, stats",
-                          description="Build and inspect YOLO datasets.")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="{import,synth,augment,tile,stats}")
+    data = sub.add_parser("data", help="datasets: import, synth, augment, tile, stats, crawl",
+                          description="Build and inspect YOLO datasets; gather photos for a new campaign.")
+    dsub = data.add_subparsers(dest="data_command", required=True,
+                               metavar="{import,synth,augment,tile,stats,crawl}")
 
     p = dsub.add_parser("import", help="convert VOC / COCO / YOLO into a split YOLO dataset",
                         description="Convert a dataset into YOLO layout with a stratified, group-aware, "
@@ -215,6 +218,7 @@ def register_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path, help="YOLO dataset folder (with data.yaml)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_stats)
+    crawl_cli.register(dsub)
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:

@@ -322,6 +322,11 @@ def test_an_admin_promotes_a_release_from_the_page_and_an_operator_sees_no_butto
         (d,) = s.scalars(select(Deployment)).all()
         assert (d.target, d.status) == ("canary", "announced")
     assert "canary" in browser.find_element(By.ID, "deployments").text
+    browser.find_element(By.CSS_SELECTOR, 'button.approve[data-version="2026.12.01"]').click()  # after the canary
+    _wait(browser, lambda d: "fleet" in d.find_element(By.CSS_SELECTOR, "#releases td.groups").text)
+    with session_scope(url) as s:
+        assert [(d.target, d.status) for d in s.scalars(select(Deployment).order_by(Deployment.id))] == [
+            ("canary", "announced"), ("fleet", "announced")]
     _shot(browser, "releases.png")
 
 
