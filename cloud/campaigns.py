@@ -76,10 +76,18 @@ def get(session: Session, name: str) -> Campaign:
     return row
 
 
+def dataset(row: Campaign) -> Path:
+    """The campaign's data.yaml; a crawled pool without labels has none."""
+    if not row.data:
+        raise ValueError(f"campaign {row.name} is an unlabelled pool (crawled photos): it has no labelled "
+                         "dataset and no test set yet")
+    return Path(row.data)
+
+
 def check_frozen(row: Campaign) -> None:
     """The dataset's test split is still the recorded one (nothing moved in or out)."""
 
-    now = sorted(p.name for p in YoloDataset.open(Path(row.data)).images("test"))
+    now = sorted(p.name for p in YoloDataset.open(dataset(row)).images("test"))
     if now != sorted(row.test_set):
         raise ValueError(f"campaign {row.name}: its test split changed since it was frozen "
                          f"({len(now)} photos now, {len(row.test_set)} frozen)")

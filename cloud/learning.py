@@ -197,7 +197,9 @@ def _campaign_rows(session, upto: str) -> list:
     from sqlalchemy import select
 
     newest = campaigns.get(session, upto)
-    rows = list(session.scalars(select(Campaign).where(Campaign.id <= newest.id).order_by(Campaign.id)))
+    campaigns.dataset(newest)
+    rows = list(session.scalars(select(Campaign).where(Campaign.id <= newest.id, Campaign.data.is_not(None))
+                                .order_by(Campaign.id)))  # unlabelled pools have nothing to score
     for r in rows:
         campaigns.check_frozen(r)
     return rows
@@ -364,7 +366,8 @@ def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | 
 def _newest_campaign(session) -> str | None:
     from sqlalchemy import select
 
-    return settings().learn_campaign or session.scalar(select(Campaign.name).order_by(Campaign.id.desc()))
+    return settings().learn_campaign or session.scalar(select(Campaign.name).where(Campaign.data.is_not(None))
+                                                        .order_by(Campaign.id.desc()))
 
 
 @job("refresh")

@@ -218,6 +218,30 @@ class Campaign(Base):
     data: Mapped[str | None] = mapped_column(String(1024))  # its data.yaml (cloud/campaigns.py)
 
 
+class PoolPhoto(Base):
+    """A campaign's unlabelled photo gathered by `pli data crawl --campaign`: where it came from,
+    under which licence, its hashes (for deduplicating later crawls) and what the model saw in it.
+    Photos the model found nothing in are kept `aside`: listed, never offered for labelling."""
+
+    __tablename__ = "pool_photos"
+    __table_args__ = (UniqueConstraint("campaign_id", "sha256", name="uq_pool_photo"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    phash: Mapped[str] = mapped_column(String(16))
+    source_url: Mapped[str] = mapped_column(String(2048))
+    page_url: Mapped[str] = mapped_column(String(2048), default="")
+    licence: Mapped[str] = mapped_column(String(255), default="")
+    licence_family: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str] = mapped_column(String(512), default="")
+    title: Mapped[str] = mapped_column(String(512), default="")
+    relevance: Mapped[dict | None] = mapped_column(JSON)  # the crawl's model: detections, max fault confidence
+    max_fault_confidence: Mapped[float | None] = mapped_column(Float)
+    aside: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+
+
 class ModelRelease(Base):
     __tablename__ = "model_releases"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

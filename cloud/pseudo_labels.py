@@ -170,7 +170,7 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     if project is not None:
         check_tasks_deliverable(cloud_url)
     with session_scope() as s:
-        data = Path(campaigns.get(s, campaign).data)
+        data = campaigns.dataset(campaigns.get(s, campaign))
     ds = YoloDataset.open(data)
     det = Detector(Path(model or DEFAULT_MODEL))
     names = list(det.names)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud import campaigns
+from cloud import campaigns, pool
 from cloud.db import session_scope
 from cloud.jobs import job
 from cloud.label_studio import check_tasks_deliverable, photo_tasks, put_tasks
@@ -80,6 +80,15 @@ def register_photos(campaign: str, paths: list[Path]) -> list[int]:
     return ids
 
 
+def candidates(campaign: str) -> list[Path]:
+    """What selection chooses from: the campaign's training photos (its dataset, if it has one)
+    and its crawled pool (cloud/pool.py), less the photos the crawl's model kept aside."""
+    with session_scope() as s:
+        data = campaigns.get(s, campaign).data
+        crawled = [path for _, path in pool.photos(s, campaign)]
+    return (sorted(YoloDataset.open(Path(data)).images("train")) if data else []) + crawled
+
+
 @job("select")
 def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weights: str | None = None,
                   model: str | None = None, project: int | None = None, cloud_url: str | None = None,
@@ -89,26 +98,24 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
 
     if project is not None:
         check_tasks_deliverable(cloud_url)
-    with session_scope() as s:
-        data = Path(campaigns.get(s, campaign).data)
-    pool = sorted(YoloDataset.open(data).images("train"))
-    if not pool:
+    photos = candidates(campaign)
+    if not photos:
         raise ValueError(f"campaign {campaign} has no training photos to choose from")
     emb = unc = top = None
     missed = (max(1, budget // 5) if project is not None else 0) if missed is None else missed
     if strategy in ("coreset", "hybrid", "random"):
         from cloud.embeddings import embed
 
-        emb = embed(Path(weights or DEFAULT_WEIGHTS), pool, cloud_dir() / "embeddings", progress=False)
+        emb = embed(Path(weights or DEFAULT_WEIGHTS), photos, cloud_dir() / "embeddings", progress=False)
     if strategy in ("uncertainty", "hybrid") or missed:
-        unc, top, operating = scan(Path(model or DEFAULT_MODEL), pool)
-    picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(pool), seed=seed)
-    unsure = [pool[i] for i in missed_fault_candidates(unc, top, missed, operating, picks)] if missed else []
-    chosen = [pool[i] for i in picks]
+        unc, top, operating = scan(Path(model or DEFAULT_MODEL), photos)
+    picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(photos), seed=seed)
+    unsure = [photos[i] for i in missed_fault_candidates(unc, top, missed, operating, picks)] if missed else []
+    chosen = [photos[i] for i in picks]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = cloud_dir() / "selections" / campaign / f"{stamp}-{strategy}-{budget}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"campaign": campaign, "strategy": strategy, "budget": budget, "seed": seed, "pool": len(pool),
+    doc = {"campaign": campaign, "strategy": strategy, "budget": budget, "seed": seed, "pool": len(photos),
            "weights": str(weights or DEFAULT_WEIGHTS), "images": [p.name for p in chosen], "created": stamp}
     tasks = 0
     if unsure:
@@ -116,8 +123,13 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
     if project is not None:
         ids = register_photos(campaign, chosen)
         review = register_photos(campaign, unsure)
-        tasks = put_tasks(project, cloud_url, photo_tasks(ids, cloud_url, predictions=True)
-                                   + photo_tasks(review, cloud_url, predictions=True, missed_fault=True))
+        todo = (photo_tasks(ids, cloud_url, predictions=True)
+                + photo_tasks(review, cloud_url, predictions=True, missed_fault=True))
+        with session_scope() as s:  # a crawled photo's task says where it came from, under which licence
+            origin = pool.attribution(s, ids + review)
+        for t in todo:
+            t["data"].update(origin.get(t["data"]["pli_image_id"], {}))
+        tasks = put_tasks(project, cloud_url, todo)
         doc["label_studio"] = {"project": project, "tasks": tasks, "image_ids": ids, "missed_fault_ids": review}
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return {"selected": len(chosen), "missed_fault": len(unsure), "version": str(out), "tasks": tasks}

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from training.crawl import cli as crawl_cli
+
 
 def register(csub: argparse._SubParsersAction) -> None:
     p = csub.add_parser("select", help="choose a campaign's photos for operators to label (coreset, uncertainty, "
@@ -63,7 +65,7 @@ def register(csub: argparse._SubParsersAction) -> None:
     cp = csub.add_parser("campaign", help="campaigns: datasets with a frozen test set",
                          description="Import a campaign once: train / val / test (a fifth of its photos, frozen: "
                          "every release is scored on the same ones).")
-    cpsub = cp.add_subparsers(dest="campaign_command", required=True, metavar="{add,list}")
+    cpsub = cp.add_subparsers(dest="campaign_command", required=True, metavar="{add,list,import-crawl}")
     p = cpsub.add_parser("add", help="import a campaign's photos and freeze its test set")
     p.add_argument("name")
     p.add_argument("src", type=Path)
@@ -76,8 +78,18 @@ def register(csub: argparse._SubParsersAction) -> None:
                    "the random fifth: e.g. the model's own held-out photos as the test set")
     p.add_argument("--description", default="")
     p.set_defaults(func=_campaign_add)
-    p = cpsub.add_parser("list", help="campaigns and their frozen test sets")
+    p = cpsub.add_parser("list", help="campaigns, their frozen test sets and their crawled pools")
     p.set_defaults(func=_campaign_list)
+    p = cpsub.add_parser("import-crawl", help="a crawl's kept photos as a campaign's unlabelled pool",
+                         description="What `pli data crawl --campaign NAME` does after its crawl, for a folder "
+                         "crawled without it: the manifest's photos into the object store and the pool_photos "
+                         "table (source, licence, hashes, relevance); the aside ones recorded, never offered for "
+                         "labelling; photos already in a pool skipped. A new NAME starts an unlabelled campaign.")
+    p.add_argument("name")
+    p.add_argument("crawl", type=Path, help="the crawl's folder (its manifest.jsonl)")
+    p.set_defaults(func=_campaign_import_crawl)
+    crawl_cli.INTO_CAMPAIGN[:] = [_into_campaign]  # the crawl's --campaign step is the cloud's
+    crawl_cli.KNOWN_FROM_CLOUD[:] = [_known_from_cloud]
 
 
 def _here_or_queued(args: argparse.Namespace, kind: str, run, **kw) -> dict | None:
@@ -156,14 +168,35 @@ def _campaign_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _into_campaign(out: Path, name: str) -> str:
+    from cloud import pool
+
+    return json.dumps(pool.add_crawl(out, name))
+
+
+def _known_from_cloud() -> list[tuple[str, str, str]]:
+    from cloud import pool
+
+    return pool.known()
+
+
+def _campaign_import_crawl(args: argparse.Namespace) -> int:
+    print(_into_campaign(args.crawl, args.name))
+    return 0
+
+
 def _campaign_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from cloud import pool
     from cloud.db import session_scope, upgrade
     from cloud.models import Campaign
 
     upgrade()
     with session_scope() as s:
         for c in s.scalars(select(Campaign).order_by(Campaign.id)):
-            print(f"{c.name:<16} class list {c.class_list_version}  test {len(c.test_set)} photos  {c.data}")
+            p = pool.summary(s, c.name)
+            crawled = f"  pool {p['pool']} (+{p['aside']} aside)" if p["pool"] or p["aside"] else ""
+            print(f"{c.name:<16} class list {c.class_list_version}  test {len(c.test_set)} photos{crawled}  "
+                  f"{c.data or 'no dataset yet'}")
     return 0

@@ -1,6 +1,7 @@
 """`pli data crawl`: the thin command over training/crawl/run.py. With `--campaign NAME` the
 kept photos go on into the cloud (its object store and database) through a step the cloud
-provides (`INTO_CAMPAIGN`, set by pli/cli.py: training does not import the cloud)."""
+provides (`INTO_CAMPAIGN`, set when `pli cloud`'s commands register: training does not import the
+cloud)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-# (out folder, campaign name) -> a one-line summary; filled in by pli/cli.py when the cloud is installed
+# (out folder, campaign name) -> a one-line summary; filled in by cloud/cli/learning.py
 INTO_CAMPAIGN: list[Callable[[Path, str], str]] = []
 KNOWN_FROM_CLOUD: list[Callable[[], list[tuple[str, str, str]]]] = []
 

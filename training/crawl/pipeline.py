@@ -12,8 +12,6 @@ page it had already read (the spiders yield the unjudged ones first, spiders.py)
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from io import BytesIO
 from pathlib import Path
@@ -26,8 +24,7 @@ from tqdm import tqdm
 from training.crawl import licences
 from training.crawl.checks import Refused, check
 from training.crawl.dedupe import Seen
-
-MANIFEST, DROPPED, CANDIDATES = "manifest.jsonl", "dropped.jsonl", "candidates.jsonl"
+from training.crawl.records import CANDIDATES, DROPPED, MANIFEST, append_line, read_lines
 
 
 def pending(out: Path) -> list[dict]:
@@ -39,25 +36,6 @@ def pending(out: Path) -> list[dict]:
             seen.add(r["url"])
             rows.append({**r, "image_urls": [r["url"]]})
     return rows
-
-
-def read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: its photo is judged again
-            continue
-    return rows
-
-
-def append_line(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 class PhotoPipeline(ImagesPipeline):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from training.crawl import licences
-from training.crawl.pipeline import DROPPED, MANIFEST, read_lines
+from training.crawl.records import DROPPED, MANIFEST, read_lines
 
 CONTACT_ENV = "PLI_CRAWL_CONTACT"
 
