@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + chromium-driver: the pages' browser test (Debian's browser, driven by selenium)
-APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql chromium chromium-driver)
+APT_PACKAGES=(libgl1 libglib2.0-0 mosquitto mosquitto-clients openssl postgresql redis-server chromium chromium-driver)
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 want=("${@:-full edge cloud ls}")
 want=" ${want[*]} "

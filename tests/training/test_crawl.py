@@ -182,3 +182,45 @@ def test_srcset_gives_the_widest_candidate(entries):
     else:
         widest = max(w for _, w in entries)
         assert best == next(u for u, w in entries if w == widest).split()[0]
+
+
+def test_two_crawlers_share_one_queue_on_a_real_redis_and_fetch_no_photo_twice(tmp_path):
+    """scrapy-redis: two processes, one queue and dupefilter on a local redis-server; each
+    writes its own folder; together they judge every candidate once, as one crawl would."""
+    from collections import Counter
+
+    import redis
+
+    from training.crawl.local_redis import LocalRedis
+
+    try:
+        server = LocalRedis(tmp_path / "redis")
+    except FileNotFoundError as exc:  # a missing service fails: scripts/setup.sh installs it
+        pytest.fail(str(exc))
+    with server, Site() as site:
+        env = {**os.environ, "PLI_CRAWL_CONTACT": "ops@example.invalid"}
+        outs = [tmp_path / who / "shared" for who in ("a", "b")]
+        procs = [subprocess.Popen([sys.executable, "-m", "pli", "-q", "data", "crawl", "--rate", "20", "--backoff",
+                                   "0.1", "--no-progress", "--out", str(out), "--seed", f"{site.base}/index.html",
+                                   "--seed", f"{site.base}/sitemap.xml", "--licence", "unknown",
+                                   "--redis", server.url], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for out in outs]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+        keys = {k.decode() for k in redis.Redis.from_url(server.url).keys("pli-crawl:shared:*")}
+    def rows(name: str) -> list[dict]:  # a crawler that kept or dropped nothing writes no file
+        return [r for out in outs if (out / name).exists() for r in _lines(out / name)]
+
+    kept, dropped = rows("manifest.jsonl"), rows("dropped.jsonl")
+    urls = [r["url"] for r in kept + dropped]
+    assert len(urls) == len(set(urls)) == 15  # every candidate judged once, by one of them
+    assert len(kept) == 8 and Counter(r["reason"] for r in dropped) == Counter(
+        {"too_small": 1, "duplicate": 1, "near_duplicate": 1, "truncated": 1, "bomb": 1, "not_an_image": 1,
+         "fetch_failed": 1})  # duplicates found across the two crawlers' photos
+    for page in ("/index.html", "/page2.html", "/gallery.html", "/sitemap.xml"):
+        assert site.log[page] == 1, page  # one shared dupefilter
+    photos = {k: n for k, n in site.log.items() if k.startswith("/photos/")}
+    assert photos.pop("/photos/fail.jpg") == 4 and photos.pop("/photos/flaky.jpg") == 3  # retried by one only
+    assert set(photos.values()) == {1}
+    assert {"pli-crawl:shared:dupefilter", "pli-crawl:shared:photos", "pli-crawl:shared:hashes"} <= keys

@@ -56,6 +56,12 @@ class PhotoPipeline(ImagesPipeline):
         self.candidates: set[str] = set()
         self.counts: Counter = Counter()
         self.bar = None
+        self.redis, self.key = None, s.get("PLI_REDIS_KEY")
+        if self.key:  # a distributed crawl: photo URLs claimed and hashes shared on Redis
+            import redis
+
+            self.redis = redis.Redis.from_url(s.get("REDIS_URL"))
+            self.shared_seen = 0  # entries of <key>:hashes already added to self.seen
         for row in s.getlist("PLI_KNOWN_HASHES"):
             sha, ph, ident = row.split(" ", 2)
             self.seen.add(sha, ph, ident)
@@ -109,6 +115,8 @@ class PhotoPipeline(ImagesPipeline):
                                         f"{', '.join(self.families)}")
             return []
         self.done.add(url)  # one fetch per URL, even when two pages show it
+        if self.redis is not None and not self.redis.sadd(f"{self.key}:photos", url):
+            return []  # another crawler of this crawl took it
         return [Request(url, meta={"pli_item": url})]
 
     def file_path(self, request, response=None, info=None, *, item=None):
@@ -124,17 +132,31 @@ class PhotoPipeline(ImagesPipeline):
         except Refused as exc:
             self.refusals[url] = (exc.reason, exc.detail)
             raise FileException(exc.reason) from None
+        relevance = self._relevance(photo.data)
+        if self.redis is not None:  # one judge at a time across crawlers, against all their photos
+            with self.redis.lock(f"{self.key}:judge", timeout=30, blocking_timeout=30):
+                return self._judge(url, photo, relevance, info)
+        return self._judge(url, photo, relevance, info)
+
+    def _judge(self, url: str, photo, relevance: dict | None, info) -> str:
+        if self.redis is not None:
+            rows = self.redis.lrange(f"{self.key}:hashes", self.shared_seen, -1)
+            for raw in rows:
+                sha, ph, ident = raw.decode().split(" ", 2)
+                self.seen.add(sha, ph, ident)
+            self.shared_seen += len(rows)
         if (other := self.seen.exact(photo.sha256)) is not None:
             self.refusals[url] = ("duplicate", f"the same bytes as {other}")
             raise FileException("duplicate")
         if (other := self.seen.near(photo.phash)) is not None:
             self.refusals[url] = ("near_duplicate", f"perceptual hash within {self.seen.near_bits} bits of {other}")
             raise FileException("near_duplicate")
-        relevance, aside = self._relevance(photo.data), False
-        if relevance is not None and not relevance["relevant"]:
-            aside = True
+        aside = relevance is not None and not relevance["relevant"]
         file = f"{'aside' if aside else 'photos'}/{photo.sha256}{photo.suffix}"
         self.seen.add(photo.sha256, photo.phash, file)
+        if self.redis is not None:
+            self.shared_seen += 1
+            self.redis.rpush(f"{self.key}:hashes", f"{photo.sha256} {photo.phash} {self.out / file}")
         self.judged[url] = {"file": file, "sha256": photo.sha256, "phash": photo.phash, "width": photo.width,
                             "height": photo.height, "format": photo.format, "exif": photo.exif,
                             "gps_stripped": self.strip_gps, "relevance": relevance, "aside": aside}

@@ -7,7 +7,9 @@ User-Agent that names the project and a contact (`PLI_CRAWL_CONTACT`). Resumable
 the seen requests persist in `<out>/.job` (Scrapy's JOBDIR), answers in an HTTP cache; stop with
 Ctrl-C (once: Scrapy finishes what is in flight) and run the same command again. With `redis_url`
 the same spiders share one queue and one dupefilter on Redis (scrapy-redis), for several crawler
-processes or machines.
+processes or machines, each writing its own folder: crawlers whose folders have one name
+(`--out .../NAME`) are one crawl (keys `pli-crawl:NAME:*`); the pipeline claims each photo URL
+there before fetching it and judges duplicates against every crawler's photos (pipeline.py).
 """
 
 from __future__ import annotations
@@ -90,9 +92,12 @@ def settings(cfg: CrawlConfig) -> dict:
     if cfg.max_items:
         s["CLOSESPIDER_ITEMCOUNT"] = cfg.max_items
     if cfg.redis_url:  # the same crawl spread over processes: one queue, one set of seen requests
+        key = f"pli-crawl:{cfg.out.name}"  # crawlers writing folders of one name share one crawl
         s.update({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
                   "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
-                  "SCHEDULER_PERSIST": True, "REDIS_URL": cfg.redis_url})
+                  "SCHEDULER_PERSIST": True, "REDIS_URL": cfg.redis_url,
+                  "SCHEDULER_QUEUE_KEY": f"{key}:requests", "SCHEDULER_DUPEFILTER_KEY": f"{key}:dupefilter",
+                  "PLI_REDIS_KEY": key})
         s.pop("JOBDIR")
     return s
 
