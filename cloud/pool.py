@@ -53,9 +53,9 @@ def add_crawl(out: Path, campaign: str, database_url: str | None = None) -> dict
     added, aside (added, not offered for labelling), skipped (already in a pool)."""
 
     out = Path(out)
-    rows = read_lines(out / MANIFEST)
     if not (out / MANIFEST).exists():
         raise ValueError(f"{out}: no {MANIFEST} (not a crawl's folder)")
+    rows = read_lines(out / MANIFEST)
     upgrade(database_url)
     counts: Counter = Counter()
     with session_scope(database_url) as s:
@@ -66,14 +66,15 @@ def add_crawl(out: Path, campaign: str, database_url: str | None = None) -> dict
                 counts["skipped (already in a pool)"] += 1
                 continue
             src = out / r["file"]
-            if hashlib.sha256(src.read_bytes()).hexdigest() != r["sha256"]:
+            data = src.read_bytes()  # read once: checked, stored, kept locally
+            if hashlib.sha256(data).hexdigest() != r["sha256"]:
                 raise ValueError(f"{src}: its bytes are not the manifest's sha256 (the crawl's folder was changed)")
             key = key_for(campaign, r["file"])
-            store().put_file(key, src)
+            store().put_bytes(key, data)
             local = local_dir(campaign) / Path(r["file"]).name
             local.parent.mkdir(parents=True, exist_ok=True)
             if not local.exists():
-                local.write_bytes(src.read_bytes())
+                local.write_bytes(data)
             image = s.scalar(select(Image).where(Image.key == key))
             if image is None:
                 image = Image(name=Path(r["file"]).name, key=key, sha256=r["sha256"])
