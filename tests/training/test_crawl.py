@@ -184,9 +184,17 @@ def test_srcset_gives_the_widest_candidate(entries):
         assert best == next(u for u, w in entries if w == widest).split()[0]
 
 
+def _fetched(out: Path) -> list[str]:
+    """The URLs a crawler downloaded: its HTTP cache keeps each response's `meta` (a dict's repr)."""
+    import ast
+
+    return [ast.literal_eval(m.read_text())["url"] for m in (out / ".cache").rglob("meta")]
+
+
 def test_two_crawlers_share_one_queue_on_a_real_redis_and_fetch_no_photo_twice(tmp_path):
     """scrapy-redis: two processes, one queue and dupefilter on a local redis-server; each
-    writes its own folder; together they judge every candidate once, as one crawl would."""
+    writes its own folder; together they judge every candidate once, as one crawl would, and the
+    one whose queue runs dry first stays while the other is busy, so both do part of the work."""
     from collections import Counter
 
     import redis
@@ -200,7 +208,7 @@ def test_two_crawlers_share_one_queue_on_a_real_redis_and_fetch_no_photo_twice(t
     with server, Site() as site:
         env = {**os.environ, "PLI_CRAWL_CONTACT": "ops@example.invalid"}
         outs = [tmp_path / who / "shared" for who in ("a", "b")]
-        procs = [subprocess.Popen([sys.executable, "-m", "pli", "-q", "data", "crawl", "--rate", "20", "--backoff",
+        procs = [subprocess.Popen([sys.executable, "-m", "pli", "-q", "data", "crawl", "--rate", "5", "--backoff",
                                    "0.1", "--no-progress", "--out", str(out), "--seed", f"{site.base}/index.html",
                                    "--seed", f"{site.base}/sitemap.xml", "--licence", "unknown",
                                    "--redis", server.url], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -209,6 +217,7 @@ def test_two_crawlers_share_one_queue_on_a_real_redis_and_fetch_no_photo_twice(t
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err[-2000:]
         keys = {k.decode() for k in redis.Redis.from_url(server.url).keys("pli-crawl:shared:*")}
+
     def rows(name: str) -> list[dict]:  # a crawler that kept or dropped nothing writes no file
         return [r for out in outs if (out / name).exists() for r in _lines(out / name)]
 
@@ -224,3 +233,7 @@ def test_two_crawlers_share_one_queue_on_a_real_redis_and_fetch_no_photo_twice(t
     assert photos.pop("/photos/fail.jpg") == 4 and photos.pop("/photos/flaky.jpg") == 3  # retried by one only
     assert set(photos.values()) == {1}
     assert {"pli-crawl:shared:dupefilter", "pli-crawl:shared:photos", "pli-crawl:shared:hashes"} <= keys
+    assert "pli-crawl:shared:workers" not in keys  # each crawler left the roll as it closed
+    fetched = [_fetched(out) for out in outs]  # what each crawler downloaded, from its own HTTP cache
+    assert all(any(u.endswith((".html", ".xml")) for u in f) for f in fetched), fetched  # both took pages
+    assert not (set(fetched[0]) & set(fetched[1])) - {f"{site.base}/robots.txt"}  # and nothing twice

@@ -17,8 +17,8 @@ from io import BytesIO
 from pathlib import Path
 
 from scrapy import Request
-from scrapy.pipelines.files import FileException
 from scrapy.pipelines.images import ImagesPipeline
+from scrapy.pipelines.media import FileException
 from tqdm import tqdm
 
 from training.crawl import licences
@@ -67,7 +67,7 @@ class PhotoPipeline(ImagesPipeline):
             self.seen.add(sha, ph, ident)
 
     def open_spider(self, spider=None):
-        super().open_spider(spider)
+        super().open_spider()
         (self.out / "photos").mkdir(parents=True, exist_ok=True)
         for row in read_lines(self.out / MANIFEST):
             self.seen.add(row["sha256"], row["phash"], row["file"])

@@ -9,12 +9,14 @@ Ctrl-C (once: Scrapy finishes what is in flight) and run the same command again.
 the same spiders share one queue and one dupefilter on Redis (scrapy-redis), for several crawler
 processes or machines, each writing its own folder: crawlers whose folders have one name
 (`--out .../NAME`) are one crawl (keys `pli-crawl:NAME:*`); the pipeline claims each photo URL
-there before fetching it and judges duplicates against every crawler's photos (pipeline.py).
+there before fetching it and judges duplicates against every crawler's photos (pipeline.py); a
+crawler whose queue ran dry stays while another is busy (workers.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -59,7 +61,7 @@ def settings(cfg: CrawlConfig) -> dict:
         "CONCURRENT_REQUESTS": 8,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
         "DOWNLOAD_DELAY": 1.0 / max(cfg.rate, 1e-3),
-        "RANDOMIZE_DOWNLOAD_DELAY": False,
+        "DOWNLOAD_DELAY_JITTER": 0,
         "AUTOTHROTTLE_ENABLED": True,
         "AUTOTHROTTLE_START_DELAY": 1.0 / max(cfg.rate, 1e-3),
         "AUTOTHROTTLE_TARGET_CONCURRENCY": 1.0,
@@ -87,6 +89,7 @@ def settings(cfg: CrawlConfig) -> dict:
         "PLI_KNOWN_HASHES": [" ".join(k) for k in cfg.known],
         "PLI_PROGRESS": cfg.progress,
         "LOG_LEVEL": "WARNING",
+        "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI's logging stands
         "TELNETCONSOLE_ENABLED": False,
     }
     if cfg.max_items:
@@ -97,7 +100,7 @@ def settings(cfg: CrawlConfig) -> dict:
                   "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
                   "SCHEDULER_PERSIST": True, "REDIS_URL": cfg.redis_url,
                   "SCHEDULER_QUEUE_KEY": f"{key}:requests", "SCHEDULER_DUPEFILTER_KEY": f"{key}:dupefilter",
-                  "PLI_REDIS_KEY": key})
+                  "PLI_REDIS_KEY": key, "EXTENSIONS": {"training.crawl.workers.StayWhileOthersWork": 500}})
         s.pop("JOBDIR")
     return s
 
@@ -127,10 +130,32 @@ def crawl(cfg: CrawlConfig) -> dict:
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     spider, kwargs = _spider(cfg)
-    process = CrawlerProcess(settings(cfg), install_root_handler=False)
-    process.crawl(spider, **kwargs)
-    process.start()
+    root = logging.getLogger()
+    quiet = _ScrapyAt(root.level)  # Scrapy sets its loggers to DEBUG and the root's level to NOTSET
+    for handler in root.handlers:
+        handler.addFilter(quiet)
+    try:
+        process = CrawlerProcess(settings(cfg))
+        process.crawl(spider, **kwargs)
+        process.start()
+    finally:
+        for handler in root.handlers:
+            handler.removeFilter(quiet)
     return summarise(cfg)
+
+
+class _ScrapyAt(logging.Filter):
+    """Records at the CLI's level, and Scrapy's at WARNING unless -v asked for DEBUG."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level or logging.WARNING
+        self.scrapy = level if level == logging.DEBUG else max(level, logging.WARNING)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(("scrapy", "py.warnings", "twisted")):
+            return record.levelno >= self.scrapy
+        return record.levelno >= self.level
 
 
 def summarise(cfg: CrawlConfig) -> dict:
