@@ -8,6 +8,7 @@ import base64
 from datetime import datetime
 
 from cloud.models import Alert
+from comms.alert import FLAGS
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -27,7 +28,7 @@ def api_doc(v) -> dict:
            "severity": get("severity"), "tower_id": get("tower_id"), "position_source": get("position_source"),
            "class_list_version": get("class_list_version"), "model_version": get("model_version"),
            "source_frame": get("source_frame"), "frame_time": _iso(get("frame_time")), "box": get("box"),
-           "flags": ["time_restamped"] if "time_restamped" in (get("flags") or []) else []}
+           "flags": [f for f in FLAGS if f in (get("flags") or [])]}
     if get("beidou_refused"):
         doc["beidou_refused"] = get("beidou_refused")
     doc.update({"status": get("status"), "line_id": get("line_id"), "span": get("span"), "via": get("via"),

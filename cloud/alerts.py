@@ -25,7 +25,7 @@ from cloud.models import Alert, AlertCopy, AlertEvent, Drone, Fault, Flight, UTC
 from cloud.notify import notify_many
 from comms import alert_json
 from comms.alert import Alert as AlertRecord
-from comms.alert import alert_id, parse_alert_id
+from comms.alert import alert_id, flag_fields, parse_alert_id
 from comms.classes import Severity, known_class_lists
 from comms.replay import INVALID, NEW, REPLAY, SUPERSEDED, digest, verdict
 
@@ -68,7 +68,7 @@ def as_record(row: Alert) -> AlertRecord:
                        position_source=row.position_source, epoch=row.epoch,
                        class_list_version=row.class_list_version, model_version=row.model_version,
                        source_frame=row.source_frame, frame_time=row.frame_time,
-                       box=tuple(row.box) if row.box else None, time_restamped="time_restamped" in (row.flags or []))
+                       box=tuple(row.box) if row.box else None, **flag_fields(row.flags))
 
 
 def _severity(name: str) -> Severity:
@@ -198,7 +198,7 @@ def _values(a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> dict:
             "tower_id": a.tower_id, "span": None, "position_source": a.position_source,
             "class_list_version": a.class_list_version, "model_version": a.model_version,
             "source_frame": a.source_frame, "frame_time": a.frame_time, "box": list(a.box) if a.box else None,
-            "flags": ["time_restamped"] if a.time_restamped else [], "thumbnail": thumb, "via": via,
+            "flags": a.flags, "thumbnail": thumb, "via": via,
             "beidou_refused": doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
             "precise": via == "mqtt", "status": "new", "conflict": False, "fault_id": None, "image_id": None,
             "received_at": datetime.now(UTC)}
@@ -252,6 +252,9 @@ def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str, doc: dict)
     if row.thumbnail is None and thumb:
         row.thumbnail = thumb
         changed.append("thumbnail")
+    if missing := [f for f in a.flags if f not in (row.flags or [])]:  # e.g. telemetry_stale: not on BeiDou
+        row.flags = [*(row.flags or []), *missing]
+        changed.append("flags")
     if row.beidou_refused is None and isinstance(doc.get("beidou_refused"), str):
         row.beidou_refused = doc["beidou_refused"]
         changed.append("beidou_refused")

@@ -28,6 +28,10 @@ VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 # "laser": range from the laser range finder; "ground_plane": the camera ray met the ground at
 # take-off height. More may come (a terrain model, RTK): the BeiDou form carries them as "other".
 POSITION_SOURCES = ("drone", "laser", "ground_plane", "other")
+# What an alert's JSON `flags` may say, each a boolean field of Alert. "telemetry_stale": the frame's
+# pose came from the nearest live telemetry sample, not from samples around the frame's time (the
+# BeiDou form has no bit for it: the MQTT copy brings it).
+FLAGS = ("time_restamped", "telemetry_stale")
 
 
 def alert_id(drone_id: str, epoch: int, seq: int) -> str:
@@ -87,6 +91,7 @@ class Alert:
     frame_time: datetime | None = None  # the frame's own time stamp as read (may be pre-2020)
     box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 in source-image pixels
     time_restamped: bool = False  # `time` is GNSS or receipt time: the frame's clock was unset
+    telemetry_stale: bool = False  # the position is the nearest telemetry's, not around the frame's time
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,5 +115,15 @@ class Alert:
             object.__setattr__(self, "frame_time", self.frame_time.astimezone(UTC))
 
     @property
+    def flags(self) -> list[str]:
+        return [name for name in FLAGS if getattr(self, name)]
+
+    @property
     def id(self) -> str:
         return alert_id(self.drone_id, self.epoch, self.seq)
+
+
+def flag_fields(flags: object) -> dict[str, bool]:
+    """Alert's boolean fields from a `flags` list (unknown names ignored: a newer drone's)."""
+    names = flags if isinstance(flags, list | tuple) else []
+    return {name: name in names for name in FLAGS}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from comms.alert import Alert, alert_id
+from comms.alert import Alert, alert_id, flag_fields
 from comms.classes import Severity
 
 SCHEMA = "pli.alert/2"
@@ -72,7 +72,7 @@ def to_json(alert: Alert, thumb: bytes | None = None) -> dict[str, Any]:
         "class_list_version": alert.class_list_version, "model_version": alert.model_version,
         "source_frame": alert.source_frame, "frame_time": _iso(alert.frame_time),
         "box": list(alert.box) if alert.box is not None else None,
-        "flags": ["time_restamped"] if alert.time_restamped else [],
+        "flags": alert.flags,
     }
     if alert.crop_path:  # the drone's own file: for its operators, not for the cloud
         doc["crop"] = alert.crop_path
@@ -156,7 +156,7 @@ def from_json(doc: dict[str, Any]) -> tuple[Alert, bytes | None]:
                       model_version=doc.get("model_version"), source_frame=doc.get("source_frame"),
                       frame_time=_time(doc.get("frame_time")),
                       box=tuple(float(v) for v in box) if box is not None else None,
-                      time_restamped="time_restamped" in flags)
+                      **flag_fields(flags))
     except KeyError as exc:
         raise ValueError(f"alert JSON lacks field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:

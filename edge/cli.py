@@ -67,6 +67,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=0.1)
     p.add_argument("--card", action="store_true", help="write the golden file's name into the model card")
     p.set_defaults(func=_golden)
+    p = esub.add_parser("doctor", help="is this drone ready to fly? each check with what to fix",
+                        description="Checks the execution providers, the model's card and signature, the TUF root and "
+                        "expiry, the clock (GNSS over MAVLink against the wall clock), the BeiDou and modem serial "
+                        "ports, the outbox and free disk, and the autopilot's MAVLink heartbeat. Exits 1 when any "
+                        "check fails, printing what to fix.")
+    p.add_argument("--config", type=Path, default=Path("device.json"), help="device config (default device.json)")
+    p.add_argument("--model", type=Path, help="the ONNX model `pli edge run` flies")
+    p.add_argument("--outbox", type=Path, default=Path("outbox/outbox.db"), help="default outbox/outbox.db")
+    p.add_argument("--beidou-port", help="serial device of the BeiDou terminal")
+    p.add_argument("--modem-port", help="serial device of the 4G modem's AT port")
+    p.add_argument("--mavlink", metavar="URL", help="the autopilot's MAVLink (udpin:..., /dev/ttyACM0)")
+    p.add_argument("--wait", type=float, default=5.0, help="seconds to listen for the autopilot (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object: ok and every check")
+    p.set_defaults(func=_doctor)
+
+    p = esub.add_parser("autopilot-sim", help="replay a synthetic flight's telemetry as MAVLink over UDP",
+                        description="A small autopilot simulator (edge/autopilot_sim.py): a flight.json of `pli data "
+                        "synth` sent as GLOBAL_POSITION_INT, ATTITUDE, gimbal attitude, DISTANCE_SENSOR, SYSTEM_TIME "
+                        "and HEARTBEAT, with dropped and late messages, for `pli edge run --mavlink`.")
+    p.add_argument("flight", type=Path, help="flight.json of a synthetic flight")
+    p.add_argument("--to", default="udpout:127.0.0.1:14550", help="where to send (default udpout:127.0.0.1:14550)")
+    p.add_argument("--rate", type=float, default=10.0, help="messages of each kind per flight second (default 10)")
+    p.add_argument("--speed", type=float, default=1.0, help="flight seconds per wall second (default 1)")
+    p.add_argument("--drop", type=float, default=0.0, help="share of messages dropped (default 0)")
+    p.add_argument("--late", type=float, default=0.0, help="share of messages sent after the next ones (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gimbal", choices=["earth", "vehicle", "mount"], default="earth",
+                   help="gimbal attitude in the earth frame, in the vehicle's, or as MOUNT_ORIENTATION (older "
+                   "autopilots)")
+    p.add_argument("--no-laser", action="store_true", help="send no DISTANCE_SENSOR")
+    p.add_argument("--wait-gcs", type=float, default=30.0,
+                   help="seconds to wait for a ground station's HEARTBEAT before flying (0: fly at once)")
+    p.add_argument("--clock", choices=["flight", "now"], default="flight",
+                   help="SYSTEM_TIME as the flight's own time (default; a recording lines up) or now (a live camera)")
+    p.set_defaults(func=_autopilot_sim)
+
     p = esub.add_parser("run", help="process a flight into geotagged alerts",
                         description="Frames (image folder, video, camera index or stream URL) -> detector (tiled "
                         "when large) -> fault tracker -> alerts with crops in the outbox. Prints a summary.")
@@ -95,6 +131,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=3, help="... of the last n frames (default 3)")
     p.add_argument("--radius", type=float, default=15.0, help="same fault within this many metres (default 15)")
     p.add_argument("--watch", type=Path, help="folder to watch for model updates (verified, swapped between frames)")
+    m = p.add_argument_group("live telemetry (MAVLink)", "each frame's pose from the autopilot's telemetry "
+                             "interpolated at the frame's capture time (edge/mavlink.py)")
+    m.add_argument("--mavlink", metavar="URL", help="udpin:127.0.0.1:14550, tcp:HOST:PORT or a serial device "
+                   "(/dev/ttyACM0)")
+    m.add_argument("--mavlink-baud", type=int, default=57600, help="serial speed (default 57600)")
+    m.add_argument("--camera-latency-ms", type=float, default=100.0,
+                   help="a live camera's delay from capture to the frame read (default 100)")
+    m.add_argument("--video-start", help="a recording's first frame, UTC (ISO 8601): its frames' times")
+    m.add_argument("--telemetry-wait", type=float, default=0.5,
+                   help="seconds a frame waits for the telemetry after its time (default 0.5)")
+    m.add_argument("--max-gap", type=float, default=1.0,
+                   help="interpolate between position samples at most this many seconds apart; else the pose "
+                   "is stale and the alert flagged (default 1.0)")
+    m.add_argument("--max-stale", type=float, default=10.0,
+                   help="a frame farther than this many seconds from any position sample has no position "
+                   "(default 10)")
     p.set_defaults(func=_run)
 
 
@@ -178,10 +230,59 @@ def _run(args: argparse.Namespace) -> int:
         source = args.source
     if isinstance(source, str | Path) and not _stream_like(str(source)) and not Path(source).exists():
         raise FileNotFoundError(f"--source {source}: no such file or folder")
-    # The outbox opens (a new epoch) only once the model has loaded: see run_flight.
-    summary = run_flight(source, args.model, lambda: Outbox(args.outbox, drone_id, fleet, key_id), config)
+    link = _mavlink(args, config)
+    try:
+        # The outbox opens (a new epoch) only once the model has loaded: see run_flight.
+        summary = run_flight(source, args.model, lambda: Outbox(args.outbox, drone_id, fleet, key_id), config)
+    finally:
+        if link is not None:
+            link.close()
     print("\n".join(summary.lines()))
     print(f"outbox: {args.outbox}")
+    return 0
+
+
+def _mavlink(args: argparse.Namespace, config):
+    """With --mavlink: the link read on its own thread, and the frames posed from it."""
+    if not args.mavlink:
+        if args.video_start:
+            raise ValueError("--video-start goes with --mavlink")
+        return None
+    from datetime import datetime
+
+    from edge.mavlink import FrameClock, Link, Posing, Telemetry
+
+    start = None
+    if args.video_start:
+        start = datetime.fromisoformat(args.video_start.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            raise ValueError(f"--video-start {args.video_start}: give the UTC offset (Z or +08:00)")
+    telemetry = Telemetry(max_gap_s=args.max_gap, max_stale_s=args.max_stale)
+    link = Link(args.mavlink, telemetry, baud=args.mavlink_baud).start()
+    config.posing = Posing(link.telemetry, FrameClock(start, args.camera_latency_ms / 1000.0, args.telemetry_wait))
+    return link
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import diagnose, report
+
+    text, rc = report(diagnose(args.config, args.model, args.outbox, args.beidou_port, args.modem_port, args.mavlink,
+                               args.wait), args.json)
+    print(text)
+    return rc
+
+
+def _autopilot_sim(args: argparse.Namespace) -> int:
+    from edge.autopilot_sim import SimConfig, run
+
+    for name in ("drop", "late"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            raise ValueError(f"--{name} {getattr(args, name)}: a share from 0 to below 1")
+    if args.rate <= 0 or args.speed <= 0:
+        raise ValueError("--rate and --speed must be positive")
+    counts = run(SimConfig(args.flight, args.to, args.rate, args.speed, args.drop, args.late, args.seed, args.gimbal,
+                           not args.no_laser, args.wait_gcs, args.clock))
+    print(f"sent {counts['sent']} messages, dropped {counts['dropped']}, late {counts['late']}")
     return 0
 
 

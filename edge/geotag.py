@@ -36,6 +36,7 @@ class Geotag:
     target_distance: float | None = None  # laser range finder, metres
     focal_35mm: float | None = None
     gnss_time: datetime | None = None  # the GPS date and time stamps (UTC), apart from the camera's clock
+    telemetry: str | None = None  # a pose from live telemetry: "live" or "stale" (edge/mavlink.py)
 
     @property
     def has_position(self) -> bool:

@@ -59,6 +59,7 @@ class RunConfig:
     status: Path | None = None  # what it runs, for the link to report (edge/status.py)
     fleet: str | None = None
     fresh: bool = False  # a folder run before: run it all again (default: resume by photo)
+    posing: Callable[[Iterable[Frame]], Iterable[Frame]] | None = None  # poses from live telemetry (mavlink.py)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class RunSummary:
     alerts: dict[str, int]
     model: str
     swaps: int
+    notes: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -76,7 +78,8 @@ class RunSummary:
     def lines(self) -> list[str]:
         alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) or "none"
         return [f"frames: {self.frames} in {self.seconds:.1f} s ({self.fps:.2f} fps)",
-                f"alerts: {sum(self.alerts.values())} ({alerts})", f"model: {self.model} ({self.swaps} swaps)"]
+                f"alerts: {sum(self.alerts.values())} ({alerts})", f"model: {self.model} ({self.swaps} swaps)",
+                *self.notes]
 
 
 class ModelSlot:
@@ -260,6 +263,8 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
     frames = 0
     started = time.perf_counter()
     frames_in = open_source(source) if isinstance(source, str | Path) else source
+    if cfg.posing is not None:
+        frames_in = cfg.posing(frames_in)
     try:
         for frame in tqdm(frames_in, desc="flight", unit="frame", disable=not progress):
             if frame.name in done:
@@ -301,7 +306,8 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
             cfg.updates.stop()
         if status is not None:
             status.write()  # the figures as the flight ends, for the link to report
-    return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps)
+    notes = [cfg.posing.line()] if hasattr(cfg.posing, "line") else []
+    return RunSummary(frames, time.perf_counter() - started, dict(counts), slot.path.name, slot.swaps, notes)
 
 
 def _reported(event: ConfirmedFault, reported: list[dict], radius_m: float) -> str | None:
@@ -348,11 +354,16 @@ def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: 
     if restamped:
         log.warning("frame %s: time %s is unset or before 2020; alert re-stamped %s", best.name, tag.time,
                     when.isoformat())
+    stale = tag.telemetry == "stale"
+    if stale:
+        log.warning("fault %s (%s): the pose of frame %s is stale telemetry; alert flagged", event.track_id,
+                    event.cls, best.name)
     alert = Alert(drone_id=outbox.drone_id, seq=seq, flight_id=flight_id, time=when, lat=event.lat, lon=event.lon,
                   alt=tag.alt if tag.alt is not None else 0.0, fault_class=event.cls,
                   confidence=min(1.0, event.confidence), severity=event.severity,
                   crop_path=str(crop_path) if crop_path else None,
                   position_source=event.position_source, epoch=epoch,
                   class_list_version=slot.classes.version, model_version=slot.version,
-                  source_frame=best.name, frame_time=tag.time, box=event.box, time_restamped=restamped)
+                  source_frame=best.name, frame_time=tag.time, box=event.box, time_restamped=restamped,
+                  telemetry_stale=stale)
     return alert, crop

@@ -9,6 +9,7 @@ that cannot be opened end the stream with a warning. Nothing here raises on bad 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ class Frame:
     name: str
     image: np.ndarray  # BGR
     geotag: Geotag
+    grabbed: float | None = None  # wall time (time.time()) when a video, camera or stream frame was read
+    offset_s: float | None = None  # a recording's frame: its position in the file, seconds
 
 
 def _sort_key(path: Path, tag: Geotag) -> tuple:
@@ -89,9 +92,11 @@ def capture(spec: str | int, telemetry: Path | None = None, tz: str | None = Non
     try:
         while True:
             ok, image = cap.read()
+            grabbed = time.time()
             if not ok or image is None:
                 break
-            yield Frame(index, f"{name}_{index:06d}", image, _tag_of(fixes.get(index)))
+            pos = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 if is_file else None
+            yield Frame(index, f"{name}_{index:06d}", image, _tag_of(fixes.get(index)), grabbed, pos)
             index += 1
     finally:
         cap.release()

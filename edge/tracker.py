@@ -1,11 +1,12 @@
 """Fault tracker: confirm a fault over frames, and report each physical fault once.
 
-A detection of a fault class (per the class rules in comms/classes.toml) joins the track of
+A detection of a fault class (per the class rules in comms/classes.toml) joins a track of
 the same class that it overlaps in the previous frame (image IoU), or whose ground position
 lies within `radius_m` (photos overlap too little for IoU, and a fault seen again later in
-the flight is the same fault). A track is confirmed when it was seen in at least `k` of the
-last `n` frames; it then yields one `ConfirmedFault`, and stays for the rest of the flight so
-that the same place never alerts twice. Unconfirmed tracks that can no longer reach `k`
+the flight is the same fault); detections and tracks are paired by assignment, not greedily.
+A track is confirmed when it was seen in at least `k` of the last `n` frames; it then yields
+one `ConfirmedFault`, and stays for the rest of the flight so that the same place never alerts
+twice. Unconfirmed tracks that can no longer reach `k`
 are dropped.
 """
 
@@ -43,6 +44,7 @@ class Track:
     lon: float
     frames: deque = field(default_factory=deque)  # frame indices where seen, the last n
     observations: int = 0
+    located: int = 0  # observations with a ground position (their mean is the track's position)
     last_frame: int = -1
     last_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     best_confidence: float = 0.0
@@ -53,6 +55,7 @@ class Track:
 
 
 _RANK = {"drone": 0, "other": 1, "ground_plane": 2, "laser": 3}
+BLOCKED = 1e9  # the cost of a pair that may not match
 
 
 @dataclass(frozen=True)
@@ -92,37 +95,29 @@ class FaultTracker:
         self.tracks = [t for t in self.tracks if t.cls in classes.fault_names]
 
     def update(self, frame: int, dets: Detections, located: Located) -> list[ConfirmedFault]:
-        """Feed one frame's detections and their ground positions; returns newly confirmed faults."""
+        """Feed one frame's detections and their ground positions; returns newly confirmed faults.
+
+        Detections are matched to tracks of their class by assignment (scipy's
+        `linear_sum_assignment`): a pair may match when the boxes overlap (IoU with the track's
+        box in the previous frame) or the ground positions lie within `radius_m`; among those,
+        the matching with the least total cost (1 - IoU + distance / radius) wins, so two faults
+        whose boxes cross are not swapped the way a greedy, most-confident-first match would."""
         cfg = self.config
-        touched: set[int] = set()
-        for i in np.argsort(-dets.confidence):
-            name = dets.class_names[dets.class_id[i]]
+        names = [dets.class_names[c] for c in dets.class_id]
+        for name in dict.fromkeys(names):
             if self.classes.severity_of(name) is None:
                 continue  # assets raise no alert
-            box, lat, lon = dets.xyxy[i], float(located.lat[i]), float(located.lon[i])
-            best, best_key = None, None
-            for t in self.tracks:
-                if t.cls != name or t.id in touched:
-                    continue
-                overlap = _iou(t.last_box, box) if t.last_frame == frame - 1 else 0.0
-                dist = float(distance_m(t.lat, t.lon, lat, lon))
-                if overlap >= cfg.iou or dist <= cfg.radius_m:
-                    key = (overlap, -dist)
-                    if best_key is None or key > best_key:
-                        best, best_key = t, key
-            if best is None:
-                best = Track(next(self._ids), name, lat, lon, deque(maxlen=cfg.n))
-                self.tracks.append(best)
-            touched.add(best.id)
-            if _RANK[located.source] > _RANK[best.source]:
-                best.source = located.source
-            best.observations += 1
-            best.lat += (lat - best.lat) / best.observations  # running mean of the positions
-            best.lon += (lon - best.lon) / best.observations
-            best.frames.append(frame)
-            best.last_frame, best.last_box = frame, box.copy()
-            if dets.confidence[i] > best.best_confidence:
-                best.best_confidence, best.best_frame, best.best_box = float(dets.confidence[i]), frame, box.copy()
+            idx = [i for i, n in enumerate(names) if n == name]
+            idx.sort(key=lambda i: -float(dets.confidence[i]))
+            tracks = [t for t in self.tracks if t.cls == name]
+            pairs = self._assign(frame, dets, located, idx, tracks)
+            for i in idx:
+                t = pairs.get(i)
+                if t is None:
+                    t = Track(next(self._ids), name, float("nan"), float("nan"), deque(maxlen=cfg.n))
+                    self.tracks.append(t)
+                self._observe(t, frame, dets.xyxy[i], float(dets.confidence[i]), float(located.lat[i]),
+                              float(located.lon[i]), located.source)
 
         confirmed = []
         for t in self.tracks:
@@ -133,6 +128,42 @@ class FaultTracker:
         # Unconfirmed tracks that cannot reach k within the window any more are dropped.
         self.tracks = [t for t in self.tracks if t.confirmed or frame - t.last_frame < cfg.n]
         return confirmed
+
+    def _assign(self, frame: int, dets: Detections, located: Located, idx: list[int],
+                tracks: list[Track]) -> dict[int, Track]:
+        if not idx or not tracks:
+            return {}
+        from scipy.optimize import linear_sum_assignment
+
+        cfg = self.config
+        cost = np.full((len(idx), len(tracks)), BLOCKED)
+        for r, i in enumerate(idx):
+            box, lat, lon = dets.xyxy[i], float(located.lat[i]), float(located.lon[i])
+            for c, t in enumerate(tracks):
+                overlap = _iou(t.last_box, box) if t.last_frame == frame - 1 else 0.0
+                dist = float(distance_m(t.lat, t.lon, lat, lon)) if np.isfinite([t.lat, lat]).all() else np.inf
+                if overlap >= cfg.iou or dist <= cfg.radius_m:
+                    cost[r, c] = (1.0 - overlap) + min(dist, cfg.radius_m) / cfg.radius_m
+        rows, cols = linear_sum_assignment(cost)
+        return {idx[r]: tracks[c] for r, c in zip(rows, cols, strict=True) if cost[r, c] < BLOCKED}
+
+    @staticmethod
+    def _observe(t: Track, frame: int, box: np.ndarray, confidence: float, lat: float, lon: float,
+                 source: str) -> None:
+        if _RANK[source] > _RANK[t.source]:
+            t.source = source
+        t.observations += 1
+        if np.isfinite(lat) and np.isfinite(lon):  # a view without a position never enters the mean
+            t.located += 1
+            if t.located == 1:
+                t.lat, t.lon = lat, lon
+            else:
+                t.lat += (lat - t.lat) / t.located
+                t.lon += (lon - t.lon) / t.located
+        t.frames.append(frame)
+        t.last_frame, t.last_box = frame, box.copy()
+        if confidence > t.best_confidence:
+            t.best_confidence, t.best_frame, t.best_box = confidence, frame, box.copy()
 
     def _event(self, t: Track) -> ConfirmedFault:
         return ConfirmedFault(t.id, t.cls, self.classes.severity_of(t.cls), t.lat, t.lon, t.source,

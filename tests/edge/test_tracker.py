@@ -6,6 +6,8 @@ import csv
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comms.classes import Severity, load_class_list
 from edge.detections import Detections
@@ -84,3 +86,41 @@ def test_distinct_places_and_classes_are_distinct_faults():
 def test_bad_config(k, n):
     with pytest.raises(ValueError):
         TrackerConfig(k=k, n=n)
+
+
+def _nowhere(n: int) -> Located:
+    return Located(np.full(n, np.nan), np.full(n, np.nan), "drone")
+
+
+def test_crossing_faults_keep_their_tracks_where_a_greedy_match_would_swap_them():
+    """Two defects side by side, boxes only (no position). In the next frame the more confident
+    detection overlaps the left track most, but the other overlaps only the left one: a greedy,
+    most-confident-first match gives the left track to the first and starts a new track for the
+    second; the assignment pairs both with the track each can be."""
+    tracker = FaultTracker(load_class_list(), TrackerConfig(k=3, n=3))
+    defect = NAMES.index("defect")
+    first = Detections(np.array([[0, 0, 10, 10], [6, 0, 16, 10]], float), [0.9, 0.9], [defect] * 2, NAMES)
+    tracker.update(0, first, _nowhere(2))
+    left, right = tracker.tracks
+    nxt = Detections(np.array([[2.5, 0, 12.5, 10], [-2, 0, 8, 10]], float), [0.9, 0.8], [defect] * 2, NAMES)
+    tracker.update(1, nxt, _nowhere(2))
+    assert len(tracker.tracks) == 2  # no third track
+    assert left.last_box.tolist() == [-2, 0, 8, 10] and right.last_box.tolist() == [2.5, 0, 12.5, 10]
+    events = tracker.update(2, nxt, _nowhere(2))
+    assert sorted(e.track_id for e in events) == [left.id, right.id]  # both confirmed, on their own tracks
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=6))
+def test_views_without_a_position_never_enter_the_mean(offsets):
+    """A track's place is the mean of its located views only: NaN views change nothing."""
+    tracker = FaultTracker(load_class_list(), TrackerConfig(k=10, n=10, radius_m=1e9))
+    defect = NAMES.index("defect")
+    box = np.array([[10, 10, 20, 20]], float)
+    lats = [25.0 + o * 1e-6 for o in offsets]
+    for f, lat in enumerate(lats):
+        tracker.update(2 * f, Detections(box, [0.9], [defect], NAMES), Located(np.array([lat]), np.array([102.0]),
+                                                                              "laser"))
+        tracker.update(2 * f + 1, Detections(box, [0.9], [defect], NAMES), _nowhere(1))
+    (track,) = tracker.tracks
+    assert track.observations == 2 * len(lats) and track.located == len(lats)
+    assert abs(track.lat - sum(lats) / len(lats)) < 1e-9 and track.lon == 102.0
