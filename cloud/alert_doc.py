@@ -26,6 +26,7 @@ def api_doc(v) -> dict:
            "flight_id": get("flight_id") or "", "time": _iso(get("time")), "lat": get("lat"), "lon": get("lon"),
            "alt": get("alt"), "class": get("fault_class"), "confidence": get("confidence"),
            "severity": get("severity"), "tower_id": get("tower_id"), "position_source": get("position_source"),
+           "position_error_m": get("position_error_m"),
            "class_list_version": get("class_list_version"), "model_version": get("model_version"),
            "source_frame": get("source_frame"), "frame_time": _iso(get("frame_time")), "box": get("box"),
            "flags": [f for f in FLAGS if f in (get("flags") or [])]}

@@ -24,8 +24,8 @@ from cloud import faults, status_rules, towers, uploads
 from cloud.models import Alert, AlertCopy, AlertEvent, Drone, Fault, Flight, UTCDateTime
 from cloud.notify import notify_many
 from comms import alert_json
+from comms.alert import BEIDOU_POSITION_SOURCES, alert_id, flag_fields, parse_alert_id
 from comms.alert import Alert as AlertRecord
-from comms.alert import alert_id, flag_fields, parse_alert_id
 from comms.classes import Severity, known_class_lists
 from comms.replay import INVALID, NEW, REPLAY, SUPERSEDED, digest, verdict
 
@@ -68,7 +68,8 @@ def as_record(row: Alert) -> AlertRecord:
                        position_source=row.position_source, epoch=row.epoch,
                        class_list_version=row.class_list_version, model_version=row.model_version,
                        source_frame=row.source_frame, frame_time=row.frame_time,
-                       box=tuple(row.box) if row.box else None, **flag_fields(row.flags))
+                       box=tuple(row.box) if row.box else None, position_error_m=row.position_error_m,
+                       **flag_fields(row.flags))
 
 
 def _severity(name: str) -> Severity:
@@ -196,7 +197,8 @@ def _values(a: AlertRecord, thumb: bytes | None, via: str, doc: dict) -> dict:
             "time": a.time, "lat": a.lat, "lon": a.lon, "alt": a.alt, "fault_class": a.fault_class,
             "confidence": a.confidence, "severity": a.severity.name.lower(), "line_id": None,
             "tower_id": a.tower_id, "span": None, "position_source": a.position_source,
-            "class_list_version": a.class_list_version, "model_version": a.model_version,
+            "position_error_m": a.position_error_m, "class_list_version": a.class_list_version,
+            "model_version": a.model_version,
             "source_frame": a.source_frame, "frame_time": a.frame_time, "box": list(a.box) if a.box else None,
             "flags": a.flags, "thumbnail": thumb, "via": via,
             "beidou_refused": doc.get("beidou_refused") if isinstance(doc.get("beidou_refused"), str) else None,
@@ -244,6 +246,7 @@ def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str, doc: dict)
         row.precise = True
         changed.append("precise")
     for name, value in (("flight_id", a.flight_id or None), ("model_version", a.model_version),
+                        ("position_error_m", a.position_error_m),
                         ("source_frame", a.source_frame), ("frame_time", a.frame_time),
                         ("box", list(a.box) if a.box else None)):
         if getattr(row, name) is None and value is not None:
@@ -252,6 +255,9 @@ def _merge(row: Alert, a: AlertRecord, thumb: bytes | None, via: str, doc: dict)
     if row.thumbnail is None and thumb:
         row.thumbnail = thumb
         changed.append("thumbnail")
+    if row.position_source == "other" and a.position_source not in BEIDOU_POSITION_SOURCES:
+        row.position_source = a.position_source  # BeiDou's two bits said "other": multi_view, say
+        changed.append("position_source")
     if missing := [f for f in a.flags if f not in (row.flags or [])]:  # e.g. telemetry_stale: not on BeiDou
         row.flags = [*(row.flags or []), *missing]
         changed.append("flags")

@@ -162,6 +162,7 @@ class Alert(Base):
     tower_id: Mapped[str | None] = mapped_column(String(32))  # the drone's, else the nearest in the register
     span: Mapped[str | None] = mapped_column(String(80))  # "T03-T04" along its line
     position_source: Mapped[str] = mapped_column(String(16))
+    position_error_m: Mapped[float | None] = mapped_column(Float)  # the drone's estimate (multi-view)
     class_list_version: Mapped[int | None] = mapped_column(Integer)
     model_version: Mapped[str | None] = mapped_column(String(128))
     source_frame: Mapped[str | None] = mapped_column(String(255))

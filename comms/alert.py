@@ -26,8 +26,11 @@ MAX_EPOCH = 2**16 - 1
 VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 # How the fault's ground position was found. "drone": the drone's own position (no usable pose);
 # "laser": range from the laser range finder; "ground_plane": the camera ray met the ground at
-# take-off height. More may come (a terrain model, RTK): the BeiDou form carries them as "other".
-POSITION_SOURCES = ("drone", "laser", "ground_plane", "other")
+# take-off height; "multi_view": the rays of several views met (edge/multiview.py). The BeiDou form
+# has two bits for it: the first four as they are, any later one as "other".
+POSITION_SOURCES = ("drone", "laser", "ground_plane", "other", "multi_view")
+BEIDOU_POSITION_SOURCES = POSITION_SOURCES[:4]
+MAX_POSITION_ERROR_M = 100_000.0
 # What an alert's JSON `flags` may say, each a boolean field of Alert. "telemetry_stale": the frame's
 # pose came from the nearest live telemetry sample, not from samples around the frame's time (the
 # BeiDou form has no bit for it: the MQTT copy brings it).
@@ -92,6 +95,7 @@ class Alert:
     box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 in source-image pixels
     time_restamped: bool = False  # `time` is GNSS or receipt time: the frame's clock was unset
     telemetry_stale: bool = False  # the position is the nearest telemetry's, not around the frame's time
+    position_error_m: float | None = None  # 1-sigma horizontal error estimate, where the drone made one
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,11 @@ class Alert:
             raise ValueError(f"confidence {self.confidence} out of range 0..1")
         if self.position_source not in POSITION_SOURCES:
             raise ValueError(f"position_source must be one of {POSITION_SOURCES}, not {self.position_source!r}")
+        if self.position_error_m is not None:
+            err = float(self.position_error_m)
+            if not 0.0 <= err <= MAX_POSITION_ERROR_M:  # NaN fails too
+                raise ValueError(f"position_error_m {self.position_error_m} out of range 0..{MAX_POSITION_ERROR_M:g}")
+            object.__setattr__(self, "position_error_m", err)
         if self.box is not None:
             box = tuple(float(v) for v in self.box)
             if len(box) != 4 or box[2] < box[0] or box[3] < box[1]:

@@ -73,6 +73,7 @@ def to_json(alert: Alert, thumb: bytes | None = None) -> dict[str, Any]:
         "source_frame": alert.source_frame, "frame_time": _iso(alert.frame_time),
         "box": list(alert.box) if alert.box is not None else None,
         "flags": alert.flags,
+        "position_error_m": alert.position_error_m,
     }
     if alert.crop_path:  # the drone's own file: for its operators, not for the cloud
         doc["crop"] = alert.crop_path
@@ -94,6 +95,10 @@ def _finite(doc: dict[str, Any], name: str, default: Any = None) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, not {value}")
     return float(value)
+
+
+def _error(value: Any) -> float | None:
+    return None if value is None else _finite({"position_error_m": value}, "position_error_m")
 
 
 def check_fields(doc: dict[str, Any]) -> None:
@@ -156,7 +161,7 @@ def from_json(doc: dict[str, Any]) -> tuple[Alert, bytes | None]:
                       model_version=doc.get("model_version"), source_frame=doc.get("source_frame"),
                       frame_time=_time(doc.get("frame_time")),
                       box=tuple(float(v) for v in box) if box is not None else None,
-                      **flag_fields(flags))
+                      position_error_m=_error(doc.get("position_error_m")), **flag_fields(flags))
     except KeyError as exc:
         raise ValueError(f"alert JSON lacks field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from comms.alert import MAX_EPOCH, POSITION_SOURCES, VALID_FROM, Alert
+from comms.alert import BEIDOU_POSITION_SOURCES, MAX_EPOCH, VALID_FROM, Alert
 from comms.classes import ClassList, known_class_lists
 from comms.replay import SUPERSEDED, TOO_OLD
 
@@ -207,11 +207,16 @@ def pack(alerts: Sequence[Alert], key_id: int, key: bytes, capacity: int,
     return Packed(header + body + _tag(key, header + body), tuple(chosen), tuple(bad))
 
 
+def _source_bits(source: str) -> int:
+    """Two bits: the first four sources as they are, any later one (multi_view) as "other"."""
+    return BEIDOU_POSITION_SOURCES.index(source) if source in BEIDOU_POSITION_SOURCES else 3
+
+
 def _record(a: Alert, base: int, classes: ClassList) -> bytes:
     class_id = classes.id_of(a.fault_class)
     dt = _seconds(a.time) - base
     tower = _tower_number(a.tower_id)
-    flags = (class_id << 4 | POSITION_SOURCES.index(a.position_source) << 2 | (tower is not None) << 1
+    flags = (class_id << 4 | _source_bits(a.position_source) << 2 | (tower is not None) << 1
              | a.time_restamped)
     alt = max(-32768, min(32767, round(a.alt)))
     rec = RECORD.pack(a.seq, round(a.lat * 1e7), round(a.lon * 1e7), dt.to_bytes(3, "big"), flags,
@@ -278,7 +283,7 @@ def unpack(payload: bytes, key_for: Callable[[int], tuple[str, bytes] | None],
             batch.alerts.append(Alert(
                 drone_id, seq, flight_id, EPOCH + timedelta(seconds=base + int.from_bytes(dt, "big")),
                 lat / 1e7, lon / 1e7, float(alt), name, conf / 255, severity, tower_id=tower,
-                position_source=POSITION_SOURCES[flags >> 2 & 0x03], epoch=epoch, class_list_version=version,
+                position_source=BEIDOU_POSITION_SOURCES[flags >> 2 & 0x03], epoch=epoch, class_list_version=version,
                 time_restamped=bool(flags & 0x01)))
         except ValueError as exc:
             raise PackError(f"record {i}: {exc}") from None

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.geo import offset_latlon
 from edge.geotag import Geotag
+from edge.multiview import View
 
 DEFAULT_FOCAL_35MM = 24.0
 MAX_RANGE_M = 500.0
@@ -26,6 +27,7 @@ class Located:
     lat: np.ndarray
     lon: np.ndarray
     source: str  # "laser", "ground_plane" or "drone" (comms.alert.POSITION_SOURCES)
+    views: list[View] | None = None  # per point: its camera and ray, for positions from several views
 
 
 def _rays(tag: Geotag, width: int, height: int, uv: np.ndarray) -> np.ndarray:
@@ -42,7 +44,8 @@ def _rays(tag: Geotag, width: int, height: int, uv: np.ndarray) -> np.ndarray:
 
 
 def locate(tag: Geotag, width: int, height: int, uv: np.ndarray) -> Located:
-    """Positions of image points `uv` (N, 2) seen in a photo with this geotag."""
+    """Positions of image points `uv` (N, 2) seen in a photo with this geotag, and each point's
+    view (camera and ray) where the pose is known, for edge/multiview.py."""
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
     n = len(uv)
     if not tag.has_position:
@@ -51,6 +54,13 @@ def locate(tag: Geotag, width: int, height: int, uv: np.ndarray) -> Located:
     if not tag.has_pose or n == 0:
         return drone
     rays = _rays(tag, width, height, uv)
+    norms = np.linalg.norm(rays, axis=1)
+    z = tag.rel_alt if tag.rel_alt is not None else 0.0
+
+    def views(depth: np.ndarray | None, how: str | None) -> list[View]:
+        return [View(tag.lat, tag.lon, z, tuple(float(v) for v in rays[i] / norms[i]),
+                     float(depth[i]) if depth is not None and np.isfinite(depth[i]) else None, how) for i in range(n)]
+
     if tag.target_distance is not None and 0 < tag.target_distance <= MAX_RANGE_M:
         scale, how = np.full(n, tag.target_distance), "laser"
     elif tag.rel_alt is not None and tag.rel_alt > 0:
@@ -59,11 +69,9 @@ def locate(tag: Geotag, width: int, height: int, uv: np.ndarray) -> Located:
             scale = np.where(down > 1e-6, tag.rel_alt / down, np.inf)
         how = "ground_plane"
     else:
-        return drone
-    if not np.all(np.isfinite(scale)):  # some ray never meets the ground
-        return drone
+        return Located(drone.lat, drone.lon, "drone", views(None, None))
     ground = rays * scale[:, None]
-    if np.hypot(ground[:, 0], ground[:, 1]).max() > MAX_RANGE_M:
-        return drone
+    if not np.all(np.isfinite(scale)) or np.hypot(ground[:, 0], ground[:, 1]).max() > MAX_RANGE_M:
+        return Located(drone.lat, drone.lon, "drone", views(None, None))  # some ray never meets the ground
     lat, lon = offset_latlon(tag.lat, tag.lon, ground[:, 0], ground[:, 1])
-    return Located(lat, lon, how)
+    return Located(lat, lon, how, views(scale * norms, how))

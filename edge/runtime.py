@@ -365,5 +365,5 @@ def _alert(event: ConfirmedFault, recent: deque[Frame], current: Frame, outbox: 
                   position_source=event.position_source, epoch=epoch,
                   class_list_version=slot.classes.version, model_version=slot.version,
                   source_frame=best.name, frame_time=tag.time, box=event.box, time_restamped=restamped,
-                  telemetry_stale=stale)
+                  telemetry_stale=stale, position_error_m=event.error_m)
     return alert, crop

@@ -22,6 +22,7 @@ from comms.classes import ClassList, Severity
 from edge.detections import Detections
 from edge.geo import distance_m
 from edge.geolocate import Located
+from edge.multiview import Fix, View, point_gap, ray_gap, triangulate
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class TrackerConfig:
     n: int = 3
     radius_m: float = 15.0
     iou: float = 0.3
+    ray_gap_m: float = 2.5  # a view whose ray passes this close to a track's point (or rays) may join it
+    multi_view: bool = True  # a confirmed fault's position from all its views (edge/multiview.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
@@ -52,10 +55,13 @@ class Track:
     best_box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     confirmed: bool = False
     source: str = "drone"  # the best way any observation was located: laser, then ground_plane, then drone
+    views: list[View] = field(default_factory=list)  # cameras and rays of the views with a pose
+    fix: Fix | None = None  # the position from several views, once there are two
 
 
-_RANK = {"drone": 0, "other": 1, "ground_plane": 2, "laser": 3}
+_RANK = {"drone": 0, "other": 1, "ground_plane": 2, "laser": 3, "multi_view": 4}
 BLOCKED = 1e9  # the cost of a pair that may not match
+MAX_RAY_M = 200.0  # rays meeting farther than this from the camera are not one fault
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class ConfirmedFault:
     frame: int  # frame of the most confident view (for the crop)
     box: tuple[float, float, float, float]
     observations: int
+    error_m: float | None = None  # the multi-view estimate's 1-sigma horizontal error
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,7 +124,7 @@ class FaultTracker:
                     t = Track(next(self._ids), name, float("nan"), float("nan"), deque(maxlen=cfg.n))
                     self.tracks.append(t)
                 self._observe(t, frame, dets.xyxy[i], float(dets.confidence[i]), float(located.lat[i]),
-                              float(located.lon[i]), located.source)
+                              float(located.lon[i]), located.source, located.views[i] if located.views else None)
 
         confirmed = []
         for t in self.tracks:
@@ -139,17 +146,37 @@ class FaultTracker:
         cost = np.full((len(idx), len(tracks)), BLOCKED)
         for r, i in enumerate(idx):
             box, lat, lon = dets.xyxy[i], float(located.lat[i]), float(located.lon[i])
+            view = located.views[i] if located.views else None
             for c, t in enumerate(tracks):
                 overlap = _iou(t.last_box, box) if t.last_frame == frame - 1 else 0.0
                 dist = float(distance_m(t.lat, t.lon, lat, lon)) if np.isfinite([t.lat, lat]).all() else np.inf
-                if overlap >= cfg.iou or dist <= cfg.radius_m:
+                gap = self._ray_gap(t, view) if cfg.multi_view else None
+                if gap is not None and gap <= cfg.ray_gap_m:  # the rays meet: the single-view places may not
+                    cost[r, c] = (1.0 - overlap) + gap / cfg.ray_gap_m
+                elif overlap >= cfg.iou or dist <= cfg.radius_m:
                     cost[r, c] = (1.0 - overlap) + min(dist, cfg.radius_m) / cfg.radius_m
         rows, cols = linear_sum_assignment(cost)
         return {idx[r]: tracks[c] for r, c in zip(rows, cols, strict=True) if cost[r, c] < BLOCKED}
 
     @staticmethod
-    def _observe(t: Track, frame: int, box: np.ndarray, confidence: float, lat: float, lon: float,
-                 source: str) -> None:
+    def _ray_gap(t: Track, view: View | None) -> float | None:
+        """How close the view's ray passes to the track: to its multi-view point, else to its
+        last view's ray (None: no rays to compare, or they meet behind a camera or too far)."""
+        if view is None or not view.usable or not t.views:
+            return None
+        if t.fix is not None:
+            return point_gap(view, t.fix.lat, t.fix.lon, t.fix.z)
+        met = ray_gap(t.views[-1], view)
+        if met is None or max(met[1], met[2]) > MAX_RAY_M:
+            return None
+        return met[0]
+
+    def _observe(self, t: Track, frame: int, box: np.ndarray, confidence: float, lat: float, lon: float,
+                 source: str, view: View | None = None) -> None:
+        if view is not None and view.usable and self.config.multi_view:
+            t.views.append(view)
+            if len(t.views) >= 2:
+                t.fix = triangulate(t.views) or t.fix
         if _RANK[source] > _RANK[t.source]:
             t.source = source
         t.observations += 1
@@ -166,5 +193,9 @@ class FaultTracker:
             t.best_confidence, t.best_frame, t.best_box = confidence, frame, box.copy()
 
     def _event(self, t: Track) -> ConfirmedFault:
-        return ConfirmedFault(t.id, t.cls, self.classes.severity_of(t.cls), t.lat, t.lon, t.source,
-                              t.best_confidence, t.best_frame, tuple(float(v) for v in t.best_box), t.observations)
+        lat, lon, source, error = t.lat, t.lon, t.source, None
+        if t.fix is not None:  # several views: their rays' meeting point, with its error estimate
+            lat, lon, source, error = t.fix.lat, t.fix.lon, "multi_view", round(t.fix.error_m, 2)
+        return ConfirmedFault(t.id, t.cls, self.classes.severity_of(t.cls), lat, lon, source,
+                              t.best_confidence, t.best_frame, tuple(float(v) for v in t.best_box), t.observations,
+                              error)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
+from cloud.alert_doc import alert_json_of
 from cloud.alerts import IngestError, record
 from cloud.db import session_scope
 from cloud.faults import record_passes
@@ -62,6 +63,23 @@ def test_a_beidou_copy_and_the_mqtt_copy_end_as_one_row_with_the_richer_fields(d
     assert row.id == a.id and row.via == "both" and row.precise and row.thumbnail == b"\xff\xd8thumb"
     assert row.flight_id == "F1" and row.source_frame == "DJI_0001.JPG" and row.box == [100.0, 120.0, 180.0, 200.0]
     assert row.lat == a.lat and row.confidence == a.confidence and not row.conflict  # full precision kept
+
+
+@pytest.mark.parametrize("order", ["beidou_first", "mqtt_first"])
+def test_what_only_the_mqtt_copy_carries_is_kept_whatever_came_first(db_url, order):
+    """A position from several views: BeiDou's two bits say "other" and carry neither the error
+    estimate nor the stale-telemetry flag; the row ends with all three from the MQTT copy."""
+    a = _alert(2, position_source="multi_view", position_error_m=1.7, telemetry_stale=True)
+    copies = [_beidou(a), _mqtt(a)] if order == "beidou_first" else [_mqtt(a), _beidou(a)]
+    for payload in copies:
+        with session_scope(db_url) as s:
+            record(s, TOPIC, payload)
+    (row,) = _rows(db_url).values()
+    assert row.position_source == "multi_view" and row.position_error_m == 1.7
+    assert row.flags == ["telemetry_stale"] and row.via == "both"
+    with session_scope(db_url) as s:
+        doc = alert_json_of(s.get(Alert, a.id))
+    assert doc["position_error_m"] == 1.7 and doc["flags"] == ["telemetry_stale"]
 
 
 def test_a_copy_that_disagrees_is_kept_apart_flagged_and_refused(db_url):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comms import alert_json
-from comms.alert import MAX_EPOCH, MAX_SEQ, POSITION_SOURCES, Alert
+from comms.alert import BEIDOU_POSITION_SOURCES, MAX_EPOCH, MAX_SEQ, POSITION_SOURCES, Alert
 from comms.alert_pack import (
     MAX_COUNT,
     SUPERSEDED,
@@ -57,7 +57,8 @@ def alerts(draw, epoch=None, version=None):
         model_version=draw(st.one_of(st.none(), st.just("pli-default/2026.11.22"))),
         source_frame=draw(st.one_of(st.none(), st.just("DJI_0042.JPG"), st.just("flight_000123"))),
         box=draw(st.one_of(st.none(), st.tuples(*[st.floats(0, 4000)] * 2).map(lambda p: (*p, p[0] + 9, p[1] + 5)))),
-        time_restamped=draw(st.booleans()))
+        time_restamped=draw(st.booleans()), telemetry_stale=draw(st.booleans()),
+        position_error_m=draw(st.one_of(st.none(), st.floats(0, 5000))))
 
 
 @st.composite
@@ -79,7 +80,8 @@ def test_pack_round_trip(batch, capacity):
     assert (back.epoch, back.class_list_version, back.key_id) == (batch[0].epoch, batch[0].class_list_version, 7)
     for a, b in zip(packed.alerts, back.alerts, strict=True):
         assert b.id == a.id and b.time == a.time and b.fault_class == a.fault_class
-        assert b.severity == a.severity and b.position_source == a.position_source
+        beidou_source = a.position_source if a.position_source in BEIDOU_POSITION_SOURCES else "other"
+        assert b.severity == a.severity and b.position_source == beidou_source  # two bits: later ones "other"
         assert b.time_restamped == a.time_restamped and b.class_list_version == a.class_list_version
         assert abs(b.lat - a.lat) <= 1e-7 and abs(b.lon - a.lon) <= 1e-7
         assert abs(b.confidence - a.confidence) <= 1 / 510 + 1e-9
@@ -172,7 +174,9 @@ def test_json_round_trip_keeps_the_provenance(alert, thumb):
     back, back_thumb = alert_json.loads(alert_json.dumps(alert, thumb))
     assert back == alert and back.id == alert.id and back_thumb == thumb
     doc = alert_json.to_json(alert)
-    assert doc["flags"] == (["time_restamped"] if alert.time_restamped else [])
+    assert doc["flags"] == [f for f, on in (("time_restamped", alert.time_restamped),
+                                            ("telemetry_stale", alert.telemetry_stale)) if on]
+    assert doc["position_error_m"] == alert.position_error_m
     assert doc["box"] == (list(alert.box) if alert.box else None) and doc["model_version"] == alert.model_version
 
 
@@ -184,6 +188,13 @@ def test_json_round_trip_keeps_the_provenance(alert, thumb):
 def test_bad_json_alerts_are_named(doc, problem):
     with pytest.raises(ValueError, match=problem):
         alert_json.loads(doc)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 1e9, "3"])
+def test_a_position_error_that_is_no_distance_is_refused(value):
+    doc = alert_json.to_json(_defects(1)[0]) | {"position_error_m": value}
+    with pytest.raises(ValueError, match="position_error_m"):
+        alert_json.from_json(doc)
 
 
 def test_json_id_must_agree_with_drone_epoch_and_seq():

@@ -132,3 +132,21 @@ def test_the_command_says_what_to_fix_and_exits_1(drone):
     failed = {c["name"]: c for c in doc["checks"] if c["status"] == "FAIL"}
     assert not doc["ok"] and set(failed) == {"tuf", "mavlink"}
     assert all(c["fix"] for c in failed.values())
+
+
+@pytest.mark.parametrize("unit", sorted((ROOT / "deploy" / "jetson").glob("*.service")), ids=lambda p: p.name)
+def test_the_jetson_units_run_commands_this_cli_accepts(unit):
+    """Every pli command line in the systemd units parses with today's CLI (a renamed flag fails)."""
+    import shlex
+
+    from pli.cli import build_parser
+
+    text = unit.read_text()
+    lines = [ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith(("ExecStart=", "ExecStartPre="))]
+    assert lines
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[0].endswith("/pli")
+        args = build_parser().parse_args(argv[1:])
+        assert callable(args.func)
+    assert "EnvironmentFile=" in text  # secrets from a file, never the command line

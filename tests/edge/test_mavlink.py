@@ -201,7 +201,7 @@ def test_a_flight_from_a_video_with_telemetry_only_over_mavlink(mav_flight, tmp_
     """Frames from a video, poses only from MAVLink on loopback (10 % of messages dropped, 5 %
     late; the gimbal in the earth frame, or in the vehicle's as an older autopilot's
     MOUNT_ORIENTATION): every alert within 15 m of its fault, as photos with EXIF are
-    (tests/integration), its position found by the laser, none stale."""
+    (tests/integration), found from its views or the laser, none stale."""
     video, start = _video(mav_flight.out, tmp_path / "flight.mp4")
     port = free_port()
     sim = subprocess.Popen([sys.executable, "-m", "pli", "edge", "autopilot-sim", str(mav_flight.out / "flight.json"),
@@ -229,7 +229,7 @@ def test_a_flight_from_a_video_with_telemetry_only_over_mavlink(mav_flight, tmp_
         d = min(float(distance_m(a["lat"], a["lon"], float(f["lat"]), float(f["lon"])))
                 for f in faults if f["class"] == a["class"])
         assert d <= 15.0, (a["id"], a["class"], d)
-        assert a["position_source"] == "laser" and "telemetry_stale" not in a["flags"]
+        assert a["position_source"] in ("laser", "multi_view") and "telemetry_stale" not in a["flags"]
         t = datetime.fromisoformat(a["frame_time"].replace("Z", "+00:00"))
         assert datetime.fromisoformat(start.replace("Z", "+00:00")) <= t <= \
             datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=2)

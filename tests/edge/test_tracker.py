@@ -47,7 +47,7 @@ def test_one_alert_per_ground_truth_fault_within_15_m(long_flight):
     assert len(faults) >= 3
     matched = set()
     for e in events:
-        assert e.position_source in ("laser", "ground_plane") and e.observations >= 2
+        assert e.position_source in ("laser", "ground_plane", "multi_view") and e.observations >= 2
         d = {f["fault_id"]: float(distance_m(e.lat, e.lon, float(f["lat"]), float(f["lon"])))
              for f in faults if f["class"] == e.cls}
         fid = min(d, key=d.get)
