@@ -63,3 +63,59 @@ def test_pli_detect_json(exported_fp32, flight, tmp_path):
         for box in d["detections"]:
             assert box["class"] in NAMES and 0 < box["confidence"] <= 1 and len(box["xyxy"]) == 4
     assert "bad.jpg" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_guided_windows_are_the_grids_tiles_that_meet_a_widened_box():
+    from edge.tiled import guide_windows
+    from edge.tiling import tile_windows
+
+    grid = tile_windows(4000, 3000, 640, 0.2)
+    assert len(guide_windows(grid, np.zeros((0, 4)))) == 0  # nothing seen: no tile
+    one = guide_windows(grid, np.array([[1000.0, 1000.0, 1100.0, 1040.0]]), margin=0.5, min_pad=32)
+    grown = (950, 968, 1150, 1072)  # 50 px (half the width) and 32 px (the floor) on every side
+    assert len(one) and all(w[0] < grown[2] and w[2] > grown[0] and w[1] < grown[3] and w[3] > grown[1] for w in one)
+    rest = [w for w in grid.tolist() if w not in one.tolist()]
+    assert all(not (w[0] < grown[2] and w[2] > grown[0] and w[1] < grown[3] and w[3] > grown[1]) for w in rest)
+
+
+@pytest.mark.slow
+def test_guided_tiling_finds_the_faults_every_tile_finds_on_a_4000x3000_frame(tmp_path):
+    """The shipped model on a rendered 4000x3000 frame with faults: guided tiling keeps every
+    fault box that tiling everything finds, from fewer tiles."""
+    from pathlib import Path
+
+    from edge.tiled import detect_guided
+    from training.synth.flight import generate_flight
+
+    model = Path(__file__).resolve().parents[2] / "models" / "pli-default.onnx"
+    flight = generate_flight(tmp_path / "k4", 3, (4000, 3000), seed=31, progress=False)
+    det = Detector(model)
+    calls = {"n": 0}
+    batch = det.detect_batch
+
+    def counted(crops, conf=None):
+        calls["n"] += len(crops)
+        return batch(crops, conf)
+
+    det.detect_batch = counted
+    faults = [det.names.index(c) for c in ("defect", "bird_nest")]
+    seen_everywhere, seen_guided = 0, 0
+    for img in sorted((flight.out / "images").glob("*.jpg")):
+        frame = cv2.imread(str(img))
+        calls["n"] = 0
+        every = detect_tiled(det, frame, tile=640, overlap=0.2)
+        all_tiles = calls["n"]
+        calls["n"] = 0
+        guided = detect_guided(det, frame, tile=640, overlap=0.2)
+        assert calls["n"] < all_tiles  # fewer full-resolution tiles
+        for box, cls in zip(every.xyxy, every.class_id, strict=True):
+            if cls not in faults:
+                continue
+            seen_everywhere += 1
+            same = guided.xyxy[guided.class_id == cls]
+            if len(same):
+                lt, rb = np.maximum(same[:, :2], box[:2]), np.minimum(same[:, 2:], box[2:])
+                inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+                union = np.prod(same[:, 2:] - same[:, :2], axis=1) + np.prod(box[2:] - box[:2]) - inter
+                seen_guided += int((inter / union).max() >= 0.5)
+    assert seen_everywhere >= 3 and seen_guided == seen_everywhere

@@ -1,0 +1,130 @@
+"""Guided tiling against tiling everything and against SAHI, on 4000x3000 frames, side by side.
+
+    .venv/bin/python benchmarks/guided_tiling.py [--frames 120] [--work DIR] [--threads 2]
+
+Frames: a rendered 4000x3000 synthetic flight (seed 31, cached in --work), its ground-truth fault
+boxes (defect on insulators, bird_nest on the towers' arms, away from any insulator) counted by
+class. Sides, same ONNX model, same session, same 640 px grid at 0.2 overlap:
+  - sahi: SAHI's `get_sliced_prediction` with its full-frame pass;
+  - all tiles: `detect_tiled` (every tile and the full frame);
+  - guided: `detect_guided` (the full frame at a low threshold, then only the tiles meeting
+    what it saw, widened by half a box).
+Each frame runs the sides in a rotated order; times are medians over frames. SAHI, the slowest,
+runs on the first `--sahi-frames` frames only, and every side's recall is also given there. Recall: a
+ground-truth fault with a same-class detection at IoU >= 0.5. The last line is one JSON object;
+results also go to benchmarks/results/guided_tiling.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from edge_latency import recall  # noqa: E402
+from multiview_error import cpu_flags  # noqa: E402
+
+from edge.detections import Detections  # noqa: E402
+from edge.detector import Detector  # noqa: E402
+from edge.tiled import detect_guided, detect_tiled  # noqa: E402
+from training.dataset import YoloDataset  # noqa: E402
+from training.synth.flight import generate_flight  # noqa: E402
+
+FAULTS = ("defect", "bird_nest", "flashover")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "pli-default.onnx")
+    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sahi-frames", type=int, default=20,
+                    help="SAHI runs on the first N frames only (its recall there beside the others'); 0: all")
+    ap.add_argument("--work", type=Path, help="folder for the rendered flight (kept between runs)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "guided_tiling.json")
+    args = ap.parse_args()
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="guided-"))
+    flight = work / f"k4-{args.frames}"
+    if not (flight / "data.yaml").exists():
+        generate_flight(flight, args.frames, (4000, 3000), seed=31)
+    det = Detector(args.model, threads=args.threads)
+    sahi_model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(args.model),
+                                                    confidence_threshold=det.info.conf, device="cpu",
+                                                    image_size=max(det.info.imgsz))
+
+    def sahi(im: np.ndarray) -> Detections:
+        preds = get_sliced_prediction(im[:, :, ::-1].copy(), sahi_model, slice_height=640, slice_width=640,
+                                      overlap_height_ratio=0.2, overlap_width_ratio=0.2,
+                                      perform_standard_pred=True, verbose=0).object_prediction_list
+        xyxy = np.array([[p.bbox.minx, p.bbox.miny, p.bbox.maxx, p.bbox.maxy] for p in preds], np.float32)
+        return Detections(xyxy.reshape(-1, 4), np.array([p.score.value for p in preds], np.float32),
+                          np.array([p.category.id for p in preds], np.int64), det.names)
+
+    sides = {"sahi": sahi, "all tiles": lambda im: detect_tiled(det, im, tile=640, overlap=0.2),
+             "guided": lambda im: detect_guided(det, im, tile=640, overlap=0.2)}
+    ds = YoloDataset.open(flight / "data.yaml")
+    paths = ds.images("train")
+    classes = {c: det.names.index(c) for c in FAULTS if c in det.names}
+    times = {s: [] for s in sides}
+    found = {s: {c: [0, 0] for c in classes} for s in sides}
+    subset = {s: {c: [0, 0] for c in classes} for s in sides}  # the frames SAHI ran on
+    first = ds.read(paths[0])[0]
+    for fn in sides.values():  # warm-up
+        fn(first)
+    for k, path in enumerate(tqdm(paths, desc="frames", unit="frame")):
+        loaded = ds.read(path)
+        if loaded is None:
+            continue
+        im, gt_xyxy, gt_cls = loaded
+        names = [s for s in sides if s != "sahi" or not args.sahi_frames or k < args.sahi_frames]
+        for name in names[k % len(names):] + names[: k % len(names)]:  # rotated: no side always runs first
+            t0 = time.perf_counter()
+            dets = sides[name](im)
+            times[name].append(time.perf_counter() - t0)
+            for c, cid in classes.items():
+                f, n = recall(dets, gt_xyxy, gt_cls, [cid])
+                found[name][c][0] += f
+                found[name][c][1] += n
+                if k < args.sahi_frames:
+                    subset[name][c][0] += f
+                    subset[name][c][1] += n
+    summary = {}
+    for name in sides:
+        hit = sum(v[0] for v in found[name].values())
+        total = sum(v[1] for v in found[name].values())
+        sub_hit, sub_total = (sum(v[i] for v in subset[name].values()) for i in (0, 1))
+        summary[name] = {"ms": round(statistics.median(times[name]) * 1000, 1), "frames": len(times[name]),
+                         "fault_recall": round(hit / max(total, 1), 3), "faults": total,
+                         "by_class": {c: f"{v[0]}/{v[1]}" for c, v in found[name].items()},
+                         "fault_recall_on_sahi_frames": round(sub_hit / max(sub_total, 1), 3),
+                         "faults_on_sahi_frames": sub_total}
+    for name, r in summary.items():
+        print(f"{name:<10} {r['ms']:>8.0f} ms/frame over {r['frames']} frames  fault recall {r['fault_recall']:.3f} of "
+              f"{r['faults']} {r['by_class']}; on SAHI's frames {r['fault_recall_on_sahi_frames']:.3f} of "
+              f"{r['faults_on_sahi_frames']}")
+    doc = {"benchmark": "guided_tiling", "frames": len(times["guided"]), "threads": args.threads,
+           "model": args.model.name, "cpu_flags": cpu_flags(), "sides": summary,
+           "sahi_over_guided": round(summary["sahi"]["ms"] / summary["guided"]["ms"], 2),
+           "all_over_guided": round(summary["all tiles"]["ms"] / summary["guided"]["ms"], 2)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1))
+    print(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
