@@ -8,21 +8,9 @@ in `training.data_import`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from training.importers.registry import IMPORTERS, Importer, register
 
-from training.dataset import Report, Sample
-
-Importer = Callable[[Path, Report], Iterator[Sample]]
-IMPORTERS: dict[str, Importer] = {}
-
-
-def register(name: str) -> Callable[[Importer], Importer]:
-    def wrap(fn: Importer) -> Importer:
-        IMPORTERS[name] = fn
-        return fn
-
-    return wrap
+__all__ = ["IMPORTERS", "Importer", "get_importer", "register"]
 
 
 def get_importer(name: str) -> Importer:

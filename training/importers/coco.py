@@ -17,7 +17,7 @@ import numpy as np
 
 from training.boxes import coco_to_xyxy
 from training.dataset import Report, Sample, unique_names
-from training.importers import register
+from training.importers.registry import register
 
 _SPLIT_IN_NAME = re.compile(r"(train|val|test)", re.IGNORECASE)
 

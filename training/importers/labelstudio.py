@@ -20,7 +20,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import numpy as np
 
 from training.dataset import IMAGE_SUFFIXES, Report, Sample, probe_image, unique_names
-from training.importers import register
+from training.importers.registry import register
 
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 

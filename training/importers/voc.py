@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from training.dataset import IMAGE_SUFFIXES, Report, Sample, unique_names
-from training.importers import register
+from training.importers.registry import register
 
 
 class VocError(ValueError):

@@ -18,7 +18,7 @@ from training.dataset import (
     read_label_file,
     unique_names,
 )
-from training.importers import register
+from training.importers.registry import register
 
 
 def _sources(src: Path) -> tuple[list[str], list[tuple[Path, str | None]]]:
