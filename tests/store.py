@@ -35,10 +35,14 @@ class Store:
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), daemon=True)
         self._thread.start()
         self.tap = make_client(f"tap-{uuid.uuid4().hex[:8]}", cfg)
+        tapped = threading.Event()
         self.tap.on_connect = lambda c, u, f, rc, p: c.subscribe(alerts_topic(fleet, "+"), qos=1)
+        self.tap.on_subscribe = lambda c, u, mid, rcs, p: tapped.set()
         self.tap.on_message = self._on_message
         connect(self.tap, cfg)
-        self.worker.subscribed.wait(5)
+        # both subscriptions granted before anyone publishes: a loaded machine connects slowly
+        if not (self.worker.subscribed.wait(30) and tapped.wait(30)):
+            raise RuntimeError("the store's ingest or tap did not subscribe within 30 s")
 
     def _on_message(self, client, userdata, message) -> None:
         alert, _ = alert_json.loads(message.payload)

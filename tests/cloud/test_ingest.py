@@ -157,10 +157,14 @@ def test_workers_sharing_the_subscription_and_killed_mid_drain_lose_nothing(brok
     url = db_url
     env = {**os.environ, "PLI_DATABASE_URL": url, "PLI_CLOUD_DIR": str(tmp_path / "cloud")}
     cmd = [sys.executable, "-m", "pli", "cloud", "ingest", "--mqtt-port", str(broker.port), "--batch", "20"]
-    workers = {name: subprocess.Popen([*cmd, "--name", name], env=env, stderr=subprocess.DEVNULL)
-               for name in ("ingest-a", "ingest-b")}
+    logs = {name: tmp_path / f"{name}.log" for name in ("ingest-a", "ingest-b")}
+    workers = {name: subprocess.Popen([*cmd, "--name", name], env=env, stderr=log.open("w"))
+               for name, log in logs.items()}
     try:
-        time.sleep(2.0)  # both subscribed: their sessions now hold the group's share
+        # both subscribed (each says so): their sessions now hold the group's share, so nothing
+        # published from here on is dropped for want of a subscriber, however slow the start
+        assert until(lambda: all("ingest subscribed" in log.read_text() for log in logs.values()), 120), \
+            [log.read_text()[-500:] for log in logs.values()]
         ids = _publish_queue(broker.port, 400)
         for _ in range(5):
             time.sleep(0.6)
