@@ -10,15 +10,18 @@ hands them over (decode excluded from every side). Sides, one ONNX model, one th
     auto would tile a 1080p frame), with everything else it does (ground positions, tracker, alerts into a
     real outbox, the model watch folder checked every frame, model state and status files): its
     own clock, per frame.
-Blocks of all frames per side, rotated each repetition; medians over frames (bare, detector) and
-over repetitions (runtime). Then one runtime pass under cProfile: the time per frame of each part
-of the loop besides the session. The last line is one JSON object with e2e_over_bare.
+Blocks of all frames per side, rotated each repetition, each block with a fresh session and
+only one session alive at a time (an idle session's threads spin and slow the others); medians
+over frames (bare, detector) and over repetitions (runtime). Then one runtime pass under
+cProfile: the time per frame of each part of the loop besides the session. The last line is
+one JSON object with e2e_over_bare.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import pstats
 import statistics
@@ -72,20 +75,24 @@ def main() -> int:
     frames = [Frame(i, p.name, cv2.imread(str(p)), read_geotag(p)) for i, p in enumerate(paths)]
     det = Detector(args.model, threads=args.threads)
     tensors = [det.preprocess([f.image])[0] for f in frames]
-    for f, t in zip(frames[:3], tensors[:3], strict=True):  # warm-up
-        det.run(t), det(f.image)
+    del det
     times: dict[str, list[float]] = {"bare": [], "detector": [], "runtime": []}
     order = list(times)
     for rep in range(args.reps):
         order = order[1:] + order[:1]
         for name in order:
+            gc.collect()  # one live session at a time: idle sessions' threads spin and slow the others
             if name == "runtime":
                 times[name].append(runtime_pass(frames, args.model, tmp / f"run{rep}", args.threads))
                 continue
+            det = Detector(args.model, threads=args.threads)  # a fresh session per block, as run_flight's
+            for f, t in zip(frames[:3], tensors[:3], strict=True):  # warm-up
+                det.run(t), det(f.image)
             for f, t in zip(frames, tensors, strict=True):
                 t0 = time.perf_counter()
                 det.run(t) if name == "bare" else det(f.image)
                 times[name].append(time.perf_counter() - t0)
+            del det
     ms = {k: round(statistics.median(v) * 1000, 2) for k, v in times.items()}
     prof = cProfile.Profile()
     prof.enable()
