@@ -112,18 +112,15 @@ def agreement(det: Detector, yolo, images: list[np.ndarray]) -> dict:
     return {"boxes": total, "matched": hits, "agreement": round(hits / total, 4) if total else None}
 
 
-def tiled(det: Detector, model: Path, flight: Path, reps: int) -> dict:
+def sahi_detector(det: Detector, model: Path):
+    """SAHI's sliced prediction with the same ONNX model, 640 px slices at 0.2 overlap and its
+    full-frame pass, as a function of a BGR frame to our `Detections`."""
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
     sahi_model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(model),
                                                     confidence_threshold=det.info.conf, device="cpu",
                                                     image_size=max(det.info.imgsz))
-    ds = YoloDataset.open(flight / "data.yaml")
-    loaded = [ds.read(p) for p in ds.images("train")]
-    loaded = [x for x in loaded if x is not None]
-    fault_ids = [det.names.index(c) for c in FAULTS]
-    defect = [det.names.index("defect")]
 
     def sahi(im: np.ndarray) -> Detections:
         preds = get_sliced_prediction(im[:, :, ::-1].copy(), sahi_model, slice_height=640, slice_width=640,
@@ -132,6 +129,17 @@ def tiled(det: Detector, model: Path, flight: Path, reps: int) -> dict:
         xyxy = np.array([[p.bbox.minx, p.bbox.miny, p.bbox.maxx, p.bbox.maxy] for p in preds], np.float32)
         return Detections(xyxy.reshape(-1, 4), np.array([p.score.value for p in preds], np.float32),
                           np.array([p.category.id for p in preds], np.int64), det.names)
+
+    return sahi
+
+
+def tiled(det: Detector, model: Path, flight: Path, reps: int) -> dict:
+    sahi = sahi_detector(det, model)
+    ds = YoloDataset.open(flight / "data.yaml")
+    loaded = [ds.read(p) for p in ds.images("train")]
+    loaded = [x for x in loaded if x is not None]
+    fault_ids = [det.names.index(c) for c in FAULTS]
+    defect = [det.names.index("defect")]
 
     ways = {
         "sahi": sahi,

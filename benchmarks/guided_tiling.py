@@ -25,17 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from edge_latency import recall  # noqa: E402
+from edge_latency import recall, sahi_detector  # noqa: E402
 from multiview_error import cpu_flags  # noqa: E402
 
-from edge.detections import Detections  # noqa: E402
 from edge.detector import Detector  # noqa: E402
 from edge.tiled import detect_guided, detect_tiled  # noqa: E402
 from training.dataset import YoloDataset  # noqa: E402
@@ -54,25 +52,12 @@ def main() -> int:
     ap.add_argument("--work", type=Path, help="folder for the rendered flight (kept between runs)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "guided_tiling.json")
     args = ap.parse_args()
-    from sahi import AutoDetectionModel
-    from sahi.predict import get_sliced_prediction
-
     work = args.work or Path(tempfile.mkdtemp(prefix="guided-"))
     flight = work / f"k4-{args.frames}"
     if not (flight / "data.yaml").exists():
         generate_flight(flight, args.frames, (4000, 3000), seed=31)
     det = Detector(args.model, threads=args.threads)
-    sahi_model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(args.model),
-                                                    confidence_threshold=det.info.conf, device="cpu",
-                                                    image_size=max(det.info.imgsz))
-
-    def sahi(im: np.ndarray) -> Detections:
-        preds = get_sliced_prediction(im[:, :, ::-1].copy(), sahi_model, slice_height=640, slice_width=640,
-                                      overlap_height_ratio=0.2, overlap_width_ratio=0.2,
-                                      perform_standard_pred=True, verbose=0).object_prediction_list
-        xyxy = np.array([[p.bbox.minx, p.bbox.miny, p.bbox.maxx, p.bbox.maxy] for p in preds], np.float32)
-        return Detections(xyxy.reshape(-1, 4), np.array([p.score.value for p in preds], np.float32),
-                          np.array([p.category.id for p in preds], np.int64), det.names)
+    sahi = sahi_detector(det, args.model)
 
     sides = {"sahi": sahi, "all tiles": lambda im: detect_tiled(det, im, tile=640, overlap=0.2),
              "guided": lambda im: detect_guided(det, im, tile=640, overlap=0.2)}
