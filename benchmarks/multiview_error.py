@@ -101,6 +101,8 @@ def main() -> int:
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--angle-noise", type=float, default=1.0, help="gimbal pitch and yaw error, degrees (1 sigma)")
     ap.add_argument("--gnss-noise", type=float, default=1.5, help="GNSS bias over a flight per axis, metres (1 sigma)")
+    ap.add_argument("--yaw-jitter", type=float, default=0.0,
+                    help="flights whose gimbal turns up to this many degrees off square to the line, each frame")
     ap.add_argument("--gnss-jitter", type=float, default=0.3, help="GNSS error per frame per axis, metres (1 sigma)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "multiview_error.json")
     args = ap.parse_args()
@@ -109,7 +111,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.flights):
             flight = generate_flight(Path(tmp) / f"f{seed}", args.frames, parse_size(args.size), seed=seed,
-                                     progress=False)
+                                     progress=False, yaw_jitter=args.yaw_jitter)
             faults = list(csv.DictReader((flight.out / "faults.csv").open()))
             seen_twice += sum(int(f["frames"]) >= 2 for f in faults)
             for arm, (laser, mv) in ARMS.items():
@@ -132,7 +134,8 @@ def main() -> int:
         print(f"{arm:28s} confirmed {s['confirmed']:3d} ({s['distinct_faults']} distinct of {seen_twice} seen twice)"
               f"  median {s['median_m']} m  p90 {s['p90_m']} m  within 2 sigma {s['within_2_sigma']}")
     doc = {"flights": args.flights, "frames": args.frames, "size": args.size, "angle_noise_deg": args.angle_noise,
-           "gnss_noise_m": args.gnss_noise, "gnss_jitter_m": args.gnss_jitter, "cpu_flags": cpu_flags(),
+           "gnss_noise_m": args.gnss_noise, "gnss_jitter_m": args.gnss_jitter, "yaw_jitter_deg": args.yaw_jitter,
+           "cpu_flags": cpu_flags(),
            "arms": summary, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))

@@ -182,6 +182,8 @@ def register_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", required=True, type=int, help="number of frames")
     p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT, e.g. 1920x1080 or 4000x3000")
     p.add_argument("--seed", type=int, default=0, help="scene and route seed (default 0)")
+    p.add_argument("--yaw-jitter", type=float, default=0.0,
+                   help="turn the gimbal up to this many degrees off square to the line, anew each frame (default 0)")
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("augment", help="albumentations augmentation of a YOLO dataset",
@@ -289,7 +291,7 @@ def _import(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from training.synth.flight import generate_flight, parse_size
 
-    summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed)
+    summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed, yaw_jitter=args.yaw_jitter)
     print("\n".join(summary.lines()))
     return 0
 

@@ -65,11 +65,13 @@ def test_no_fix_without_two_usable_views_a_baseline_or_a_point_in_front():
     assert ray_gap(a, away) is None
 
 
-@pytest.fixture(scope="module")
-def flight(tmp_path_factory):
+@pytest.fixture(scope="module", params=[0.0, 20.0], ids=["square", "yawed"])
+def flight(request, tmp_path_factory):
+    """The camera square to the line, and turned up to 20 degrees off it anew each frame."""
     from training.synth.flight import generate_flight
 
-    return generate_flight(tmp_path_factory.mktemp("mv"), 30, (960, 540), seed=8, progress=False)
+    return generate_flight(tmp_path_factory.mktemp("mv"), 30, (960, 540), seed=8, progress=False,
+                           yaw_jitter=request.param)
 
 
 def _confirmed(flight, multi_view: bool):

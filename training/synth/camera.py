@@ -2,8 +2,9 @@
 
 World frame (metres), aligned with the route: x along the flight, y to the right of it
 (towards the line), z up from the ground at the line. The gimbal looks at +y, pitched down by
-`-pitch_deg`. Looking to the right of the flight, the direction of flight is on the camera's
-left: image u grows towards -x (this frame is left-handed), v grows downwards.
+`-pitch_deg`, and turned `yaw_deg` towards the direction of flight (+x; 0: square to the line).
+Looking to the right of the flight, the direction of flight is on the camera's left: image u
+grows towards -x (this frame is left-handed), v grows downwards.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Camera:
     z: float  # height above the ground at the line
     pitch_deg: float  # negative looks down
     hfov_deg: float = HFOV_DEG
+    yaw_deg: float = 0.0  # turned towards the direction of flight
 
     @property
     def f(self) -> float:
@@ -38,9 +40,10 @@ class Camera:
     def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points (N, 3) -> pixel (N, 2) and depth along the optical axis (N,)."""
         p = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
-        a = math.radians(self.pitch_deg)
-        rx = p[:, 0] - self.x
-        ry = p[:, 1]
+        a, psi = math.radians(self.pitch_deg), math.radians(self.yaw_deg)
+        dx, dy = p[:, 0] - self.x, p[:, 1]
+        rx = dx * math.cos(psi) - dy * math.sin(psi)  # along the image's left, as at yaw 0
+        ry = dx * math.sin(psi) + dy * math.cos(psi)  # along the look direction on the ground
         rz = p[:, 2] - self.z
         depth = ry * math.cos(a) + rz * math.sin(a)
         down = ry * math.sin(a) - rz * math.cos(a)

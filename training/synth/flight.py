@@ -101,7 +101,10 @@ def _wrap180(deg: float) -> float:
 
 
 def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080), seed: int = 0,
-                    progress: bool = True, quality: int = 90) -> FlightSummary:
+                    progress: bool = True, quality: int = 90, yaw_jitter: float = 0.0) -> FlightSummary:
+    """`yaw_jitter`: the gimbal turned up to this many degrees off square to the line, towards or
+    away from the direction of flight, anew each frame (0: square, as the flights have always been;
+    drawn only when set, so a flight without it is unchanged)."""
     if frames < 1:
         raise ValueError("a flight needs at least one frame")
     started = time.perf_counter()
@@ -134,7 +137,8 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
         x = coverage / 2 + i * step + rng.uniform(-0.08, 0.08) * step
         z = altitude + rng.uniform(-0.3, 0.3)
         p = pitch + rng.uniform(-1.0, 1.0)
-        cam = Camera(width, height, x, z, p)
+        yaw = float(rng.uniform(-yaw_jitter, yaw_jitter)) if yaw_jitter > 0 else 0.0
+        cam = Camera(width, height, x, z, p, yaw_deg=yaw)
         img, boxes = render(scene, cam, seed)
         cv2.setRNGSeed(seed * 100_003 + i)
         noise = np.zeros(img.shape, np.int16)
@@ -143,8 +147,8 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
         lat, lon = route.to_latlon(x, 0.0)
         pose = Pose(time=t0 + timedelta(seconds=i * step / SPEED), lat=lat, lon=lon,
                     abs_alt=route.ground_alt + z, rel_alt=z, flight_yaw=_wrap180(route.bearing),
-                    gimbal_yaw=gimbal_yaw, gimbal_pitch=p,
-                    target_distance=near / math.cos(math.radians(p)))
+                    gimbal_yaw=_wrap180(gimbal_yaw - yaw), gimbal_pitch=p,
+                    target_distance=near / (math.cos(math.radians(p)) * math.cos(math.radians(yaw))))
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")

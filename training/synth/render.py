@@ -139,6 +139,8 @@ def visible_box(item: Item, prims: list[Prim], n: int, ids: np.ndarray, cam: Cam
     x1, y1 = np.ceil(bounds[:, 2:].max(0)).astype(int) + 1
     if x1 <= 0 or y1 <= 0 or x0 >= cam.width or y0 >= cam.height:
         return None
+    if x1 - x0 > 4 * cam.width or y1 - y0 > 4 * cam.height:
+        return None  # so near the camera (a turned gimbal past a tower) that it is no object to label
     # The object's whole silhouette, also where it leaves the frame.
     own = np.zeros((y1 - y0, x1 - x0), np.uint8)
     draw(own, prims, value=1, offset=np.array([x0, y0], float), aa=False)

@@ -48,7 +48,18 @@ class Item:
         return None
 
 
+NEAR_M = 0.5  # nothing is drawn nearer the camera than this (a turned gimbal sees past members' ends)
+OFF_SCREEN = np.full((2, 2), -1e5)
+
+
 def _line(cam: Camera, a: np.ndarray, b: np.ndarray, width_m: float, color: Color) -> Prim:
+    _, depth = cam.project(np.stack([a, b]))
+    if depth.max() < NEAR_M:  # wholly behind the camera
+        return Prim("line", OFF_SCREEN, color, 1.0)
+    if depth.min() < NEAR_M:  # cut where it passes the near plane
+        t = (NEAR_M - depth[0]) / (depth[1] - depth[0])
+        cut = a + t * (b - a)
+        a, b = (cut, b) if depth[0] < NEAR_M else (a, cut)
     uv, depth = cam.project(np.stack([a, b]))
     return Prim("line", uv, color, max(1.0, width_m * float(cam.scale_at(depth.mean()))))
 
