@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from drone_parts import flight_json, tuf_metadata
 
 from comms.alert import Alert
 from comms.classes import Severity
@@ -29,16 +29,6 @@ MODEL = ROOT / "models" / "pli-default.onnx"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _metadata(tuf: Path, root_expires: datetime, targets: dict[str, str] | None = None,
-              targets_expires: datetime | None = None) -> None:
-    meta = tuf / "metadata"
-    meta.mkdir(parents=True, exist_ok=True)
-    Metadata(Root(expires=root_expires)).to_file(str(meta / "root.json"))
-    if targets is not None:
-        files = {path: TargetFile(1, {"sha256": sha}, path) for path, sha in targets.items()}
-        Metadata(Targets(expires=targets_expires or root_expires, targets=files)).to_file(str(meta / "targets.json"))
-
-
 @pytest.fixture
 def drone(tmp_path):
     """A drone folder: device.json's place, the model and its card copied beside it."""
@@ -51,14 +41,14 @@ def drone(tmp_path):
 def test_tuf_root_expiry_is_checked(tmp_path):
     tuf = tmp_path / "tuf"
     assert doctor.tuf_root(tuf, NOW).status == doctor.FAIL
-    _metadata(tuf, NOW + timedelta(days=365), {}, NOW + timedelta(days=3))
+    tuf_metadata(tuf, NOW + timedelta(days=365), {}, NOW + timedelta(days=3))
     soon = doctor.tuf_root(tuf, NOW)
     assert soon.status == doctor.WARN and "targets expires" in soon.detail and "14 days" in soon.fix
-    _metadata(tuf, NOW - timedelta(days=1))
+    tuf_metadata(tuf, NOW - timedelta(days=1))
     gone = doctor.tuf_root(tuf, NOW)
     assert gone.status == doctor.FAIL and "new root" in gone.fix
     shutil.rmtree(tuf)
-    _metadata(tuf, NOW + timedelta(days=365), {}, NOW + timedelta(days=90))
+    tuf_metadata(tuf, NOW + timedelta(days=365), {}, NOW + timedelta(days=90))
     assert doctor.tuf_root(tuf, NOW).status == doctor.OK
 
 
@@ -66,7 +56,7 @@ def test_the_model_is_its_cards_file_and_a_signed_target(drone):
     tuf = drone / "tuf"
     m = drone / "m.onnx"
     assert doctor.model(m, tuf).status == doctor.WARN  # a card, but not from a signed release
-    _metadata(tuf, NOW + timedelta(days=30), {"releases/r1/m.onnx": file_sha256(m)})
+    tuf_metadata(tuf, NOW + timedelta(days=30), {"releases/r1/m.onnx": file_sha256(m)})
     ok = doctor.model(m, tuf)
     assert ok.status == doctor.OK and "releases/r1/m.onnx" in ok.detail
     with m.open("ab") as fh:  # changed after it was signed
@@ -94,14 +84,6 @@ def test_serial_ports_and_the_outbox(tmp_path):
     assert check.status == doctor.OK and check.detail.startswith("1 alerts not yet acknowledged")
 
 
-def _flight_json(path: Path, start: datetime, frames: int = 6) -> Path:
-    poses = [{"frame": i, "time": (start + timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
-              "lat": 25.0 + i * 1e-5, "lon": 102.0, "abs_alt": 1500.0, "rel_alt": 30.0, "flight_yaw": 10.0,
-              "gimbal_yaw": 100.0, "gimbal_pitch": -20.0, "target_distance": 15.0} for i in range(frames)]
-    path.write_text(json.dumps({"poses": poses}))
-    return path
-
-
 @pytest.mark.parametrize("clock,status", [("now", doctor.OK), ("flight", doctor.FAIL)])
 def test_heartbeat_and_clock_from_the_autopilot(tmp_path, clock, status):
     """A flight flown now agrees with the wall clock; an autopilot whose GNSS time says 200 days
@@ -109,7 +91,7 @@ def test_heartbeat_and_clock_from_the_autopilot(tmp_path, clock, status):
     from edge.autopilot_sim import SimConfig, run
 
     port = free_port()
-    flight = _flight_json(tmp_path / "flight.json", datetime.now(UTC) - timedelta(days=200))
+    flight = flight_json(tmp_path / "flight.json", datetime.now(UTC) - timedelta(days=200))
     stop = threading.Event()
     sim = threading.Thread(target=run, args=(SimConfig(flight, f"udpout:127.0.0.1:{port}", rate=10, speed=1.0,
                                                        wait_gcs_s=20, clock=clock), stop), daemon=True)
