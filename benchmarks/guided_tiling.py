@@ -35,7 +35,7 @@ from edge_latency import recall, sahi_detector  # noqa: E402
 from multiview_error import cpu_flags  # noqa: E402
 
 from edge.detector import Detector  # noqa: E402
-from edge.tiled import detect_guided, detect_tiled  # noqa: E402
+from edge.tiled import ROI_CONF, ROI_MARGIN, detect_guided, detect_tiled  # noqa: E402
 from training.dataset import YoloDataset  # noqa: E402
 from training.synth.flight import generate_flight  # noqa: E402
 
@@ -48,19 +48,28 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sahi-frames", type=int, default=20,
-                    help="SAHI runs on the first N frames only (its recall there beside the others'); 0: all")
+                    help="SAHI runs on the first N frames only (its recall there beside the others'); 0: none, "
+                    "-1: all")
+    ap.add_argument("--seed", type=int, default=31, help="the flight's seed (default 31)")
+    ap.add_argument("--margin", type=float, default=ROI_MARGIN, help=f"guided: widen what the coarse pass saw by this "
+                    f"share of its size (default {ROI_MARGIN})")
+    ap.add_argument("--roi-conf", type=float, default=ROI_CONF,
+                    help=f"guided: the coarse pass's threshold (default {ROI_CONF})")
     ap.add_argument("--work", type=Path, help="folder for the rendered flight (kept between runs)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "guided_tiling.json")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="guided-"))
-    flight = work / f"k4-{args.frames}"
+    flight = work / f"k4-{args.frames}" if args.seed == 31 else work / f"k4-{args.frames}-s{args.seed}"
     if not (flight / "data.yaml").exists():
-        generate_flight(flight, args.frames, (4000, 3000), seed=31)
+        generate_flight(flight, args.frames, (4000, 3000), seed=args.seed)
+    if args.sahi_frames < 0:
+        args.sahi_frames = args.frames
     det = Detector(args.model, threads=args.threads)
     sahi = sahi_detector(det, args.model)
 
     sides = {"sahi": sahi, "all tiles": lambda im: detect_tiled(det, im, tile=640, overlap=0.2),
-             "guided": lambda im: detect_guided(det, im, tile=640, overlap=0.2)}
+             "guided": lambda im: detect_guided(det, im, tile=640, overlap=0.2, roi_conf=args.roi_conf,
+                                                margin=args.margin)}
     ds = YoloDataset.open(flight / "data.yaml")
     paths = ds.images("train")
     classes = {c: det.names.index(c) for c in FAULTS if c in det.names}
@@ -75,7 +84,7 @@ def main() -> int:
         if loaded is None:
             continue
         im, gt_xyxy, gt_cls = loaded
-        names = [s for s in sides if s != "sahi" or not args.sahi_frames or k < args.sahi_frames]
+        names = [s for s in sides if s != "sahi" or k < args.sahi_frames]
         for name in names[k % len(names):] + names[: k % len(names)]:  # rotated: no side always runs first
             t0 = time.perf_counter()
             dets = sides[name](im)
@@ -88,7 +97,7 @@ def main() -> int:
                     subset[name][c][0] += f
                     subset[name][c][1] += n
     summary = {}
-    for name in sides:
+    for name in [s for s in sides if times[s]]:
         hit = sum(v[0] for v in found[name].values())
         total = sum(v[1] for v in found[name].values())
         sub_hit, sub_total = (sum(v[i] for v in subset[name].values()) for i in (0, 1))
@@ -101,9 +110,10 @@ def main() -> int:
         print(f"{name:<10} {r['ms']:>8.0f} ms/frame over {r['frames']} frames  fault recall {r['fault_recall']:.3f} of "
               f"{r['faults']} {r['by_class']}; on SAHI's frames {r['fault_recall_on_sahi_frames']:.3f} of "
               f"{r['faults_on_sahi_frames']}")
-    doc = {"benchmark": "guided_tiling", "frames": len(times["guided"]), "threads": args.threads,
+    doc = {"benchmark": "guided_tiling", "frames": len(times["guided"]), "seed": args.seed, "threads": args.threads,
+           "margin": args.margin, "roi_conf": args.roi_conf,
            "model": args.model.name, "cpu_flags": cpu_flags(), "sides": summary,
-           "sahi_over_guided": round(summary["sahi"]["ms"] / summary["guided"]["ms"], 2),
+           "sahi_over_guided": round(summary["sahi"]["ms"] / summary["guided"]["ms"], 2) if "sahi" in summary else None,
            "all_over_guided": round(summary["all tiles"]["ms"] / summary["guided"]["ms"], 2)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))
