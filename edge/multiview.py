@@ -85,7 +85,8 @@ def triangulate(views: list[View], default_range_m: float = 20.0) -> Fix | None:
         return None
     origin = (views[0].lat, views[0].lon)
     cams = np.stack([_camera(v, origin) for v in views])
-    baseline = float(max(np.linalg.norm(a - b) for a in cams for b in cams))
+    baseline = float(np.linalg.norm(cams[:, None] - cams[None], axis=2).max())  # every pair at once: a
+    # track seen in hundreds of video frames is triangulated again at each of them
     if baseline < MIN_BASELINE_M:
         return None
     dirs = np.array([v.ray for v in views])
