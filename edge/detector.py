@@ -91,8 +91,10 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
 
 def to_tensor(images: Sequence[np.ndarray]) -> np.ndarray:
     """BGR HWC uint8 images of one size -> RGB NCHW float32 in [0, 1]."""
-    batch = np.stack(images)[..., ::-1].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch, dtype=np.float32) * np.float32(1 / 255)
+    out = np.empty((len(images), 3, *images[0].shape[:2]), np.float32)
+    for i, im in enumerate(images):  # one pass per image into the tensor: no stacked or float copies
+        np.multiply(im.transpose(2, 0, 1)[::-1], np.float32(1 / 255), out=out[i], dtype=np.float32)
+    return out
 
 
 def nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, max_det: int = 300) -> np.ndarray:
