@@ -12,10 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.paths import cloud_dir
-from cloud.settings import settings
+from cloud.settings import secret, settings
 
 
 def check_named(create: bool = False) -> None:
@@ -34,9 +35,18 @@ def database_url(url: str | None = None) -> str:
     if url:
         return url
     if settings().database_url:
-        return settings().database_url
+        return _with_password(settings().database_url, secret(settings().database_password))
     cloud_dir().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(cloud_dir() / 'pli.db').resolve()}"
+
+
+def _with_password(url: str, password: str | None) -> str:
+    """The URL with PLI_DATABASE_PASSWORD[_FILE] put in, where it names a server and no password:
+    the password comes from a secret file, not from a URL in an env file or a process listing."""
+    if not password or url.startswith("sqlite"):
+        return url
+    parsed = make_url(url)
+    return url if parsed.password is not None else parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def make_engine(url: str | None = None, immediate: bool = False) -> Engine:

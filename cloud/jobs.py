@@ -130,5 +130,13 @@ class Worker:
         self.consumer.start()
         return self
 
+    def problem(self) -> str | None:
+        """For its heartbeat: None while every worker thread runs and the queue answers."""
+        dead = sum(not t.is_alive() for _, t in self.consumer.worker_threads)
+        if dead:
+            return f"{dead} of {len(self.consumer.worker_threads)} worker threads stopped"
+        queue().pending_count()  # raises where Redis (or the SQLite queue) cannot be reached
+        return None
+
     def stop(self) -> None:
         self.consumer.stop(graceful=True)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     # Where things live
     database_url: str | None = Field(None, description="PostgreSQL (postgresql+psycopg://user@host:port/db); "
                                      "default: SQLite in the cloud folder")
+    database_password: SecretStr | None = Field(None, description="PostgreSQL's password, when the URL has none "
+                                                "(SECRET)")
     cloud_dir: Path = Field(Path("pli-cloud"), description="the cloud's folder: SQLite, registry, objects, jobs")
     object_store: str | None = Field(None, description="s3://bucket/prefix or a folder; default: <cloud dir>/objects")
     s3_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint (MinIO, moto)")

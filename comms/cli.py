@@ -35,7 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the ground terminal's send slots, lets drones out of 4G re-send what was lost")
     p.add_argument("--class-lists", help="folder of known class-list versions, N.toml each (default: the packaged "
                    "comms/class_lists); a message of another version is refused and waits for MQTT")
+    p.add_argument("--health", help="heartbeat file for the health check (`pli health FILE`): beats every 5 s "
+                   "while the terminal's port is open and the broker connected")
     p.set_defaults(func=_ground)
+
+    p = sub.add_parser("health", help="a service's health check: is its heartbeat file fresh and ok",
+                       description="Exit 0 if the heartbeat file that `pli cloud ingest`, `pli cloud worker` or "
+                       "`pli ground run` writes (--health FILE) is fresh and says ok; else exit 1 with why. What a "
+                       "container's health check and scripts/stack.sh run.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--max-age", type=float, default=30.0, help="seconds a beat stays fresh (default 30)")
+    p.set_defaults(func=_health)
 
     lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",
                         description="Drone-side link tools.")
@@ -200,6 +210,7 @@ def _ground(args: argparse.Namespace) -> int:
     from comms.beidou.driver import Driver
     from comms.classes import known_class_lists
     from comms.ground import GroundStation, load_keys
+    from comms.health import Heartbeat
     from comms.mqtt_link import MqttConfig, connect, make_client
     from comms.replay import ReplayGuard
     from comms.settings import drone_settings
@@ -214,6 +225,9 @@ def _ground(args: argparse.Namespace) -> int:
     driver = Driver(args.port, dialect=args.dialect)
     station = GroundStation(keys, ReplayGuard(args.replay_db), client, args.fleet, beidou_acks=args.beidou_acks,
                             class_lists=lists)
+    beat = Heartbeat(args.health, lambda: None if client.is_connected() and driver.serial.is_open
+                     else "broker not connected or terminal's port closed", name="ground").start() \
+        if args.health else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -221,6 +235,8 @@ def _ground(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if beat is not None:
+            beat.stop()
         driver.close()
         client.loop_stop()
     s = station.stats
@@ -228,6 +244,14 @@ def _ground(args: argparse.Namespace) -> int:
           f"alerts refused {s.refused}; answers sent: {s.ack_messages} acknowledgements, {s.refusal_messages} "
           "refusals")
     return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from comms.health import check
+
+    problem = check(args.file, args.max_age)
+    print(problem or f"{args.file}: healthy", file=sys.stderr if problem else sys.stdout)
+    return 1 if problem else 0
 
 
 def _modem_csq(args: argparse.Namespace) -> int:

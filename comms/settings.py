@@ -13,6 +13,7 @@ import shutil
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 ENV = {  # field -> (variable, what it is); the defaults are the dataclass's
     "device_key": ("PLI_DEVICE_KEY", "the drone's HMAC key in hex, unless the device config names a key file "
@@ -37,7 +38,15 @@ class DroneSettings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> DroneSettings:
         env = os.environ if environ is None else environ
-        return cls(**{f.name: env[ENV[f.name][0]] for f in fields(cls) if env.get(ENV[f.name][0])})
+        values = {f.name: env[ENV[f.name][0]] for f in fields(cls) if env.get(ENV[f.name][0])}
+        for name, (var, text) in ENV.items():  # a secret from a file: PLI_X_FILE=/run/secrets/x
+            path = env.get(f"{var}_FILE")
+            if "(SECRET)" in text and path and name not in values:
+                try:
+                    values[name] = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(f"{var}_FILE={path}: {exc.strerror}") from None
+        return cls(**values)
 
 
 def drone_settings() -> DroneSettings:
@@ -49,7 +58,7 @@ def help_table() -> str:
     defaults = DroneSettings()
     rows = [f"  {var}" + (f" (default {getattr(defaults, name)})" if getattr(defaults, name) else "") + f": {text}"
             for name, (var, text) in ENV.items()]
-    return "environment:\n" + "\n".join(rows)
+    return "environment (secrets also from <NAME>_FILE):\n" + "\n".join(rows)
 
 
 def with_env_help(parser: argparse.ArgumentParser, table: Callable[[], str] = help_table) -> argparse.ArgumentParser:

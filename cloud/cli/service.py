@@ -33,6 +33,8 @@ def register(csub: argparse._SubParsersAction) -> None:
                    help="do not record the drones' status reports (what they run) into the deployments")
     p.add_argument("--name", help="this worker's MQTT client id (stable: its queued messages survive a restart)")
     p.add_argument("--batch", type=int, default=500, help="alerts per transaction at most (default 500)")
+    p.add_argument("--health", type=Path, help="heartbeat file for the health check (`pli health FILE`): "
+                   "beats every 5 s while the broker and the database answer")
     p.add_argument("--create", action="store_true",
                    help="make a new SQLite database under $PLI_CLOUD_DIR (default ./pli-cloud) when none is named "
                    "and none is there (without it, ingest refuses to acknowledge alerts into a database it made)")
@@ -50,6 +52,8 @@ def register(csub: argparse._SubParsersAction) -> None:
                         description="Run the job queue's consumer (SQLite storage in pli-cloud/huey.db, or Redis "
                         "with PLI_REDIS_URL) until interrupted.")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--health", type=Path, help="heartbeat file for the health check (`pli health FILE`): "
+                   "beats every 5 s while its threads run and the queue answers")
     p.set_defaults(func=_worker)
 
     p = csub.add_parser("openapi", help="write the API's OpenAPI spec (committed as docs/openapi.json)")
@@ -140,6 +144,7 @@ def _ingest_worker(args: argparse.Namespace) -> int:
     from cloud.db import check_named, upgrade
     from cloud.ingest import IngestWorker
     from cloud.settings import secret, settings
+    from comms.health import Heartbeat
     from comms.mqtt_link import MqttConfig
 
     check_named(create=args.create)  # acknowledged alerts must land where the operators look
@@ -147,6 +152,8 @@ def _ingest_worker(args: argparse.Namespace) -> int:
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
                      password=secret(settings().mqtt_password), tls_ca=args.mqtt_tls_ca)
     worker = IngestWorker(cfg, group=args.group, fleet=args.fleet, name=args.name, batch=args.batch).start()
+    beat = Heartbeat(args.health, lambda: _ingest_problem(worker), name=args.name or "ingest").start() \
+        if args.health else None
     watcher = None
     if args.status:
         from cloud.registry.fleet_status import StatusWatcher
@@ -159,6 +166,8 @@ def _ingest_worker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if beat is not None:
+            beat.stop()
         worker.stop()
         if watcher is not None:
             watcher.stop()
@@ -166,6 +175,18 @@ def _ingest_worker(args: argparse.Namespace) -> int:
     print(json.dumps({"messages": s.messages, "stored": s.stored, "duplicates": s.duplicates, "refused": s.refused,
                       "conflicts": s.conflicts, "rejected": s.rejected, "db_retries": s.db_retries}))
     return 0
+
+
+def _ingest_problem(worker) -> str | None:
+    from sqlalchemy import text
+
+    from cloud.db import session_scope
+
+    if not worker.client.is_connected():
+        return "not connected to the broker"
+    with session_scope() as s:  # raises (the heartbeat says why) while the database is down
+        s.execute(text("SELECT 1"))
+    return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -194,9 +215,11 @@ def _worker(args: argparse.Namespace) -> int:
     import cloud.selection_job  # noqa: F401 - registers its jobs
     from cloud.db import upgrade
     from cloud.jobs import Worker
+    from comms.health import Heartbeat
 
     upgrade()
     worker = Worker(args.workers).start()
+    beat = Heartbeat(args.health, worker.problem, name="worker").start() if args.health else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -204,6 +227,8 @@ def _worker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if beat is not None:
+            beat.stop()
         worker.stop()
     return 0
 
