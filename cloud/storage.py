@@ -30,6 +30,7 @@ class ObjectStore(Protocol):
     def read(self, key: str) -> bytes: ...
     def stream(self, key: str) -> Iterator[bytes]: ...
     def delete(self, key: str) -> None: ...
+    def keys(self) -> Iterator[str]: ...
 
 
 def _check(key: str) -> str:
@@ -75,6 +76,13 @@ class LocalStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self) -> Iterator[str]:
+        """Every object's key (a backup's list); half-written `.tmp` files are not objects."""
+        if self.root.is_dir():
+            for p in sorted(self.root.rglob("*")):
+                if p.is_file() and not p.name.endswith(".tmp"):
+                    yield p.relative_to(self.root).as_posix()
+
 
 class S3Store:
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
@@ -112,6 +120,13 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def keys(self) -> Iterator[str]:
+        """Every object's key under the prefix, page by page (1,000 a page)."""
+        start = f"{self.prefix}/" if self.prefix else ""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(start):]
 
 
 def open_store(spec: str | None = None) -> ObjectStore:

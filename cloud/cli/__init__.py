@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from cloud.cli import access, flights, learning, releases, service, tuf
+from cloud.cli import access, backups, flights, learning, releases, service, tuf
 from comms.settings import with_env_help
 
 
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(PLI_CLOUD_DIR moves it).")
     csub = c.add_subparsers(dest="cloud_command", required=True,
                             metavar="{db,ingest,serve,worker,token,operator,towers,flights,upload,report,tuf,release,campaign,select,"
-                            "pseudo-label,learn,acl,openapi}")
-    for area in (service, access, flights, tuf, releases, learning):
+                            "pseudo-label,learn,acl,openapi,backup,restore}")
+    for area in (service, access, flights, tuf, releases, learning, backups):
         area.register(csub)
     with_env_help(c, _settings_table)
 
