@@ -57,6 +57,23 @@ def create_token(session: Session, name: str, role: str, fleet: str | None = Non
     return token
 
 
+def revoke_tokens(session: Session, token_id: int | None = None, name: str | None = None,
+                  drone: str | None = None) -> list[int]:
+    """Revoke the live tokens with this id, name or drone (a lost or retired drone: every token it
+    had); their ids. Revoked tokens stop working within CACHE_S seconds in every server process."""
+    if (token_id, name, drone) == (None, None, None):
+        raise ValueError("name the token(s) to revoke: an id, a name or a drone")
+    q = select(ApiToken).where(ApiToken.revoked.is_(False))
+    for column, value in ((ApiToken.id, token_id), (ApiToken.name, name), (ApiToken.drone, drone)):
+        if value is not None:
+            q = q.where(column == value)
+    rows = list(session.scalars(q))
+    for row in rows:
+        row.revoked = True
+        forget(row.token_hash)
+    return [r.id for r in rows]
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     name: str

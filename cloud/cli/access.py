@@ -4,19 +4,25 @@ Only argparse at module level (see pli/cli.py)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 
 def register(csub: argparse._SubParsersAction) -> None:
     t = csub.add_parser("token", help="API tokens", description="API tokens (stored hashed).")
-    tsub = t.add_subparsers(dest="token_command", required=True, metavar="{create}")
+    tsub = t.add_subparsers(dest="token_command", required=True, metavar="{create,revoke}")
     p = tsub.add_parser("create", help="make a token and print it (the only time it is shown)")
     p.add_argument("--name", required=True)
     p.add_argument("--role", required=True, choices=["operator", "fleet", "admin"])
     p.add_argument("--fleet", help="a fleet token's fleet (required for --role fleet)")
     p.add_argument("--drone", help="make it one drone's token (registers the drone in --fleet)")
     p.set_defaults(func=_token_create)
+    p = tsub.add_parser("revoke", help="revoke tokens by id, name or drone (a lost drone: every token it had)")
+    p.add_argument("--id", type=int)
+    p.add_argument("--name")
+    p.add_argument("--drone")
+    p.set_defaults(func=_token_revoke)
 
     o = csub.add_parser("operator", help="operators who log in to the pages",
                         description="People at the pages log in with a name and password (machines use tokens).")
@@ -50,6 +56,17 @@ def _token_create(args: argparse.Namespace) -> int:
         token = create_token(s, args.name, args.role, args.fleet, args.drone)
     print(token)
     return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from cloud.db import session_scope, upgrade
+    from cloud.tokens import revoke_tokens
+
+    upgrade()
+    with session_scope() as s:
+        ids = revoke_tokens(s, args.id, args.name, args.drone)
+    print(json.dumps({"revoked": ids}))
+    return 0 if ids else 1
 
 
 def _operator_add(args: argparse.Namespace) -> int:

@@ -144,3 +144,23 @@ def test_an_alert_under_another_fleets_topic_is_refused_and_the_drone_told(two_f
     with session_scope(url) as s:
         held = sorted(s.scalars(select(Alert.id).where(Alert.drone_id == "UAV-08")))
     assert held == [_id("UAV-08", 1), _id("UAV-08", 4)]
+
+
+def test_a_lost_drone_is_revoked_by_the_cli_and_its_token_stops_working(tmp_path, monkeypatch):
+    """The runbook's `pli cloud token revoke --drone`: every token of that drone, no other."""
+    from cloud.tokens import lookup
+    from pli.cli import main
+
+    url = f"sqlite:///{tmp_path / 'pli.db'}"
+    monkeypatch.setenv("PLI_DATABASE_URL", url)
+    upgrade(url)
+    with session_scope(url) as s:
+        lost = [create_token(s, "uav-09", "fleet", "fleet1", "UAV-09"), create_token(s, "uav-09b", "fleet", "fleet1",
+                                                                                    "UAV-09")]
+        kept = create_token(s, "uav-10", "fleet", "fleet1", "UAV-10")
+    assert main(["cloud", "token", "revoke", "--drone", "UAV-09"]) == 0
+    assert main(["cloud", "token", "revoke", "--drone", "UAV-09"]) == 1  # nothing live left to revoke
+    with session_scope(url) as s:
+        assert [lookup(s, t) for t in lost] == [None, None]
+        assert lookup(s, kept).drone == "UAV-10"
+    assert main(["cloud", "token", "revoke"]) == 2  # a revoke that names nothing is an error, not "all"
