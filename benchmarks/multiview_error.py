@@ -83,6 +83,7 @@ def run_arm(flight, laser: bool, multi_view: bool, angle_deg: float, gnss_m: flo
         dets = Detections(xyxy, np.full(len(labels), 0.9), [names.index(n) for n in labels], names)
         centres = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2], axis=1)
         events += tracker.update(frame, dets, locate(tag, w, h, centres))
+    events += tracker.flush()
     faults = list(csv.DictReader((flight.out / "faults.csv").open()))
     out = []
     for e in events:
@@ -103,6 +104,8 @@ def main() -> int:
     ap.add_argument("--gnss-noise", type=float, default=1.5, help="GNSS bias over a flight per axis, metres (1 sigma)")
     ap.add_argument("--yaw-jitter", type=float, default=0.0,
                     help="flights whose gimbal turns up to this many degrees off square to the line, each frame")
+    ap.add_argument("--orbit", type=float, default=0.0,
+                    help="flights that orbit each tower, this many degrees either side of it (0: along the line)")
     ap.add_argument("--gnss-jitter", type=float, default=0.3, help="GNSS error per frame per axis, metres (1 sigma)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "multiview_error.json")
     args = ap.parse_args()
@@ -111,7 +114,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.flights):
             flight = generate_flight(Path(tmp) / f"f{seed}", args.frames, parse_size(args.size), seed=seed,
-                                     progress=False, yaw_jitter=args.yaw_jitter)
+                                     progress=False, yaw_jitter=args.yaw_jitter, orbit=args.orbit)
             faults = list(csv.DictReader((flight.out / "faults.csv").open()))
             seen_twice += sum(int(f["frames"]) >= 2 for f in faults)
             for arm, (laser, mv) in ARMS.items():
@@ -135,7 +138,7 @@ def main() -> int:
               f"  median {s['median_m']} m  p90 {s['p90_m']} m  within 2 sigma {s['within_2_sigma']}")
     doc = {"flights": args.flights, "frames": args.frames, "size": args.size, "angle_noise_deg": args.angle_noise,
            "gnss_noise_m": args.gnss_noise, "gnss_jitter_m": args.gnss_jitter, "yaw_jitter_deg": args.yaw_jitter,
-           "cpu_flags": cpu_flags(),
+           "orbit_deg": args.orbit, "cpu_flags": cpu_flags(),
            "arms": summary, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1))

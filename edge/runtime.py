@@ -257,11 +257,27 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
                      source, len(done), flight_id)
     crops = cfg.crops or outbox.path.parent / "crops"
     crops.mkdir(parents=True, exist_ok=True)
-    recent: deque[Frame] = deque(maxlen=cfg.tracker.n)  # the best view of a new fault is among them
+    # the best view of a new fault is among them (it may wait settle_frames for more views)
+    recent: deque[Frame] = deque(maxlen=cfg.tracker.n + cfg.tracker.settle_frames)
     counts: Counter[str] = Counter()
     reference: np.ndarray | None = None
     frames = 0
     started = time.perf_counter()
+    unmarked: list[str] = []  # frames done whose faults may still be held by the tracker
+
+    def raise_alert(event: ConfirmedFault, frame: Frame) -> None:
+        if reported and (same := _reported(event, reported, cfg.tracker.radius_m)):
+            log.info("%s at %.6f, %.6f: already reported as %s before the restart", event.cls, event.lat,
+                     event.lon, same)
+            return
+        made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
+        if made is not None:
+            alert, crop = made
+            outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
+            counts[alert.fault_class] += 1
+            log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
+                     alert.position_source)
+
     frames_in = open_source(source) if isinstance(source, str | Path) else source
     if cfg.posing is not None:
         frames_in = cfg.posing(frames_in)
@@ -284,20 +300,18 @@ def run_flight(source: str | Path | Iterable[Frame], model: Path, outbox: Outbox
             slot.ran_frame(frame.geotag)
             outbox.recover()  # after a full disk: held alerts written once there is room (at most 1/s)
             for event in tracker.update(frame.index, dets, located):
-                if reported and (same := _reported(event, reported, cfg.tracker.radius_m)):
-                    log.info("%s at %.6f, %.6f: already reported as %s before the restart", event.cls, event.lat,
-                             event.lon, same)
-                    continue
-                made = _alert(event, recent, frame, outbox, flight_id, crops, slot)
-                if made is not None:
-                    alert, crop = made
-                    outbox.put(alert, thumbnail_of(crop))  # from the crop in memory: no re-read of the file
-                    counts[alert.fault_class] += 1
-                    log.info("alert %s: %s at %.6f, %.6f (%s)", alert.id, alert.fault_class, alert.lat, alert.lon,
-                             alert.position_source)
-            if runs is not None:
-                runs.mark(key, flight_id, frame.name)  # after its alerts are in the outbox
+                raise_alert(event, frame)
+            unmarked.append(frame.name)
+            if runs is not None and not tracker.holding:  # a resumed run sees a held fault's frames again
+                for name in unmarked:
+                    runs.mark(key, flight_id, name)  # after its alerts are in the outbox
+                unmarked.clear()
+        if recent:
+            for event in tracker.flush():  # faults still waiting for views when the frames ended
+                raise_alert(event, recent[-1])
         if runs is not None:
+            for name in unmarked:
+                runs.mark(key, flight_id, name)
             runs.finish(key, flight_id)
     finally:
         if runs is not None:

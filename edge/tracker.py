@@ -33,6 +33,11 @@ class TrackerConfig:
     iou: float = 0.3
     ray_gap_m: float = 2.5  # a view whose ray passes this close to a track's point (or rays) may join it
     multi_view: bool = True  # a confirmed fault's position from all its views (edge/multiview.py)
+    # A confirmed fault whose views still place it loosely (stated error above settle_error_m: two
+    # views close together, as on an orbit's arc) waits for more views while it stays in sight, at
+    # most settle_frames frames: a BeiDou alert is one short message, better sent once and right.
+    settle_error_m: float = 3.0
+    settle_frames: int = 6
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
@@ -57,6 +62,8 @@ class Track:
     source: str = "drone"  # the best way any observation was located: laser, then ground_plane, then drone
     views: list[View] = field(default_factory=list)  # cameras and rays of the views with a pose
     fix: Fix | None = None  # the position from several views, once there are two
+    confirmed_at: int = -1
+    reported: bool = False
 
 
 _RANK = {"drone": 0, "other": 1, "ground_plane": 2, "laser": 3, "multi_view": 4}
@@ -130,11 +137,37 @@ class FaultTracker:
         for t in self.tracks:
             recent = sum(1 for f in t.frames if f > frame - cfg.n)
             if not t.confirmed and recent >= cfg.k:
-                t.confirmed = True
+                t.confirmed, t.confirmed_at = True, frame
+            if t.confirmed and not t.reported and self._settled(t, frame):
+                t.reported = True
                 confirmed.append(self._event(t))
         # Unconfirmed tracks that cannot reach k within the window any more are dropped.
         self.tracks = [t for t in self.tracks if t.confirmed or frame - t.last_frame < cfg.n]
         return confirmed
+
+    @property
+    def holding(self) -> bool:
+        """A confirmed fault waits for more views (not yet reported)."""
+        return any(t.confirmed and not t.reported for t in self.tracks)
+
+    def flush(self) -> list[ConfirmedFault]:
+        """The confirmed faults still waiting for views (the flight ended): reported now."""
+        out = []
+        for t in self.tracks:
+            if t.confirmed and not t.reported:
+                t.reported = True
+                out.append(self._event(t))
+        return out
+
+    def _settled(self, t: Track, frame: int) -> bool:
+        """Report now: the fault out of sight, waited enough, no rays to wait on, or a tight fix
+        (views still too close together for any fix wait too, as a hovering drone's would)."""
+        cfg = self.config
+        if not cfg.multi_view or frame - t.last_frame >= cfg.n or frame - t.confirmed_at >= cfg.settle_frames:
+            return True
+        if t.fix is None:
+            return not t.views
+        return t.fix.error_m <= cfg.settle_error_m
 
     def _assign(self, frame: int, dets: Detections, located: Located, idx: list[int],
                 tracks: list[Track]) -> dict[int, Track]:

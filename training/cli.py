@@ -184,6 +184,9 @@ def register_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene and route seed (default 0)")
     p.add_argument("--yaw-jitter", type=float, default=0.0,
                    help="turn the gimbal up to this many degrees off square to the line, anew each frame (default 0)")
+    p.add_argument("--orbit", type=float, default=0.0, metavar="DEG",
+                   help="fly an arc around each tower in turn, DEG either side of it, the camera on the tower "
+                   "(default 0: along the line)")
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("augment", help="albumentations augmentation of a YOLO dataset",
@@ -291,7 +294,8 @@ def _import(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from training.synth.flight import generate_flight, parse_size
 
-    summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed, yaw_jitter=args.yaw_jitter)
+    summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed, yaw_jitter=args.yaw_jitter,
+                              orbit=args.orbit)
     print("\n".join(summary.lines()))
     return 0
 

@@ -65,13 +65,16 @@ def test_no_fix_without_two_usable_views_a_baseline_or_a_point_in_front():
     assert ray_gap(a, away) is None
 
 
-@pytest.fixture(scope="module", params=[0.0, 20.0], ids=["square", "yawed"])
+@pytest.fixture(scope="module", params=[(0.0, 0.0), (20.0, 0.0), (0.0, 30.0)], ids=["square", "yawed", "orbit"])
 def flight(request, tmp_path_factory):
-    """The camera square to the line, and turned up to 20 degrees off it anew each frame."""
+    """The camera square to the line, turned up to 20 degrees off it anew each frame, and an
+    orbit of 30 degrees either side of each tower (at 1920x1080: the scene scales with the frame,
+    and an orbit of a 960-pixel flight's 4 m radius moves the camera half a metre a frame)."""
     from training.synth.flight import generate_flight
 
-    return generate_flight(tmp_path_factory.mktemp("mv"), 30, (960, 540), seed=8, progress=False,
-                           yaw_jitter=request.param)
+    yaw, orbit = request.param
+    return generate_flight(tmp_path_factory.mktemp("mv"), 30, (1920, 1080) if orbit else (960, 540), seed=8,
+                           progress=False, yaw_jitter=yaw, orbit=orbit)
 
 
 def _confirmed(flight, multi_view: bool):
@@ -85,6 +88,7 @@ def _confirmed(flight, multi_view: bool):
         dets = Detections(xyxy, np.full(len(labels), 0.9), [NAMES.index(n) for n in labels], NAMES)
         centres = np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2], axis=1)
         events += tracker.update(frame, dets, locate(tag, w, h, centres))
+    events += tracker.flush()
     faults = [f for f in csv.DictReader((flight.out / "faults.csv").open()) if int(f["frames"]) >= 2]
     out = []
     for e in events:
@@ -102,3 +106,43 @@ def test_without_a_laser_several_views_place_every_fault_within_3_m(flight):
         assert d <= 3.0 and e.position_source == "multi_view" and e.error_m is not None
     single = [d for _, d, _ in _confirmed(flight, multi_view=False)[1]]
     assert not single or float(np.median(single)) > 10.0  # the ground plane alone: tens of metres off
+
+
+def _arc_frame(deg: float, target: np.ndarray, radius: float = 20.0, noise_deg: float = 0.0):
+    """One detection of the fault at `target`, seen from `deg` along an arc around it."""
+    from edge.geolocate import Located
+
+    a = math.radians(deg)
+    cam = target + np.array([-radius * math.sin(a), -radius * math.cos(a), 8.0])
+    view = _view(cam, target + np.array([0.0, 0.0, 0.0]), None, "ground_plane")
+    if noise_deg:  # a gimbal yaw error of its own
+        r = np.asarray(view.ray)
+        c, s = math.cos(math.radians(noise_deg)), math.sin(math.radians(noise_deg))
+        view = replace(view, ray=(float(c * r[0] - s * r[1]), float(s * r[0] + c * r[1]), float(r[2])))
+    lat, lon = offset_latlon(LAT0, LON0, target[0] + 30.0, target[1])  # the single-view guess: 30 m off
+    dets = Detections(np.array([[100.0, 100.0, 140.0, 150.0]]), np.array([0.9]), [NAMES.index("defect")], NAMES)
+    return dets, Located(np.array([float(lat)]), np.array([float(np.asarray(lon))]), "ground_plane", [view])
+
+
+def test_a_fault_confirmed_on_two_close_views_waits_for_wider_ones_and_is_reported_once():
+    """Two views 6 degrees apart on an orbit's arc place the fault loosely: its alert waits while
+    it stays in sight, and goes once the arc is wide enough, tighter than it would have been; a
+    fault still waiting when the frames end is reported by flush(), and nothing twice."""
+    target = np.array([0.0, 20.0, 25.0])
+    tracker = FaultTracker(load_class_list(), TrackerConfig(k=2, n=3, settle_error_m=3.0, settle_frames=6))
+    noise = [0.8, -0.8, 0.5, -0.4, 0.3, -0.2]
+    events = []
+    for i, deg in enumerate([-3.0, 3.0, 8.0, 15.0, 22.0, 29.0]):
+        got = tracker.update(i, *_arc_frame(deg, target, noise_deg=noise[i]))
+        if i == 1:
+            assert got == [] and tracker.holding  # confirmed, but the two rays barely diverge
+        events += got
+    assert len(events) == 1 and not tracker.holding and tracker.flush() == []
+    (e,) = events
+    e_, n_ = enu_offset(e.lat, e.lon, LAT0, LON0)
+    assert e.error_m <= 3.0 and math.dist((float(e_), float(n_)), tuple(target[:2])) < 2.0
+    held = FaultTracker(load_class_list(), TrackerConfig(k=2, n=3))
+    assert held.update(0, *_arc_frame(-3.0, target, noise_deg=0.8)) == []
+    assert held.update(1, *_arc_frame(3.0, target, noise_deg=-0.8)) == []  # held
+    (late,) = held.flush()  # the flight ended while it waited: reported, never lost
+    assert late.position_source == "multi_view" and held.flush() == []

@@ -28,6 +28,7 @@ class Camera:
     pitch_deg: float  # negative looks down
     hfov_deg: float = HFOV_DEG
     yaw_deg: float = 0.0  # turned towards the direction of flight
+    y: float = 0.0  # off the route towards the line (an orbit's arc around a tower)
 
     @property
     def f(self) -> float:
@@ -41,7 +42,7 @@ class Camera:
         """World points (N, 3) -> pixel (N, 2) and depth along the optical axis (N,)."""
         p = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
         a, psi = math.radians(self.pitch_deg), math.radians(self.yaw_deg)
-        dx, dy = p[:, 0] - self.x, p[:, 1]
+        dx, dy = p[:, 0] - self.x, p[:, 1] - self.y
         rx = dx * math.cos(psi) - dy * math.sin(psi)  # along the image's left, as at yaw 0
         ry = dx * math.sin(psi) + dy * math.cos(psi)  # along the look direction on the ground
         rz = p[:, 2] - self.z

@@ -101,12 +101,18 @@ def _wrap180(deg: float) -> float:
 
 
 def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080), seed: int = 0,
-                    progress: bool = True, quality: int = 90, yaw_jitter: float = 0.0) -> FlightSummary:
+                    progress: bool = True, quality: int = 90, yaw_jitter: float = 0.0,
+                    orbit: float = 0.0) -> FlightSummary:
     """`yaw_jitter`: the gimbal turned up to this many degrees off square to the line, towards or
     away from the direction of flight, anew each frame (0: square, as the flights have always been;
-    drawn only when set, so a flight without it is unchanged)."""
+    drawn only when set, so a flight without it is unchanged).
+    `orbit`: instead of flying along the line, fly an arc around each tower in turn, from `orbit`
+    degrees before it to as many past it, at the line flight's distance from its arms, the camera
+    turned to the tower all the way (the frames split evenly between the towers)."""
     if frames < 1:
         raise ValueError("a flight needs at least one frame")
+    if not 0 <= orbit < 80:
+        raise ValueError("an orbit's arc is 0 to 80 degrees either side of the tower")
     started = time.perf_counter()
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,7 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
     t0 = datetime(2026, 5, 12, 2, 30, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 300)))
     gimbal_yaw = _wrap180(route.bearing + 90)
 
+    arcs = _orbits(scene, frames, coverage, length, orbit) if orbit > 0 else None
     seen: Counter[str] = Counter()
     boxes_by_class: Counter[str] = Counter()
     poses = []
@@ -138,17 +145,22 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
         z = altitude + rng.uniform(-0.3, 0.3)
         p = pitch + rng.uniform(-1.0, 1.0)
         yaw = float(rng.uniform(-yaw_jitter, yaw_jitter)) if yaw_jitter > 0 else 0.0
-        cam = Camera(width, height, x, z, p, yaw_deg=yaw)
+        y = 0.0
+        if arcs is not None:  # on the arc around its tower, looking at the arms' tips
+            tower_x, yaw = arcs[i]
+            x, y = tower_x - near * math.sin(math.radians(yaw)), near - near * math.cos(math.radians(yaw))
+        cam = Camera(width, height, x, z, p, yaw_deg=yaw, y=y)
         img, boxes = render(scene, cam, seed)
         cv2.setRNGSeed(seed * 100_003 + i)
         noise = np.zeros(img.shape, np.int16)
         cv2.randn(noise, 0, 3)
         img = cv2.add(img.astype(np.int16), noise, dtype=cv2.CV_8U)
-        lat, lon = route.to_latlon(x, 0.0)
+        lat, lon = route.to_latlon(x, y)
         pose = Pose(time=t0 + timedelta(seconds=i * step / SPEED), lat=lat, lon=lon,
                     abs_alt=route.ground_alt + z, rel_alt=z, flight_yaw=_wrap180(route.bearing),
                     gimbal_yaw=_wrap180(gimbal_yaw - yaw), gimbal_pitch=p,
-                    target_distance=near / (math.cos(math.radians(p)) * math.cos(math.radians(yaw))))
+                    target_distance=near / math.cos(math.radians(p)) / (1.0 if arcs is not None else
+                                                                         math.cos(math.radians(yaw))))
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
@@ -198,6 +210,21 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
                             fault_rows)
     log.info("%s", "; ".join(summary.lines()))
     return summary
+
+
+def _orbits(scene, frames: int, coverage: float, length: float, half_deg: float) -> list[tuple[float, float]]:
+    """(tower x, camera yaw) of each frame: arcs from -half_deg to +half_deg, a tower each."""
+    towers = [t.x for t in scene.towers if coverage / 2 <= t.x <= length - coverage / 2]
+    if not towers:
+        raise ValueError("no tower inside the flight to orbit: give more frames")
+    per = max(3, frames // len(towers))
+    out = []
+    for k, tx in enumerate(towers):
+        n = per if k < len(towers) - 1 else frames - per * k
+        out += [(tx, -half_deg + 2 * half_deg * j / max(n - 1, 1)) for j in range(max(n, 0))]
+        if len(out) >= frames:
+            break
+    return out[:frames]
 
 
 def _pose_json(pose: Pose) -> dict:
