@@ -43,14 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("detect", help="run an ONNX detector on images",
                        description="Detect with an ONNX model through the edge detector. Tiles high-resolution "
-                       "images automatically (long side > 2x the model input). With --json: one JSON object "
-                       "per image per line, boxes in source-image pixels.")
+                       "images automatically (guided past 4x the model input, every tile past 2x). With --json: "
+                       "one JSON object per image per line, boxes in source-image pixels.")
     p.add_argument("model", type=Path, help="ONNX model")
     p.add_argument("images", nargs="+", type=Path, help="image files")
     p.add_argument("--tile", default="auto", choices=["auto", "on", "guided", "off"],
-                   help="tiled inference: auto (every tile when the frame is large), on, guided (tiles only "
-                   "where a coarse "
-                   "pass saw something) or off (default auto)")
+                   help="tiled inference: auto (guided past 4x the model input, every tile past 2x, else one "
+                   "pass), on (every tile), guided (tiles only where a coarse pass saw something) or off (default "
+                   "auto)")
     p.add_argument("--conf", type=float, help="confidence threshold (default: the model's)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     p.add_argument("--json", action="store_true", help="JSON lines output")
@@ -128,9 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--telemetry", type=Path, help="telemetry sidecar (.SRT or .csv) if not beside the video")
     p.add_argument("--tz", help="time zone of the telemetry's local times")
     p.add_argument("--tile", default="auto", choices=["auto", "on", "guided", "off"],
-                   help="tiled inference: auto (every tile when the frame is large), on, guided (tiles only "
-                   "where a coarse "
-                   "pass saw something) or off (default auto)")
+                   help="tiled inference: auto (guided past 4x the model input, every tile past 2x, else one "
+                   "pass), on (every tile), guided (tiles only where a coarse pass saw something) or off (default "
+                   "auto)")
     p.add_argument("--conf", type=float, help="confidence threshold (default: the model's)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
     p.add_argument("--k", type=int, default=2, help="confirm a fault seen in k ... (default 2)")

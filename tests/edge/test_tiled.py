@@ -31,6 +31,10 @@ def test_merge_removes_copies_cut_at_tile_edges_but_keeps_neighbours():
 def test_auto_rule():
     assert should_tile((3000, 4000, 3), (640, 640)) and should_tile((1080, 1920, 3), (640, 640))
     assert not should_tile((864, 1152, 3), (640, 640))
+    from edge.tiled import auto_mode
+
+    assert [auto_mode(s, (640, 640)) for s in ((3000, 4000, 3), (1080, 1920, 3), (864, 1152, 3))] == \
+        ["guided", "on", "off"]  # guided where measured equal (4000x3000), every tile for 1080p, one pass below
 
 
 @pytest.mark.slow
@@ -43,8 +47,9 @@ def test_tiled_detection_on_a_big_frame(exported_fp32, flight):
     assert len(tiled) > 0
     assert (tiled.xyxy[:, [0, 2]] <= big.shape[1]).all() and (tiled.xyxy[:, [1, 3]] <= big.shape[0]).all()
     assert len(merge(tiled)) == len(tiled)  # already merged
-    auto = detect(det, big, "auto", tile=320, overlap=0.25)
-    np.testing.assert_allclose(auto.xyxy, tiled.xyxy)
+    np.testing.assert_allclose(detect(det, big, "on", tile=320, overlap=0.25).xyxy, tiled.xyxy)
+    auto = detect(det, big, "auto", tile=320, overlap=0.25)  # 960 px > 4 x 160 px: guided
+    np.testing.assert_allclose(auto.xyxy, detect(det, big, "guided", tile=320, overlap=0.25).xyxy)
     with pytest.raises(ValueError):
         detect(det, big, "sometimes")
 
