@@ -143,10 +143,11 @@ def install(release: Release, watch: Path) -> Path:
     """The release's files into `watch/<version>/`, whole or not at all (a folder renamed into
     place), for the runtime's probation to take."""
     dest = Path(watch) / release.version
+    for stale in Path(watch).glob(f".{release.version}.*.tmp"):  # a stager killed mid-copy (power cut)
+        shutil.rmtree(stale, ignore_errors=True)
     if dest.exists():
         return dest
     tmp = Path(watch) / f".{release.version}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for path, local in release.files.items():
         shutil.copyfile(local, tmp / Path(path).name)

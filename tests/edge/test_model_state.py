@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,3 +105,55 @@ def test_a_crashing_trial_model_is_reported_with_its_crashes_and_its_rollback(fl
     third = run()  # run 2 "crashed" too (it ended before its trial did): back to the shipped model
     assert (third["release"], third["state"]) == (card["version"], "good")
     assert third["refused"][-1]["model"] == "pli-next/2026.12.01" and "rolled back" in third["refused"][-1]["reason"]
+
+
+STAGER = """
+import sys, time
+from pathlib import Path
+from edge.update import Release, install
+src, watch = Path(sys.argv[1]), Path(sys.argv[2])
+files = {f"models/9.9/{p.name}": p for p in sorted(src.iterdir())}
+print("ready", flush=True)
+install(Release("9.9", "canary", files, {}), watch)
+print("staged", flush=True)
+time.sleep(60)  # killed here too: staged, and the runtime not yet swapped to it
+"""
+
+
+def test_sigkill_while_a_release_is_staged_never_shows_half_a_release(tmp_path):
+    """The drone powered off at any instant of staging a verified release (edge/update.py:install)
+    or after it: the update folder shows the whole release or none of it (a half-copied one stays
+    in a hidden folder the runtime never looks at, removed by the next staging), so probation and
+    the swap only ever see whole files."""
+    import hashlib
+
+    src, watch = tmp_path / "release", tmp_path / "watch"
+    src.mkdir()
+    (src / "pli-next.onnx").write_bytes(os.urandom(24 << 20))  # big enough to be cut mid-copy
+    (src / "pli-next.json").write_text(json.dumps({"sha256": "..."}))
+    (src / "pli-next.golden.json").write_text("{}")
+    want = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()}
+    root = Path(__file__).resolve().parents[2]
+    seen = {"none": 0, "whole": 0}
+    for k in range(12):
+        if k % 3 == 0:  # stage again now and then, to be cut at new instants
+            shutil.rmtree(watch / "9.9", ignore_errors=True)
+        p = subprocess.Popen([sys.executable, "-c", STAGER, str(src), str(watch)], cwd=root, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(root)})
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep((k % 6) * 0.012)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        visible = [q for q in watch.rglob("*") if not any(part.startswith(".") for part in q.relative_to(watch).parts)]
+        if not visible:
+            seen["none"] += 1
+            continue
+        got = {q.name: hashlib.sha256(q.read_bytes()).hexdigest() for q in visible if q.is_file()}
+        assert got == want, f"kill {k}: a partial release in view"
+        seen["whole"] += 1
+    assert seen["none"] and seen["whole"]  # cut before the rename and after it
+    from edge.update import Release, install
+
+    install(Release("9.9", "canary", {f"models/9.9/{q.name}": q for q in src.iterdir()}, {}), watch)
+    assert not list(watch.glob(".*.tmp"))  # what killed stagers left is gone
+    assert {q.name: hashlib.sha256(q.read_bytes()).hexdigest() for q in (watch / "9.9").iterdir()} == want
