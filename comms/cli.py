@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "`pli ground run` writes (--health FILE) is fresh and says ok; else exit 1 with why. What a "
                        "container's health check and scripts/stack.sh run.")
     p.add_argument("file", type=Path)
-    p.add_argument("--max-age", type=float, default=30.0, help="seconds a beat stays fresh (default 30)")
+    p.add_argument("--max-age", type=float, default=15.0, help="seconds a beat stays fresh (default 15: three "
+                   "missed beats)")
     p.set_defaults(func=_health)
 
     lk = sub.add_parser("link", help="the drone's sending loop: outbox -> 4G or BeiDou -> home",

@@ -62,8 +62,9 @@ class Heartbeat:
             self._stop.wait(self.every_s)
 
 
-def check(path: str | Path, max_age_s: float = 30.0, now: float | None = None) -> str | None:
-    """None when the heartbeat at `path` is fresh and ok, else why not."""
+def check(path: str | Path, max_age_s: float = 15.0, now: float | None = None) -> str | None:
+    """None when the heartbeat at `path` is fresh and ok, else why not. A process killed outright
+    leaves its last beat behind: it goes stale after `max_age_s` (three missed beats)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text())

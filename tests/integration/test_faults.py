@@ -163,3 +163,77 @@ def test_postgresql_restarted_during_ingest_loses_and_doubles_nothing(broker, tm
                  "stored_twice": twice, "outage_s": round(up - down, 1), "recovery_s": round(recovery, 1)})
     finally:
         pg.remove()
+
+
+def test_the_ground_station_killed_with_beidou_messages_in_flight_loses_and_doubles_nothing(ingest, broker,
+                                                                                              tmp_path):
+    """No 4G: every alert goes by BeiDou (simulated terminals, one message a second) to `pli ground
+    run`, which is SIGKILLed while messages are on their way and started again: what reached the
+    dead station is sent again by the drone (no acknowledgement came back by BeiDou), and the
+    replay window keeps a message heard twice from being stored twice."""
+    from comms.beidou.driver import Driver
+    from comms.beidou.sim import Network, SimTerminal, TerminalConfig
+    from comms.forwarder import Forwarder
+    from comms.selector import LinkSelector, SelectorConfig
+
+    _, url = ingest
+    key = os.urandom(32)
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"1": {"drone_id": "UAV-07", "key_hex": key.hex()}}))
+    net = Network()
+    sims = [SimTerminal(TerminalConfig(address=a, service_frequency_s=1.0, delay_s=0.3, bsi_interval_s=0.2), net)
+            .start() for a in ("0247718", "0179773")]
+    beat, log = tmp_path / "ground.health.json", tmp_path / "ground.log"
+    cmd = [sys.executable, "-m", "pli", "ground", "run", "--port", sims[1].device, "--mqtt-port", str(broker.port),
+           "--keys", str(keys), "--replay-db", str(tmp_path / "replay.db"), "--beidou-acks", "--health", str(beat)]
+
+    def start_ground() -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, stderr=log.open("a"))
+
+        def up() -> bool:  # this process's own beat (a killed one's last beat stays on disk a while)
+            try:
+                return json.loads(beat.read_text())["pid"] == proc.pid and check(beat) is None
+            except (OSError, ValueError, KeyError):
+                return False
+
+        assert until(up, 60), log.read_text()[-1500:]
+        return proc
+
+    ground = start_ground()
+    drone_bd = Driver(sims[0].device)
+    box = Outbox(tmp_path / "outbox.db", "UAV-07")
+    link = MqttLink(box, MqttConfig(port=broker.port))
+    fwd = Forwarder(box, link, drone_bd, LinkSelector(SelectorConfig(hold_s=1.0)), lambda: 0, 1, key, "0179773",
+                    beidou_acks=True)
+    n, ids = 12, []
+
+    def step() -> None:
+        if len(ids) < n:
+            a = new_alert(box)
+            box.put(a)
+            ids.append(a.id)
+        fwd.tick()
+
+    try:
+        assert until(lambda: box.counts().get(ACKED, 0) >= 3, 90, step), box.counts()
+        ground.send_signal(signal.SIGKILL)  # the station's power cut, BeiDou messages on their way
+        ground.wait()
+        down = time.monotonic()
+        until(lambda: False, 3.0, step)
+        ground = start_ground()
+        up = time.monotonic()
+        assert until(lambda: len(ids) == n and box.counts() == {ACKED: n}, 180, step), box.counts()
+        recovery = time.monotonic() - up
+        assert until(lambda: _count(url) == n, 30), _count(url)
+    finally:
+        fwd.close()
+        drone_bd.close()
+        _stop(ground)
+        for s in sims:
+            s.stop()
+    stored = _ids(url)
+    lost, twice = len(set(ids) - set(stored)), len(stored) - len(set(stored))
+    assert lost == 0 and twice == 0 and len(stored) == n
+    _record({"fault": "ground station SIGKILLed, BeiDou messages in flight", "backend": url.split(":")[0],
+             "alerts": n, "lost": lost, "stored_twice": twice, "outage_s": round(up - down, 1),
+             "recovery_s": round(recovery, 1)})
