@@ -8,8 +8,11 @@ storage to Redis; the default keeps huey's queue in `pli-cloud/huey.db`.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,6 +54,27 @@ def reset_queue() -> None:
         _TASKS.clear()
 
 
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("pli_job", default=None)
+
+
+def worker_id() -> str:
+    """host:pid of this process, recorded on the jobs it runs (so a restarted worker can tell its
+    dead predecessor's jobs from another live worker's)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def note(**fields: Any) -> None:
+    """From inside a running job: facts about it kept in its row's result now (a learning run's
+    id, say), so a worker that dies mid-job leaves them for the next one to clean up."""
+    job_id = _current.get()
+    if job_id is None:
+        return
+    with session_scope() as s:
+        row = s.get(Job, job_id)
+        if row is not None:
+            row.result = {**(row.result or {}), **fields}
+
+
 _TASKS: dict[str, Any] = {}
 _FUNCS: dict[str, Callable] = {}
 
@@ -75,12 +99,15 @@ def _task(kind: str):
 
         @functools.wraps(fn)
         def run(job_id: str, args: dict) -> Any:
-            _mark(job_id, status="running", started_at=datetime.now(UTC))
+            _mark(job_id, status="running", started_at=datetime.now(UTC), result={"worker": worker_id()})
+            token = _current.set(job_id)
             try:
                 result = fn(**args)
             except Exception as exc:
                 _mark(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=datetime.now(UTC))
                 raise
+            finally:
+                _current.reset(token)
             _mark(job_id, status="done", result=result if isinstance(result, dict) else {"value": result},
                   finished_at=datetime.now(UTC))
             return result
@@ -127,6 +154,7 @@ class Worker:
                                                 scheduler_interval=1)
 
     def start(self) -> Worker:
+        recover_stale()
         self.consumer.start()
         return self
 
@@ -140,3 +168,40 @@ class Worker:
 
     def stop(self) -> None:
         self.consumer.stop(graceful=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale() -> list[str]:
+    """Jobs left "running" by a worker of this host that is gone (killed, crashed, powered off):
+    marked failed, never run again by themselves (huey dropped them when they were taken), and a
+    learning run they started marked failed with them. What such a job left half done is not a
+    release: a release is recorded, and signed for drones, only as a learning run's last step.
+    Their ids."""
+    from cloud.models import LearningRun
+
+    host = socket.gethostname()
+    failed = []
+    with session_scope() as s:
+        for row in s.query(Job).filter(Job.status == "running"):
+            worker = str((row.result or {}).get("worker", ""))
+            w_host, _, w_pid = worker.rpartition(":")
+            if w_host != host or not w_pid.isdigit() or _alive(int(w_pid)):
+                continue  # another machine's worker, or one still running it
+            why = f"worker {worker} stopped mid-run (killed or crashed); queue it again"
+            row.status, row.error, row.finished_at = "failed", why, datetime.now(UTC)
+            run_id = (row.result or {}).get("learning_run")
+            if run_id is not None and (run := s.get(LearningRun, int(run_id))) is not None and run.status == "running":
+                run.status, run.finished_at = "failed", datetime.now(UTC)
+                run.decision = {"passed": False, "reasons": [why]}
+            failed.append(row.id)
+            log.warning("job %s (%s): %s", row.id, row.kind, why)
+    return failed

@@ -28,7 +28,7 @@ import numpy as np
 from cloud import campaigns
 from cloud.db import session_scope
 from cloud.embeddings import embed
-from cloud.jobs import enqueue, job
+from cloud.jobs import enqueue, job, note
 from cloud.label_studio import cloud_images
 from cloud.models import Annotation, Campaign, Deployment, Image, Job, LearningRun, ModelRelease
 from cloud.paths import DEFAULT_WEIGHTS, cloud_dir, weights_dir
@@ -251,6 +251,7 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
         s.add(run)
         s.flush()
         run_id = run.id
+    note(learning_run=run_id)  # a worker killed mid-run leaves this for the next one (jobs.recover_stale)
     work = cloud_dir() / "learning" / f"run-{run_id}"
     try:
         data = tests[campaign]

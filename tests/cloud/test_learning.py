@@ -387,3 +387,61 @@ def test_an_operator_queues_a_learning_run_through_the_api(flight, tmp_path, mon
         assert job.args["trigger"] == "on demand (ops)" and job.args["replay"] == 10
     assert client.get("/learning/runs/99", headers=ops).status_code == 404
     jobs.reset_queue()
+
+
+def test_a_worker_killed_mid_training_leaves_a_failed_run_and_no_release(two_campaigns):
+    """`pli cloud worker` SIGKILLed while a learning run trains: nothing is released (a release is
+    recorded and signed only as a run's last step), and the next worker to start marks the dead
+    one's job and run failed (huey had already dropped the job: it is not run again by itself)."""
+    import signal
+    import subprocess
+    import sys
+
+    from waiting import until
+
+    from cloud import jobs
+    from cloud.models import Job, LearningRun, ModelRelease
+
+    env = two_campaigns
+    job_id = jobs.enqueue("learn", campaign="b", recipe={"imgsz": 320, "batch": 2, "epochs": 60, "warmup_epochs": 0,
+                                                          "freeze": 0, "lr0": None}, replay=0)
+    cmd = [sys.executable, "-m", "pli", "cloud", "worker", "--workers", "1"]
+    log = env["tmp"] / "worker.log"
+    worker = subprocess.Popen(cmd, stderr=log.open("w"), cwd=ROOT)
+
+    def training() -> bool:
+        with session_scope(env["url"]) as s:
+            run = s.query(LearningRun).order_by(LearningRun.id.desc()).first()
+            run_id = run.id if run is not None else None
+        return run_id is not None and any((env["tmp"] / "cloud" / "learning" / f"run-{run_id}").rglob("results.csv"))
+
+    try:
+        assert until(training, 300), log.read_text()[-2000:]  # an epoch done: well inside training
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        with session_scope(env["url"]) as s:
+            assert s.get(Job, job_id).status == "running"  # what the dead worker left
+            assert s.query(ModelRelease).count() == 0
+            s.add(Job(id="live-elsewhere", kind="learn", status="running", args={},
+                      result={"worker": jobs.worker_id()}))  # a live worker's (this process): left alone
+        worker = subprocess.Popen(cmd, stderr=log.open("a"), cwd=ROOT)
+
+        def failed() -> bool:
+            with session_scope(env["url"]) as s:
+                return s.get(Job, job_id).status == "failed"
+
+        assert until(failed, 90), log.read_text()[-2000:]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    with session_scope(env["url"]) as s:
+        job = s.get(Job, job_id)
+        run = s.get(LearningRun, job.result["learning_run"])
+        assert "stopped mid-run" in job.error and run.status == "failed" and run.release is None
+        assert "stopped mid-run" in run.decision["reasons"][0]
+        assert s.query(ModelRelease).count() == 0  # never a half release
+        assert s.get(Job, "live-elsewhere").status == "running"
+    assert not any((env["tmp"] / "cloud" / "registry").glob("learn-*"))
