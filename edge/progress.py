@@ -50,7 +50,10 @@ class RunProgress:
                     done = {f for (f,) in self.db.execute(
                         "SELECT frame FROM done WHERE source = ? AND flight_id = ?", (source, row[0]))}
                     return row[0], done
-            flight_id = given or default
+            flight_id, n = given or default, 1
+            while given is None and self.db.execute("SELECT 1 FROM runs WHERE flight_id = ?", (flight_id,)).fetchone():
+                n += 1  # a folder run again within the second its last run began: still a new flight
+                flight_id = f"{default}-{n}"
             self.db.execute("DELETE FROM done WHERE source = ? AND flight_id = ?", (source, flight_id))
             self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, NULL)", (source, flight_id, _now()))
             return flight_id, set()

@@ -152,6 +152,7 @@ def _ingest_worker(args: argparse.Namespace) -> int:
     cfg = MqttConfig(host=args.mqtt_host, port=args.mqtt_port, username=args.mqtt_user,
                      password=secret(settings().mqtt_password), tls_ca=args.mqtt_tls_ca)
     worker = IngestWorker(cfg, group=args.group, fleet=args.fleet, name=args.name, batch=args.batch).start()
+    worker.subscribed.wait(10)  # the first beat after the subscription, not before the connection
     beat = Heartbeat(args.health, lambda: _ingest_problem(worker), name=args.name or "ingest").start() \
         if args.health else None
     watcher = None
@@ -182,11 +183,13 @@ def _ingest_problem(worker) -> str | None:
 
     from cloud.db import session_scope
 
-    if not worker.client.is_connected():
-        return "not connected to the broker"
-    with session_scope() as s:  # raises (the heartbeat says why) while the database is down
-        s.execute(text("SELECT 1"))
-    return None
+    problems = [] if worker.client.is_connected() else ["not connected to the broker"]
+    try:
+        with session_scope() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:  # the database is down: said, with the broker's state beside it
+        problems.append(f"database: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    return "; ".join(problems) or None
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -223,3 +223,19 @@ def test_a_folder_run_again_after_a_crash_resumes_by_photo_and_reports_no_fault_
     monkeypatch.setattr(rt, "detect", real)
     fresh = RunConfig(drone_id="UAV-07", conf=0.05, fresh=True, flight_id="F3")
     assert run_flight(images, exported_fp32, Outbox(box, "UAV-07"), fresh, progress=False).frames == flight.frames
+
+
+def test_a_folder_run_again_within_the_same_second_is_still_a_new_flight(tmp_path):
+    """Default flight ids have a second's resolution: a fast folder run again in the second its
+    last run began gets a distinct id, never the finished flight's."""
+    from edge.progress import RunProgress
+
+    runs = RunProgress(tmp_path / "progress.db")
+    first, _ = runs.begin("/flights/a", None, "F20261207T101500")
+    runs.finish("/flights/a", first)
+    second, done = runs.begin("/flights/a", None, "F20261207T101500")
+    assert (first, second, done) == ("F20261207T101500", "F20261207T101500-2", set())
+    runs.finish("/flights/a", second)
+    assert runs.begin("/flights/b", None, "F20261207T101500")[0] == "F20261207T101500-3"  # unique in the outbox
+    assert runs.begin("/flights/a", "F3", "F20261207T101500")[0] == "F3"  # a given id is kept
+    runs.close()
