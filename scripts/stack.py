@@ -231,7 +231,6 @@ class Stack:
                             f"--pwfile={pw}", "--auth=scram-sha-256", "-E", "UTF8"], check=True,
                            stdout=subprocess.DEVNULL)
             pw.unlink()
-            self._first_db = env["POSTGRES_DB"]
         sock.mkdir(parents=True, exist_ok=True)
         if as_pg:
             shutil.chown(sock, "postgres")
@@ -286,11 +285,11 @@ class Stack:
         except (OSError, ValueError):
             return False
 
-    def start(self, svc: Service) -> None:
+    def start(self, svc: Service) -> subprocess.Popen | None:
+        """The service's process, started (None: it was running already)."""
         if self.running(svc):
             print(f"  {svc.name}: already running")
-            return
-        self._first_db = None
+            return None
         argv = self.command(svc)
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
         (self.folder / "run" / svc.name).mkdir(parents=True, exist_ok=True)
@@ -298,17 +297,17 @@ class Stack:
         proc = subprocess.Popen(argv, env=self.environment(svc), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=self.folder / "run" / svc.name, start_new_session=True)
         self.pid_file(svc).write_text(str(proc.pid))
-        self._proc = proc
+        return proc
 
-    def wait_healthy(self, svc: Service, timeout_s: float) -> None:
+    def wait_healthy(self, svc: Service, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
         deadline, problem = time.monotonic() + timeout_s, None
         while time.monotonic() < deadline:
-            if not self.running(svc) or (getattr(self, "_proc", None) and self._proc.poll() is not None):
+            if not self.running(svc) or (proc is not None and proc.poll() is not None):
                 raise RuntimeError(f"{svc.name} exited: see {self.folder}/logs/{svc.name}.log")
             problem = self.health(svc)
             if problem is None:
-                if getattr(self, "_first_db", None):
-                    self._create_database(svc)
+                if svc.image.startswith("postgres"):
+                    self._create_database(svc)  # as the image's first start does (idempotent)
                 return
             time.sleep(0.5)
         raise TimeoutError(f"{svc.name} not healthy within {timeout_s:.0f} s: {problem}")
@@ -320,17 +319,15 @@ class Stack:
 
         with psycopg.connect(host=svc.ip, port=5432, user=env["POSTGRES_USER"], password=pw, dbname="postgres",
                              autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self._first_db,)).fetchone():
-                conn.execute(f'CREATE DATABASE "{self._first_db}"')
-        self._first_db = None
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (env["POSTGRES_DB"],)).fetchone():
+                conn.execute(f'CREATE DATABASE "{env["POSTGRES_DB"]}"')
 
     def up(self, names: list[str], skip: set[str] = frozenset()) -> None:
         for svc in [s for s in self.order(names) if s.name not in skip]:
             t0 = time.monotonic()
-            self.start(svc)
-            hc = svc.spec.get("healthcheck", {})
-            wait = _seconds(hc.get("start_period", "30s")) + 60
-            self.wait_healthy(svc, wait)
+            proc = self.start(svc)
+            wait = _seconds(svc.spec.get("healthcheck", {}).get("start_period", "30s")) + 60
+            self.wait_healthy(svc, wait, proc)
             print(f"  {svc.name}: healthy at {svc.ip} ({time.monotonic() - t0:.1f} s)", flush=True)
 
     def down(self) -> None:

@@ -73,6 +73,14 @@ class Flight:
         self.ids: list[str] = []
         self.t0 = time.monotonic()
 
+    @classmethod
+    def over_mqtt(cls, outbox: Path, port: int) -> Flight:
+        """UAV-07's outbox and its MQTT link to the broker on `port`, started."""
+        box = Outbox(outbox, "UAV-07")
+        link = MqttLink(box, MqttConfig(port=port), resend_after_s=1)
+        link.start()
+        return cls(box, link)
+
     def step(self) -> None:
         due = min(self.n, int((time.monotonic() - self.t0) / self.every_s) + 1)
         while len(self.ids) < due:
@@ -95,10 +103,8 @@ def _record(row: dict) -> None:
 
 def test_the_broker_restarted_mid_flight_loses_and_doubles_nothing(broker, db_url, tmp_path):
     proc, _log, beat = _ingest(broker.port, db_url, tmp_path, "ingest-broker")
-    box = Outbox(tmp_path / "outbox.db", "UAV-07")
-    link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=1)
-    link.start()
-    flight = Flight(box, link)
+    flight = Flight.over_mqtt(tmp_path / "outbox.db", broker.port)
+    box, link = flight.box, flight.link
     try:
         assert until(lambda: len(flight.ids) >= N // 2, 60, flight.step)
         broker.stop()  # SIGTERM: mosquitto saves its persistence file, sessions and queued messages
@@ -132,10 +138,8 @@ def test_postgresql_restarted_during_ingest_loses_and_doubles_nothing(broker, tm
     try:
         upgrade(pg.url)
         proc, _log, beat = _ingest(broker.port, pg.url, tmp_path, "ingest-pg")
-        box = Outbox(tmp_path / "outbox.db", "UAV-07")
-        link = MqttLink(box, MqttConfig(port=broker.port), resend_after_s=1)
-        link.start()
-        flight = Flight(box, link)
+        flight = Flight.over_mqtt(tmp_path / "outbox.db", broker.port)
+        box, link = flight.box, flight.link
         try:
             assert until(lambda: len(flight.ids) >= N // 3, 60, flight.step)
             pg.stop("fast")
