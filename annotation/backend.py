@@ -21,7 +21,7 @@ import numpy as np
 
 from annotation.label_config import FROM_NAME, TO_NAME
 from edge.detections import Detections
-from training.importers.labelstudio import xyxy_to_percent
+from training.importers.labelstudio import percent_to_xyxy, xyxy_to_percent
 
 LINK_TTL_S = 30 * 24 * 3600  # tasks wait in a queue for days
 
@@ -111,3 +111,20 @@ def predict(tasks: list[dict], load_image: Callable[[dict], np.ndarray | None],
         h, w = image.shape[:2]
         out.append(prediction(detect(image), w, h, model_version))
     return out
+
+
+def rectangles(result: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """A prediction's or annotation's rectangles back in pixels: (N, 4) xyxy and their class
+    names (what an operator opening the task sees); the inverse of `prediction`."""
+    rects = [r for r in result if r.get("type") == "rectanglelabels" and (r.get("value") or {}).get("rectanglelabels")]
+    if not rects:
+        return np.zeros((0, 4)), np.array([], dtype=object)
+    v = {k: np.array([float(r["value"].get(k, 0.0)) for r in rects]) for k in ("x", "y", "width", "height", "rotation")}
+    xyxy = percent_to_xyxy(v["x"], v["y"], v["width"], v["height"], v["rotation"],
+                           float(rects[0]["original_width"]), float(rects[0]["original_height"]))
+    return xyxy, np.array([r["value"]["rectanglelabels"][0] for r in rects], dtype=object)
+
+
+def newest_prediction(predictions: list[dict]) -> list[dict]:
+    """The result of a task's newest prediction (Label Studio keeps every one it was given)."""
+    return max(predictions, key=lambda p: p["id"])["result"] if predictions else []

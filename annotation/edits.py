@@ -16,29 +16,52 @@ KEEP_IOU = 0.5
 TOUCH_IOU = 0.1
 
 
-def edits(pred_xyxy: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray,
-          keep: float = KEEP_IOU, touch: float = TOUCH_IOU) -> dict[str, int]:
-    pred_xyxy, gt_xyxy = np.asarray(pred_xyxy, float).reshape(-1, 4), np.asarray(gt_xyxy, float).reshape(-1, 4)
-    pred_cls, gt_cls = np.asarray(pred_cls).reshape(-1), np.asarray(gt_cls).reshape(-1)
-    kept = moved = 0
+def _pairs(pred_xyxy: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray,
+           touch: float) -> list[tuple[int, int, float]]:
+    """(proposal, true box, IoU) matched greedily, best pairs first, within each class."""
     used_p: set[int] = set()
     used_g: set[int] = set()
+    out = []
     iou = iou_matrix(pred_xyxy, gt_xyxy)
     iou[pred_cls[:, None] != gt_cls[None, :]] = 0.0
     order = np.dstack(np.unravel_index(np.argsort(-iou, axis=None), iou.shape))[0] if iou.size else []
     for p, g in order:
-        v = iou[p, g]
+        v = float(iou[p, g])
         if v < touch:
             break
         if p in used_p or g in used_g:
             continue
         used_p.add(int(p))
         used_g.add(int(g))
+        out.append((int(p), int(g), v))
+    return out
+
+
+def _arrays(pred_xyxy, pred_cls, gt_xyxy, gt_cls):
+    return (np.asarray(pred_xyxy, float).reshape(-1, 4), np.asarray(pred_cls).reshape(-1),
+            np.asarray(gt_xyxy, float).reshape(-1, 4), np.asarray(gt_cls).reshape(-1))
+
+
+def edits(pred_xyxy: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray,
+          keep: float = KEEP_IOU, touch: float = TOUCH_IOU) -> dict[str, int]:
+    pred_xyxy, pred_cls, gt_xyxy, gt_cls = _arrays(pred_xyxy, pred_cls, gt_xyxy, gt_cls)
+    pairs = _pairs(pred_xyxy, pred_cls, gt_xyxy, gt_cls, touch)
+    kept = sum(1 for _, _, v in pairs if v >= keep)
+    return {"add": len(gt_xyxy) - len(pairs), "delete": len(pred_xyxy) - len(pairs), "move": len(pairs) - kept,
+            "kept": kept}
+
+
+def corrected(pred_xyxy: np.ndarray, pred_cls: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray,
+              keep: float = KEEP_IOU, touch: float = TOUCH_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes an operator who knows the truth leaves on the photo, as `edits` counts them: a
+    proposal kept where it is (IoU >= keep), one moved onto its true box, a missed box drawn,
+    a false one deleted. Returns xyxy and classes, in the truth's order."""
+    pred_xyxy, pred_cls, gt_xyxy, gt_cls = _arrays(pred_xyxy, pred_cls, gt_xyxy, gt_cls)
+    out = gt_xyxy.copy()
+    for p, g, v in _pairs(pred_xyxy, pred_cls, gt_xyxy, gt_cls, touch):
         if v >= keep:
-            kept += 1
-        else:
-            moved += 1
-    return {"add": len(gt_xyxy) - len(used_g), "delete": len(pred_xyxy) - len(used_p), "move": moved, "kept": kept}
+            out[g] = pred_xyxy[p]
+    return out, gt_cls.copy()
 
 
 def total(e: dict[str, int]) -> int:

@@ -49,17 +49,9 @@ RESULTS = REPO / "benchmarks" / "results" / "interactive_experiment.json"
 
 def boxes_of(predictions: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """The newest prediction's rectangles (pixel xyxy, class names), as the operator sees them."""
-    from training.importers.labelstudio import percent_to_xyxy
+    from annotation.backend import newest_prediction, rectangles
 
-    if not predictions:
-        return np.zeros((0, 4)), np.array([], dtype=object)
-    rects = [r for r in max(predictions, key=lambda p: p["id"])["result"] if r.get("type") == "rectanglelabels"]
-    if not rects:
-        return np.zeros((0, 4)), np.array([], dtype=object)
-    v = {k: np.array([r["value"].get(k, 0.0) for r in rects]) for k in ("x", "y", "width", "height", "rotation")}
-    xyxy = percent_to_xyxy(v["x"], v["y"], v["width"], v["height"], v["rotation"],
-                           rects[0]["original_width"], rects[0]["original_height"])
-    return xyxy, np.array([r["value"]["rectanglelabels"][0] for r in rects], dtype=object)
+    return rectangles(newest_prediction(predictions))
 
 
 def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):

@@ -78,6 +78,10 @@ class Recipe:
         return out
 
 
+# The annotations that are boxes on a photo: an alert's review (its verdict) names its photo too,
+# but says nothing of the other boxes on it: never training data, never counted towards a run.
+BOXES = (Annotation.image_id.is_not(None), Annotation.alert_id.is_(None))
+
 QUICK = Recipe(epochs=3, lr0=None, replay_repeat=1)  # the interactive refresh (no replay): minutes on this CPU
 
 
@@ -237,7 +241,8 @@ def learn(campaign: str, trigger: str = "on demand", recipe: dict | None = None,
     `weights`: start from these instead of the current release's."""
 
     rec = Recipe(**{**json.loads(settings().learn_recipe), **(recipe or {})})
-    replay = REPLAY_PHOTOS if replay is None else replay
+    if replay is None:
+        replay = REPLAY_PHOTOS if settings().learn_replay is None else settings().learn_replay
     check_ready()  # a candidate that passes must be releasable: keys and repository first
     if margin_points is None:
         margin_points = MARGIN_POINTS if settings().learn_margin is None else settings().learn_margin
@@ -343,7 +348,7 @@ def annotation_tasks(session) -> list[dict]:
     from sqlalchemy import select
 
     latest: dict[tuple[int, int], Annotation] = {}
-    for a in session.scalars(select(Annotation).where(Annotation.image_id.is_not(None)).order_by(Annotation.id)):
+    for a in session.scalars(select(Annotation).where(*BOXES).order_by(Annotation.id)):
         key = (a.project, a.task)
         if key not in latest or a.updated_at >= latest[key].updated_at:
             latest[key] = a
@@ -430,7 +435,7 @@ def after_annotations(session) -> list[str]:
     campaign = _newest_campaign(session)
     if campaign is None:
         return []
-    total = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.image_id.is_not(None)))
+    total = session.scalar(select(func.count()).select_from(Annotation).where(*BOXES))
     queued = []
     for kind, every, trigger in (("refresh", settings().refresh_every, "refresh"),
                                  ("learn", settings().learn_after, "annotations")):

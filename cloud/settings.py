@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     learn_margin: float | None = Field(None, description="points an earlier campaign may lose (default: the "
                                        "service's MARGIN_POINTS)")
     learn_campaign: str | None = Field(None, description="the campaign annotations train; default: the newest")
+    learn_replay: int | None = Field(None, ge=0, description="photos of earlier campaigns replayed in a full run "
+                                     "(default: the service's REPLAY_PHOTOS, 200)")
     # Commands
     operator_password: SecretStr | None = Field(None, description="`pli cloud operator add`'s password, else "
                                                 "--password-file, else a prompt (SECRET)")

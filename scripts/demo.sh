@@ -4,8 +4,17 @@
 #   2. fly it through the edge runtime with the shipped default model (alerts into the outbox),
 #   3. send the alerts home: MQTT over 4G, then BeiDou (simulated terminals) past a ridge, and
 #      show them arriving at a stand-in for the cloud, which acknowledges each one.
+#
+# `bash scripts/demo.sh --loop [OUT]`: the whole loop instead (scripts/demo_loop.py): flight 1's
+# alerts reviewed and its photos annotated in Label Studio, a learning run, the gates, a canary
+# release that a drone swaps in during flight 2, and a summary of what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--loop" ]; then
+  shift
+  bash scripts/setup.sh full ls
+  exec .venv/bin/python scripts/demo_loop.py "${1:-demo-out/loop}" "${@:2}"
+fi
 bash scripts/setup.sh full
 out=${1:-demo-out}
 rm -rf "$out/outbox"

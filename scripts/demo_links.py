@@ -144,7 +144,8 @@ def main() -> int:
           f"BeiDou messages {fwd.stats.beidou_messages} ({fwd.stats.beidou_alerts} alerts, "
           f"{station.stats.ack_messages} acknowledgements back)")
     with session_scope(db_url) as s:
-        rows = list(s.scalars(select(Alert).order_by(Alert.time)))
+        ids = [a.id for a in flight]  # this outbox's alerts (the database may hold other flights')
+        rows = list(s.scalars(select(Alert).where(Alert.id.in_(ids)).order_by(Alert.time)))
         print(f"in the database ({db_url.split('///')[-1]}): {len(rows)} alerts, "
               f"{len({r.fault_id for r in rows})} faults")
         for r in rows:

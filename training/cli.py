@@ -187,6 +187,8 @@ def register_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--orbit", type=float, default=0.0, metavar="DEG",
                    help="fly an arc around each tower in turn, DEG either side of it, the camera on the tower "
                    "(default 0: along the line)")
+    p.add_argument("--light", choices=["day", "dusk"], default="day",
+                   help="day (default) or dusk: a low warm sun behind haze, darker and flatter")
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("augment", help="albumentations augmentation of a YOLO dataset",
@@ -295,7 +297,7 @@ def _synth(args: argparse.Namespace) -> int:
     from training.synth.flight import generate_flight, parse_size
 
     summary = generate_flight(args.out, args.frames, parse_size(args.size), args.seed, yaw_jitter=args.yaw_jitter,
-                              orbit=args.orbit)
+                              orbit=args.orbit, light=args.light)
     print("\n".join(summary.lines()))
     return 0
 

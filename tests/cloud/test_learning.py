@@ -338,6 +338,13 @@ def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only
             annotations.record(s, 1, {"id": 100 + n, "data": {"pli_image_id": image_id}},
                                {"id": 500 + n, "result": result, "updated_at": f"2026-12-01T10:0{n}:00Z"}, "webhook")
             if n == 1:
+                # alerts' reviews on the same photos (a verdict each): neither counted nor trained on
+                for k in range(2):
+                    verdict = [{"from_name": "verdict", "to_name": "image", "type": "choices",
+                                "value": {"choices": ["confirm"]}}]
+                    annotations.record(s, 2, {"id": 200 + k, "data": {"pli_image_id": ids[k], "pli_alert_id": f"A{k}"}},
+                                       {"id": 600 + k, "result": verdict, "updated_at": "2026-12-01T10:05:00Z"},
+                                       "webhook")
                 assert after_annotations(s) == []  # two so far: not yet
     with session_scope(url) as s:
         queued = after_annotations(s)

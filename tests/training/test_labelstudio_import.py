@@ -124,3 +124,31 @@ def test_a_shifted_box_is_a_move_a_wrong_class_is_a_delete_and_an_add():
     gt = np.array([[0, 0, 100, 100], [200, 200, 300, 300]])
     pred = np.array([[60, 0, 160, 100], [200, 200, 300, 300]])  # IoU 0.25: moved; the other: wrong class
     assert edits(pred, np.array([0, 1]), gt, np.array([0, 2])) == {"add": 1, "delete": 1, "move": 1, "kept": 0}
+
+
+def test_the_corrected_boxes_keep_good_proposals_and_take_the_truth_elsewhere():
+    from annotation.edits import corrected
+
+    gt = np.array([[0, 0, 100, 100], [200, 200, 300, 300], [400, 400, 450, 450]])
+    pred = np.array([[5, 0, 105, 100],  # IoU 0.9: kept where the model put it
+                     [260, 200, 360, 300],  # IoU 0.25: moved onto the truth
+                     [600, 600, 700, 700]])  # nothing there: deleted; the third true box is drawn
+    xyxy, cls = corrected(pred, np.array([0, 0, 1]), gt, np.array([0, 0, 1]))
+    np.testing.assert_array_equal(xyxy, [[5, 0, 105, 100], [200, 200, 300, 300], [400, 400, 450, 450]])
+    assert cls.tolist() == [0, 0, 1]
+    xyxy, _ = corrected(pred[:1], np.array([1]), gt[:1], np.array([0]))  # the wrong class is never kept
+    np.testing.assert_array_equal(xyxy, gt[:1])
+
+
+@given(boxes)
+def test_a_prediction_read_back_gives_its_boxes_and_classes(gt):
+    from annotation.backend import newest_prediction, prediction, rectangles
+    from edge.detections import Detections
+
+    names = ["insulator", "defect", "bird_nest"]
+    g = np.array([[x, y, x + w, y + h] for x, y, w, h, _ in gt]).reshape(-1, 4)
+    c = np.array([k for *_, k in gt], int)
+    pred = prediction(Detections(g, np.ones(len(c)), c, names), 640, 640, "m")
+    xyxy, cls = rectangles(newest_prediction([{"id": 1, "result": []}, {"id": 2, **pred}]))
+    np.testing.assert_allclose(xyxy, np.clip(g, 0, 640), atol=1e-6)
+    assert list(cls) == [names[k] for k in c]

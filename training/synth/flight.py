@@ -40,6 +40,22 @@ log = logging.getLogger(__name__)
 SIZES = {"1920x1080": (1920, 1080), "4000x3000": (4000, 3000)}
 OVERLAP = 0.6
 SPEED = 2.5  # m/s along the line
+LIGHTS = ("day", "dusk")
+
+
+def apply_light(img: np.ndarray, light: str) -> np.ndarray:
+    """The scene under another light, after rendering (the geometry and labels are the same):
+    `dusk` is a low warm sun behind haze: darker, deeper shadows, less contrast, a red cast. A
+    model that has only seen day flights loses most of what it finds there (docs/benchmarks.md,
+    the loop demo), which is what a new line flown late makes the learning loop learn."""
+    if light == "day":
+        return img
+    if light != "dusk":
+        raise ValueError(f"light {light!r}: one of {', '.join(LIGHTS)}")
+    f = (img.astype(np.float32) / 255.0) ** 1.6 * 0.55
+    f *= np.array([0.75, 0.9, 1.15], np.float32)  # BGR
+    f = 0.85 * f + 0.15 * float(f.mean())
+    return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -102,15 +118,18 @@ def _wrap180(deg: float) -> float:
 
 def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080), seed: int = 0,
                     progress: bool = True, quality: int = 90, yaw_jitter: float = 0.0,
-                    orbit: float = 0.0) -> FlightSummary:
+                    orbit: float = 0.0, light: str = "day") -> FlightSummary:
     """`yaw_jitter`: the gimbal turned up to this many degrees off square to the line, towards or
     away from the direction of flight, anew each frame (0: square, as the flights have always been;
     drawn only when set, so a flight without it is unchanged).
     `orbit`: instead of flying along the line, fly an arc around each tower in turn, from `orbit`
     degrees before it to as many past it, at the line flight's distance from its arms, the camera
-    turned to the tower all the way (the frames split evenly between the towers)."""
+    turned to the tower all the way (the frames split evenly between the towers).
+    `light`: `day` (as the flights have always been) or `dusk` (`apply_light`)."""
     if frames < 1:
         raise ValueError("a flight needs at least one frame")
+    if light not in LIGHTS:
+        raise ValueError(f"light {light!r}: one of {', '.join(LIGHTS)}")
     if not 0 <= orbit < 80:
         raise ValueError("an orbit's arc is 0 to 80 degrees either side of the tower")
     started = time.perf_counter()
@@ -151,6 +170,7 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
             x, y = tower_x - near * math.sin(math.radians(yaw)), near - near * math.cos(math.radians(yaw))
         cam = Camera(width, height, x, z, p, yaw_deg=yaw, y=y)
         img, boxes = render(scene, cam, seed)
+        img = apply_light(img, light)
         cv2.setRNGSeed(seed * 100_003 + i)
         noise = np.zeros(img.shape, np.int16)
         cv2.randn(noise, 0, 3)
@@ -198,7 +218,7 @@ def generate_flight(out: Path, frames: int, size: tuple[int, int] = (1920, 1080)
     write_data_yaml(out, names, {"train": "images", "val": "images"})
     towers_seen = sorted({r["tower_id"] for r in fault_rows})
     (out / "flight.json").write_text(json.dumps({
-        "flight_id": flight_id, "seed": seed, "frames": frames, "size": [width, height],
+        "flight_id": flight_id, "seed": seed, "frames": frames, "size": [width, height], "light": light,
         "route": asdict(route), "camera": {"hfov_deg": Camera(width, height, 0, 0, 0).hfov_deg,
                                            "focal_35mm": FOCAL_35MM, "near_phase_distance_m": near},
         "line_offset_m": scene.line_y, "towers": len([t for t in scene.towers if t.x <= length]),
