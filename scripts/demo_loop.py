@@ -97,9 +97,12 @@ class Stages:
             console.print(f"[dim]{name}: {self.seconds[name]:.1f} s[/dim]")
 
 
-def run(cmd: list[str], log: Path | None = None, **kw) -> subprocess.CompletedProcess:
-    """A command of the system's own (`pli ...`), its output to `log` or the terminal; it must succeed."""
-    if log is not None:
+def run(cmd: list[str], log: Path | None = None, capture: bool = False, **kw) -> subprocess.CompletedProcess:
+    """A command of the system's own (`pli ...`), its output to `log`, captured or the terminal; it
+    must succeed."""
+    if capture:
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, **kw)
+    elif log is not None:
         with log.open("a") as fh:
             out = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, text=True, **kw)
     else:
@@ -109,8 +112,9 @@ def run(cmd: list[str], log: Path | None = None, **kw) -> subprocess.CompletedPr
     return out
 
 
-def pli(*args: str, log: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "pli", *args], log, env=env)
+def pli(*args: str, log: Path | None = None, env: dict | None = None,
+        capture: bool = False) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "pli", *args], log, capture, env=env)
 
 
 def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
@@ -264,12 +268,14 @@ def summary_tables(summary: dict) -> list[Table]:
     m = Table(title=f"learning run {run_['id']}: mAP50 on each campaign's frozen test set "
                     f"({run_['recipe']['epochs']} epochs at {run_['recipe']['imgsz']}, "
                     f"{run_['photos']} photos)")
-    for c in ("campaign", "parent (shipped)", "candidate", "change (points)"):
-        m.add_column(c, justify="left" if c == "campaign" else "right")
+    for c in ("campaign", "parent (shipped)", "candidate", "change (points)", "per class: parent -> candidate"):
+        m.add_column(c, justify="right" if c in ("parent (shipped)", "candidate", "change (points)") else "left")
     matrix = run_.get("matrix") or {}
     for name in (matrix.get("parent") or {}):
         p, c = matrix["parent"][name]["map50"], matrix["candidate"][name]["map50"]
-        m.add_row(name, f"{p:.3f}", f"{c:.3f}", f"{(c - p) * 100:+.1f}")
+        pc, cc = matrix["parent"][name].get("per_class", {}), matrix["candidate"][name].get("per_class", {})
+        m.add_row(name, f"{p:.3f}", f"{c:.3f}", f"{(c - p) * 100:+.1f}",
+                  ", ".join(f"{k} {pc[k]:.2f}->{cc.get(k, 0.0):.2f}" for k in pc))
     s = Table(title="time per stage")
     s.add_column("stage")
     s.add_column("seconds", justify="right")
@@ -389,7 +395,21 @@ def main(argv: list[str] | None = None) -> int:
             last_annotation = time.perf_counter()
 
         with stages("learning: the worker trains, the gates decide"):
-            run_ = wait_for("the learning run the annotations queue", learning_run, 300)
+            # Label Studio fires each webhook once, with a short timeout: one lost under load is
+            # caught by the reconciliation poll, run here as a deployment's timer runs it
+            polled = {"at": 0.0, "new": 0}
+
+            def started():
+                if time.monotonic() - polled["at"] > 10:
+                    got = pli("annotate", "reconcile", "--project", str(review), "--project", str(project),
+                              log=None, capture=True)
+                    polled["at"], polled["new"] = time.monotonic(), polled["new"] + \
+                        json.loads(got.stdout.strip().splitlines()[-1]).get("new_or_newer", 0)
+                return learning_run()
+
+            run_ = wait_for("the learning run the annotations queue", started, 300)
+            if polled["new"]:
+                console.print(f"the reconciliation poll recorded {polled['new']} annotation(s) a webhook missed")
             console.print(f"learning run {run_['id']} started by the last annotation (recipe {run_['recipe']})")
             shown = -1
 
