@@ -83,7 +83,8 @@ def test_a_backup_restores_into_a_fresh_cloud_and_keeps_its_keys_apart(new_db, t
     damaged = tmp_path / "damaged"
     subprocess.run(["cp", "-a", str(dest), str(damaged)], check=True)
     photo = damaged / "objects" / "flights" / "F1" / "images" / "DJI_0001.JPG"
-    photo.write_bytes(photo.read_bytes()[:-1] + b"\x00")
+    data = photo.read_bytes()
+    photo.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # always a change (random bytes may end in 0x00)
     err = _pli(fresh, "restore", str(damaged), ok=False).stderr
     assert "DJI_0001.JPG does not match its sha256" in err
     assert not (tmp_path / "new" / "objects").exists() and not (tmp_path / "new" / "tuf").exists()  # nothing changed
