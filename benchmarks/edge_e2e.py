@@ -189,7 +189,7 @@ def main() -> int:
               f"the loop {d['session.run in the loop']:.1f} ms")
     im = {k: statistics.median(v) * 1000 for k, v in inter.items()}
     print(f"  interleaved, frame by frame: bare session.run {im['bare']:.1f} ms, runtime {im['runtime']:.1f} ms; "
-          f"runtime over the bare run before it: median {paired:.3f}x (mean of the medians' ratio "
+          f"runtime over the bare run before it: median {paired:.3f}x (ratio of the two medians "
           f"{im['runtime'] / im['bare']:.3f}x); runtime frame over its own session.run: median {own_ratio:.3f}x")
     print("  per frame under cProfile (cumulative, with the profiler's own overhead):")
     for name, v in sorted(parts.items(), key=lambda kv: -kv[1]):

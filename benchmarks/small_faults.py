@@ -63,7 +63,10 @@ def idd_data(idd: Path, work: Path) -> Path:
         result = import_dataset(idd / "annotations.json", "coco", out, ratios=list(RATIOS), seed=0,
                                 class_map=dict(IDD_MAP), progress=False)
     finally:
-        os.environ.pop(ENV_VAR) if old is None else os.environ.__setitem__(ENV_VAR, old)
+        if old is None:
+            os.environ.pop(ENV_VAR)
+        else:
+            os.environ[ENV_VAR] = old
     return result.data_yaml
 
 
