@@ -1,8 +1,9 @@
-"""The tables of experiments (a) and (b) of issue 16 from benchmarks/results/selection_experiment.json:
-mean and spread (min..max) over the seeds run, per arm, as markdown for docs/benchmarks.md; and
-the plot of IDD test mAP50 against the share of labelled photos (docs/selection_experiment.png).
+"""The tables of experiments (a) and (b) from their kept results: mean and spread (min..max) over
+the seeds run, per arm, as markdown for docs/benchmarks.md; and the plot of IDD test mAP50
+against the share of labelled photos.
 
-    .venv/bin/python benchmarks/selection_table.py [--plot docs/selection_experiment.png]
+    .venv/bin/python benchmarks/selection_table.py [--plot docs/selection_experiment.png]     # issue 16
+    .venv/bin/python benchmarks/selection_table.py --base b0 --plot docs/selection_b0.png     # issue 27
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "selection_experiment.json"
+RESULTS = Path(__file__).resolve().parent / "results"
+FILES = {"shipped": "selection_experiment.json", "b0": "selection_b0.json"}  # as selection_experiment.BASES
 CLASSES = ("insulator", "defect", "flashover")
+ORDER = ("random", "coreset", "uncertainty", "hybrid", "crops", "faults", "pseudo", "all")
 
 
 def fmt(values: list[float]) -> str:
@@ -20,14 +23,14 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ({min(values):.3f}..{max(values):.3f})"
 
 
-def plot(arms: dict[tuple[str, int], list[dict]], out: Path) -> None:
+def plot(arms: dict[tuple[str, int], list[dict]], out: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy in ("random", "coreset", "uncertainty", "hybrid", "pseudo"):
+    for strategy in ORDER[:-1]:
         pts = sorted((pct, [r["map50"] for r in runs]) for (st, pct), runs in arms.items() if st == strategy)
         if not pts:
             continue
@@ -42,7 +45,7 @@ def plot(arms: dict[tuple[str, int], list[dict]], out: Path) -> None:
             ax.axhline(sum(r["map50"] for r in runs) / len(runs), color="grey", linestyle="--", label="all labels")
     ax.set_xlabel("IDD training photos labelled (%)")
     ax.set_ylabel("IDD test mAP50")
-    ax.set_title("Which photos to label (one recipe; bars: min..max over seeds)")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,15 +56,16 @@ def main() -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", choices=FILES, default="shipped", help="which experiment's results")
     ap.add_argument("--plot", type=Path, help="write the plot there")
     args = ap.parse_args()
-    doc = json.loads(RESULTS.read_text())
+    doc = json.loads((RESULTS / FILES[args.base]).read_text())
     arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for run in doc["runs"].values():
         arms[(run["strategy"], run["percent"])].append(run)
     print("| arm | photos | seeds | mAP50 | " + " | ".join(CLASSES) + " | train s |")
     print("| --- | --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- |")
-    order = {"random": 0, "coreset": 1, "uncertainty": 2, "hybrid": 3, "pseudo": 4, "all": 5}
+    order = {k: i for i, k in enumerate(ORDER)}
     for (strategy, pct), runs in sorted(arms.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
         name = f"{strategy} {pct} %" if strategy != "pseudo" else f"random {pct} % + pseudo-labels on the rest"
         cells = [fmt([r["map50"] for r in runs])] + [fmt([r["per_class"].get(c, 0.0) for r in runs]) for c in CLASSES]
@@ -76,7 +80,8 @@ def main() -> int:
             print(f"| {r['percent']} % labelled | {r['seed']} | {q['pseudo_labelled']} | {q['boxes']} | "
                   f"{q['true_boxes']} | {q['precision']} | {q['recall']} |")
     if args.plot:
-        plot(arms, args.plot)
+        start = "B0" if args.base == "b0" else "the shipped model"
+        plot(arms, args.plot, f"Which photos to label, from {start} (bars: min..max over seeds)")
     return 0
 
 

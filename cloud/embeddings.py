@@ -5,6 +5,11 @@ SPPF output, 256 channels for the n scale), computed with the PyTorch weights in
 the drone's ONNX files stay as they are. Images the model sees alike land close together, which
 is what k-center needs. Vectors are cached under `<PLI_CLOUD_DIR>/embeddings/<weights sha256
 prefix>/<image sha256>.npy`: a photo is embedded once per model.
+
+`embed_crops` embeds the regions around given boxes instead (the `crops` strategy): each box
+widened by a margin to a square, letterboxed alone, its vector the same pooled features; a
+photo's vector is the mean of its crops' (unit length first, so a large crop does not outweigh
+the rest), or its whole-photo vector when it has no box.
 """
 
 from __future__ import annotations
@@ -79,4 +84,38 @@ def embed(weights: Path, images: list[Path], cache: Path | None = None, batch: i
                 tmp = folder / f".{sha}.tmp.npy"
                 np.save(tmp, v)
                 tmp.replace(folder / f"{sha}.npy")
+    return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+
+def crop_regions(xyxy: np.ndarray, shape: tuple[int, int], margin: float = 0.25, min_side: int = 32) -> np.ndarray:
+    """(K, 4) int pixel squares around the boxes, each side the box's longer side widened by
+    `margin` on both ends (at least `min_side`), moved inside the photo where it can be."""
+    h, w = shape
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    side = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * (1 + 2 * margin), min_side)
+    side = np.minimum(side, min(h, w))
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    x0 = np.clip(cx - side / 2, 0, w - side)
+    y0 = np.clip(cy - side / 2, 0, h - side)
+    return np.stack([x0, y0, x0 + side, y0 + side], 1).round().astype(np.int64)
+
+
+def embed_crops(weights: Path, images: list[Path], boxes: list[np.ndarray], imgsz: int = 320, max_crops: int = 8,
+                margin: float = 0.25, batch: int = 16, progress: bool = True) -> np.ndarray:
+    """(N, C) per photo: the mean unit embedding of the crops around its `boxes` (the first
+    `max_crops`, callers pass them most confident first); the whole photo's when it has none."""
+    if len(boxes) != len(images):
+        raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
+    embedder = Embedder(weights, imgsz)
+    out: list[np.ndarray] = []
+    for path, xyxy in tqdm(list(zip(images, boxes, strict=True)), desc="crop embeddings", unit="photo",
+                           disable=not progress):
+        im = cv2.imread(str(path))
+        if im is None:
+            raise ValueError(f"{path}: not a readable image")
+        regions = crop_regions(np.asarray(xyxy)[:max_crops], im.shape[:2], margin)
+        crops = [im[y0:y1, x0:x1] for x0, y0, x1, y1 in regions] or [im]
+        vecs = np.concatenate([embedder(crops[i:i + batch]) for i in range(0, len(crops), batch)])
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        out.append(vecs.mean(0))
     return np.stack(out) if out else np.zeros((0, 0), np.float32)

@@ -9,6 +9,11 @@ embeddings per pick.
   each box weighted by the inverse frequency of its class among the predictions (rare classes
   count more, so a flood of insulators does not hide the few defects).
 - **hybrid**: the most uncertain `shortlist` x budget images, then k-center among them.
+- **crops**: k-center over embeddings of the crops around the insulators the detector finds
+  (cloud/embeddings.py:embed_crops), not of whole photos: IDD's faults are 17-31 px on 640x360
+  photos, and a whole photo's pooled features mostly see sky and background.
+- **faults**: uncertainty over the fault classes' boxes only (every class but `insulator`), for
+  a campaign whose faults are what operators look for.
 - Near-duplicates: consecutive frames of one flight whose embeddings are nearly the same
   (cosine >= `dup_cos`) are never both chosen; the second is skipped and the next best taken.
 """
@@ -19,7 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("coreset", "uncertainty", "hybrid", "random")
+STRATEGIES = ("coreset", "uncertainty", "hybrid", "random", "crops", "faults")
+# The default of `pli cloud select` and the API: what issues 16 and 27's experiments found, as
+# docs/benchmarks.md reports them (no method beat random beyond the seeds' spread).
+DEFAULT_STRATEGY = "random"
+EMBEDDED = ("coreset", "hybrid", "crops")  # the strategies that need embeddings
+UNSURE = ("uncertainty", "hybrid", "faults")  # ... and those that need the detector's uncertainty
 DUP_COS = 0.98
 
 
@@ -89,8 +99,14 @@ def k_center(emb: np.ndarray, budget: int, labelled: np.ndarray | None = None, f
     return np.array(picks, np.int64)
 
 
-def image_uncertainty(confidence: list[np.ndarray], class_id: list[np.ndarray], n_classes: int) -> np.ndarray:
-    """Per image, the largest class-weighted binary entropy of its boxes (0 for no box)."""
+def image_uncertainty(confidence: list[np.ndarray], class_id: list[np.ndarray], n_classes: int,
+                      only: list[int] | None = None) -> np.ndarray:
+    """Per image, the largest class-weighted binary entropy of its boxes (0 for no box); `only`:
+    count the boxes of these classes alone (the `faults` strategy)."""
+    if only is not None:
+        keep = [np.isin(np.asarray(c, np.int64), only) for c in class_id]
+        confidence = [np.asarray(p)[k] for p, k in zip(confidence, keep, strict=True)]
+        class_id = [np.asarray(c)[k] for c, k in zip(class_id, keep, strict=True)]
     all_cls = np.concatenate([np.asarray(c, np.int64) for c in class_id]) if class_id else np.zeros(0, np.int64)
     freq = np.bincount(all_cls, minlength=n_classes).astype(np.float64)
     weight = np.where(freq > 0, freq.sum() / np.maximum(freq, 1) / max(1, np.count_nonzero(freq)), 0.0)
@@ -125,13 +141,13 @@ def select(strategy: str, budget: int, emb: np.ndarray | None = None, uncertaint
         raise ValueError(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
     if n is None:
         n = len(emb) if emb is not None else len(uncertainty) if uncertainty is not None else 0
-    if strategy in ("coreset", "hybrid") and emb is None:
+    if strategy in EMBEDDED and emb is None:
         raise ValueError(f"{strategy} needs embeddings")
-    if strategy in ("uncertainty", "hybrid") and uncertainty is None:
+    if strategy in UNSURE and uncertainty is None:
         raise ValueError(f"{strategy} needs the detector's uncertainty per image")
     done = set() if labelled is None else {int(i) for i in labelled}
     dups = near_duplicates(emb, frames, dup_cos) if emb is not None else {}
-    if strategy == "coreset":
+    if strategy in ("coreset", "crops"):
         return k_center(emb, budget, labelled, frames, seed, dup_cos)
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(n)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from cloud.jobs import job
 from cloud.label_studio import check_tasks_deliverable, photo_tasks, put_tasks
 from cloud.models import Image
 from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS, cloud_dir
-from cloud.selection import Frames, image_uncertainty, missed_fault_candidates, select
+from cloud.selection import EMBEDDED, UNSURE, Frames, image_uncertainty, missed_fault_candidates, select
 from cloud.storage import store
+from edge.detections import Detections
 from edge.detector import Detector
 from edge.tiled import detect
 from training.dataset import YoloDataset
@@ -44,22 +46,72 @@ def frames_of(paths: list[Path]) -> Frames:
     return Frames(np.array(flights), np.array(index))
 
 
-def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
+@dataclass
+class Scan:
+    """The detector over a pool, once: what uncertainty, missed-fault review and crops use."""
+
+    detections: list[Detections]
+    names: list[str]
+    operating_conf: float
+
+    def uncertainty(self, faults_only: bool = False) -> np.ndarray:
+        only = [i for i, n in enumerate(self.names) if n != "insulator"] if faults_only else None
+        return image_uncertainty([d.confidence for d in self.detections], [d.class_id for d in self.detections],
+                                 len(self.names), only)
+
+    def top(self) -> np.ndarray:
+        return np.array([d.confidence.max() if len(d.confidence) else 0.0 for d in self.detections])
+
+    def insulators(self, conf: float | None = None) -> list[np.ndarray]:
+        """Per photo, its insulator boxes at or above `conf` (default the operating threshold),
+        most confident first."""
+        conf = self.operating_conf if conf is None else conf
+        ins = self.names.index("insulator") if "insulator" in self.names else -1
+        out = []
+        for d in self.detections:
+            keep = np.flatnonzero((d.class_id == ins) & (d.confidence >= conf))
+            out.append(d.xyxy[keep[np.argsort(-d.confidence[keep], kind="stable")]])
+        return out
+
+
+def scan_pool(model: Path, paths: list[Path]) -> Scan:
     import cv2
 
     det = Detector(model)
-    conf, cls = [], []
+    found = []
     for p in paths:
-        d = detect(det, cv2.imread(str(p)), "auto", conf=UNCERTAINTY_CONF)
-        conf.append(d.confidence)
-        cls.append(d.class_id)
-    top = np.array([c.max() if len(c) else 0.0 for c in conf])
-    return image_uncertainty(conf, cls, len(det.names)), top, det.info.conf
+        im = cv2.imread(str(p))
+        if im is None:
+            raise ValueError(f"{p}: not a readable image")
+        found.append(detect(det, im, "auto", conf=UNCERTAINTY_CONF))
+    return Scan(found, list(det.names), det.info.conf)
+
+
+def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
+    s = scan_pool(model, paths)
+    return s.uncertainty(), s.top(), s.operating_conf
 
 
 def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
     return scan(model, paths)[0]
+
+
+def features(strategy: str, photos: list[Path], weights: Path, model: Path, need_scan: bool = False,
+             progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None, Scan | None]:
+    """What `strategy` chooses by: embeddings (whole photos, or the crops around the insulators
+    the detector finds), the detector's uncertainty, and the scan they came from."""
+    from cloud.embeddings import embed, embed_crops
+
+    found = scan_pool(model, photos) if strategy in UNSURE or strategy == "crops" or need_scan else None
+    emb = unc = None
+    if strategy == "crops":
+        emb = embed_crops(weights, photos, found.insulators(), progress=progress)
+    elif strategy in EMBEDDED or strategy == "random":  # random: for its near-duplicate pruning
+        emb = embed(weights, photos, cloud_dir() / "embeddings", progress=progress)
+    if strategy in UNSURE:
+        unc = found.uncertainty(faults_only=strategy == "faults")
+    return emb, unc, found
 
 
 def register_photos(campaign: str, paths: list[Path]) -> list[int]:
@@ -101,16 +153,12 @@ def run_selection(campaign: str, budget: int, strategy: str, seed: int = 0, weig
     photos = candidates(campaign)
     if not photos:
         raise ValueError(f"campaign {campaign} has no training photos to choose from")
-    emb = unc = top = None
     missed = (max(1, budget // 5) if project is not None else 0) if missed is None else missed
-    if strategy in ("coreset", "hybrid", "random"):
-        from cloud.embeddings import embed
-
-        emb = embed(Path(weights or DEFAULT_WEIGHTS), photos, cloud_dir() / "embeddings", progress=False)
-    if strategy in ("uncertainty", "hybrid") or missed:
-        unc, top, operating = scan(Path(model or DEFAULT_MODEL), photos)
+    emb, unc, found = features(strategy, photos, Path(weights or DEFAULT_WEIGHTS), Path(model or DEFAULT_MODEL),
+                               need_scan=bool(missed))
     picks = select(strategy, budget, emb=emb, uncertainty=unc, frames=frames_of(photos), seed=seed)
-    unsure = [photos[i] for i in missed_fault_candidates(unc, top, missed, operating, picks)] if missed else []
+    unsure = ([photos[i] for i in missed_fault_candidates(found.uncertainty(), found.top(), missed,
+                                                           found.operating_conf, picks)] if missed else [])
     chosen = [photos[i] for i in picks]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = cloud_dir() / "selections" / campaign / f"{stamp}-{strategy}-{budget}.json"

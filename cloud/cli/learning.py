@@ -8,14 +8,21 @@ from pathlib import Path
 
 from training.crawl import cli as crawl_cli
 
+# cloud.selection's STRATEGIES and DEFAULT_STRATEGY, spelt out so `--help` needs no numpy (a test keeps
+# them equal)
+SELECT_STRATEGIES = ("coreset", "uncertainty", "hybrid", "random", "crops", "faults")
+DEFAULT_STRATEGY = "random"
+
 
 def register(csub: argparse._SubParsersAction) -> None:
-    p = csub.add_parser("select", help="choose a campaign's photos for operators to label (coreset, uncertainty, "
-                        "hybrid, random)", description="Writes the choice as a dataset version and, with --project, "
+    p = csub.add_parser("select", help="choose a campaign's photos for operators to label (random, coreset, "
+                        "uncertainty, hybrid, crops, faults)",
+                        description="Writes the choice as a dataset version and, with --project, "
                         "makes it Label Studio tasks pre-annotated by the registry's model. --queue runs it as a job.")
     p.add_argument("--campaign", required=True)
     p.add_argument("--budget", type=int, required=True)
-    p.add_argument("--strategy", required=True, choices=["coreset", "uncertainty", "hybrid", "random"])
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=SELECT_STRATEGIES,
+                   help="default %(default)s: no method beat it beyond the seeds' spread (docs/benchmarks.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, help="PyTorch weights for the embeddings (default models/pli-default.pt)")
     p.add_argument("--model", type=Path, help="ONNX detector for the uncertainty (default the shipped one)")

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud.embeddings import crop_regions
 from cloud.selection import (
+    STRATEGIES,
     Frames,
     coverage_radius,
     image_uncertainty,
@@ -91,3 +93,43 @@ def test_missed_fault_reviews_come_only_from_unsure_photos_that_raised_nothing(p
     assert len(got) == min(k, len(eligible))
     if got.size and len(eligible) > len(got):  # nothing left out was more uncertain than what was taken
         assert unc[[i for i in eligible if i not in got]].max() <= unc[got].min()
+
+
+def test_faults_uncertainty_ignores_the_insulators_and_crops_is_k_center_on_the_crops():
+    conf = [np.array([0.5, 0.97]), np.array([0.6]), np.array([0.5])]
+    cls = [np.array([0, 1]), np.array([1]), np.array([0])]
+    u = image_uncertainty(conf, cls, 3, only=[1, 2])
+    assert u[2] == 0  # an insulator at 0.5 alone says nothing about faults
+    assert u[1] > u[0] > 0  # the fault at 0.6 is less sure than the one at 0.97
+    assert list(select("faults", 2, uncertainty=u)) == [1, 0]
+    x, _ = clusters(3)
+    assert list(select("crops", 9, emb=x, seed=2)) == list(k_center(x, 9, seed=2))
+    with pytest.raises(ValueError, match="needs embeddings"):
+        select("crops", 2, uncertainty=u)
+    from cloud.api.routes.campaigns import Selection
+    from cloud.cli import learning as cli
+    from cloud.selection import DEFAULT_STRATEGY
+
+    assert cli.SELECT_STRATEGIES == STRATEGIES and cli.DEFAULT_STRATEGY == DEFAULT_STRATEGY
+    assert Selection(budget=3).strategy == DEFAULT_STRATEGY
+    assert {Selection(budget=3, strategy=s).strategy for s in STRATEGIES} == set(STRATEGIES)
+    with pytest.raises(ValueError):
+        Selection(budget=3, strategy="greedy")
+
+
+@given(st.integers(8, 400), st.integers(8, 400), st.floats(0, 1), st.floats(0, 1), st.floats(0.5, 200),
+       st.floats(0.5, 200), st.floats(0, 1))
+@settings(max_examples=200, deadline=None)
+def test_a_crop_is_a_square_inside_the_photo_around_its_box(h, w, fx, fy, bw, bh, margin):
+    x0, y0 = fx * (w - 1), fy * (h - 1)
+    box = np.array([[x0, y0, min(w, x0 + bw), min(h, y0 + bh)]])
+    (cx0, cy0, cx1, cy1), = crop_regions(box, (h, w), margin, min_side=32)
+    assert 0 <= cx0 < cx1 <= w and 0 <= cy0 < cy1 <= h
+    assert abs((cx1 - cx0) - (cy1 - cy0)) <= 1  # square, up to rounding
+    side = cx1 - cx0
+    assert side >= min(32, h, w) - 1
+    centre = ((box[0, 0] + box[0, 2]) / 2, (box[0, 1] + box[0, 3]) / 2)
+    assert cx0 - 1 <= centre[0] <= cx1 + 1 and cy0 - 1 <= centre[1] <= cy1 + 1
+    longer = max(box[0, 2] - box[0, 0], box[0, 3] - box[0, 1])
+    if longer * (1 + 2 * margin) <= min(h, w):  # room for the widened box: all of it is in the crop
+        assert cx0 - 1 <= box[0, 0] and box[0, 2] <= cx1 + 1 and cy0 - 1 <= box[0, 1] and box[0, 3] <= cy1 + 1

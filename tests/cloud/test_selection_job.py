@@ -130,3 +130,33 @@ def test_pseudo_labels_become_label_studio_tasks_with_their_weak_boxes(campaign,
         assert len(pred["result"]) == len(lines)
     assert sum(len(ls.predictions(t["id"])[0]["result"]) for t in tasks) == report["boxes"]
     ls.close()
+
+
+def test_a_scan_gives_fault_only_uncertainty_and_the_insulators_most_confident_first():
+    import numpy as np
+
+    from cloud.selection_job import Scan
+    from edge.detections import Detections
+
+    names = ["insulator", "defect", "bird_nest"]
+    d = [Detections(np.array([[0, 0, 10, 10], [5, 5, 30, 40], [1, 1, 2, 2]]), np.array([0.3, 0.8, 0.5]),
+                    np.array([0, 0, 1]), names),
+         Detections(np.array([[0, 0, 10, 10]]), np.array([0.5]), np.array([0]), names),
+         Detections.empty(names)]
+    scan = Scan(d, names, operating_conf=0.25)
+    assert scan.uncertainty(faults_only=True)[1] == 0 < scan.uncertainty()[1]  # an insulator only: no fault doubt
+    assert scan.uncertainty(faults_only=True)[0] == pytest.approx(1.0)  # the defect at 0.5
+    ins = scan.insulators()
+    assert ins[0].tolist() == [[5, 5, 30, 40], [0, 0, 10, 10]] and len(ins[1]) == 1 and len(ins[2]) == 0
+    assert len(scan.insulators(conf=0.4)[0]) == 1
+    assert scan.top().tolist() == pytest.approx([0.8, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("strategy", ["crops", "faults"])
+def test_crops_and_faults_choose_distinct_photos_through_the_real_detector(campaign, strategy):
+    from cloud.selection_job import candidates, run_selection
+
+    out = run_selection("synth", 3, strategy)
+    doc = json.loads(Path(out["version"]).read_text())
+    assert out["selected"] == 3 == len(set(doc["images"])) and doc["strategy"] == strategy
+    assert set(doc["images"]) <= {p.name for p in candidates("synth")}

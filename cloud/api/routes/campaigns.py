@@ -14,6 +14,7 @@ import cloud.selection_job  # noqa: F401 - registers the `select` job
 from cloud.api.deps import ERRORS, Caller, db, require
 from cloud.jobs import enqueue
 from cloud.models import Campaign
+from cloud.selection import DEFAULT_STRATEGY, STRATEGIES
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=ERRORS)
 
@@ -27,7 +28,7 @@ def list_campaigns(session: Session = Depends(db), _: Caller = Depends(require("
 
 class Selection(BaseModel):
     budget: int = Field(ge=1, le=100_000)
-    strategy: Literal["coreset", "uncertainty", "hybrid", "random"]
+    strategy: Literal[STRATEGIES] = DEFAULT_STRATEGY  # type: ignore[valid-type]
     seed: int = Field(0, ge=0, le=2**31)
     project: int | None = Field(None, ge=1, description="Label Studio project to put the tasks in")
     cloud_url: str | None = Field(None, max_length=512, description="the cloud as Label Studio reaches it")
