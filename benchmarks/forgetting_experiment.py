@@ -66,6 +66,7 @@ def add_campaigns(work: Path, cplid: Path, idd: Path) -> None:
     from cloud import campaigns
     from cloud.db import session_scope
 
+    work = Path(work).resolve()  # the flights' data.yaml names its folders: relative ones would not resolve
     split = REPO / "recipes" / "cplid_campaign_split.json"  # the shipped split's val as the test set
     for name, src, fmt, mapping, cl, fixed in (
             ("cplid", cplid, "voc", None, 1, split),

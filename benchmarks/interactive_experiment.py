@@ -23,6 +23,11 @@ figure is the time from that annotation to the first frame the new model detects
 Every arm is a fresh cloud (SQLite, object store, TUF repository) beside one Label Studio server.
 Results: benchmarks/results/interactive_experiment.json, kept per finished arm and skipped when
 run again (an interrupted arm starts over).
+
+`--base b0` (issue 27): every arm's cloud starts with the base model B0 as its fleet release
+(benchmarks/rebase_experiment.py:release_b0, one build shared by the arms) whose FP32 build
+pre-annotates, so the refreshes fine-tune B0 and arm `none` is B0 throughout; the canary drone
+starts on B0 too. Results: benchmarks/results/interactive_b0.json.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "recipes"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 RESULTS = REPO / "benchmarks" / "results" / "interactive_experiment.json"
 
@@ -83,12 +90,13 @@ def make_cloud(work: Path, arm_env: dict[str, str], cplid: Path, idd: Path) -> s
 class Drone(threading.Thread):
     """A canary drone in flight: frames every `period_s`, its update loop checking every `check_s`."""
 
-    def __init__(self, work: Path, base: str, token: str, check_s: float, period_s: float = 1.0):
+    def __init__(self, work: Path, base: str, token: str, check_s: float, period_s: float = 1.0,
+                 model: Path = REPO / "models" / "pli-default.onnx"):
         super().__init__(daemon=True)
         from edge.update import UpdateClient, UpdateLoop, install_root
         from training.synth.flight import generate_flight
 
-        self.work, self.period_s = work, period_s
+        self.work, self.period_s, self.model = work, period_s, model
         install_root(work / "state", (Path(os.environ["PLI_TUF_DIR"]) / "metadata" / "1.root.json").read_bytes())
         self.loop = UpdateLoop(UpdateClient(work / "state", base, token, "canary"), work / "models", check_s)
         self.flight = generate_flight(work / "flight", frames=6, size=(960, 540), seed=7, progress=False).out
@@ -128,7 +136,7 @@ class Drone(threading.Thread):
         from edge.runtime import RunConfig, run_flight
 
         try:
-            self.summary = run_flight(self.frames(), REPO / "models" / "pli-default.onnx",
+            self.summary = run_flight(self.frames(), self.model,
                                       Outbox(self.work / "outbox" / "outbox.db", "UAV-CANARY"),
                                       RunConfig(drone_id="UAV-CANARY", flight_id="F-e", updates=self.loop,
                                                 state=self.work / "models" / "state.json",
@@ -165,6 +173,14 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
 
     jobs.reset_queue()
     token = make_cloud(work, arm_env, args.cplid, args.idd)
+    start_model = REPO / "models" / "pli-default.onnx"
+    if args.base == "b0":
+        from rebase_experiment import release_b0
+
+        from cloud.registry.rollout import preannotation_model
+
+        release_b0(args.b0, work, args.cplid, files_dir=args.work / "b0-release", preannotate=True)
+        start_model = preannotation_model()  # B0's FP32 build, as the registry keeps it
     with session_scope() as s:
         from cloud import campaigns
 
@@ -204,7 +220,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
                     ls.annotate(task_id, backend.prediction(truth, w, h, "operator")["result"])
                 last_annotation = time.time()
                 if learn_too and b == args.batches - 1:
-                    drone = Drone(work / "drone", cloud.base, token, args.drone_check)
+                    drone = Drone(work / "drone", cloud.base, token, args.drone_check, model=start_model)
                     drone.start()
                 done = (b + 1) * args.batch_size
 
@@ -303,8 +319,14 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=25)
     ap.add_argument("--drone-check", type=float, default=60.0, help="the canary drone's update interval (s)")
     ap.add_argument("--learn-timeout", type=float, default=5400.0)
-    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--base", choices=("shipped", "b0"), default="shipped",
+                    help="the model the arms start from (b0: B0 as every arm's fleet release)")
+    ap.add_argument("--b0", type=Path, default=REPO / "models" / "checkpoints" / "b0-best.pt")
+    ap.add_argument("--results", type=Path, help="default benchmarks/results/interactive_experiment.json "
+                    "(interactive_b0.json with --base b0)")
     args = ap.parse_args()
+    args.work = args.work.resolve()
+    args.results = args.results or (RESULTS.with_name("interactive_b0.json") if args.base == "b0" else RESULTS)
     from selection_experiment import cpu_flags
 
     from annotation.server import LabelStudioServer
@@ -313,7 +335,8 @@ def main() -> int:
     results = json.loads(args.results.read_text()) if args.results.exists() else {"runs": {}}
     results["setup"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "batch_size": args.batch_size,
                         "batches": args.batches, "refresh_recipe": "QUICK (cloud/learning.py)",
-                        "operator": "ground truth through Label Studio's API"}
+                        "operator": "ground truth through Label Studio's API",
+                        "base": args.b0.name if args.base == "b0" else "models/pli-default.pt"}
     todo = [(arm, int(seed)) for seed in args.seeds.split(",") for arm in args.arms.split(",")]
     todo = [(a, s) for a, s in todo if f"{a}:seed{s}:{args.batches}x{args.batch_size}" not in results["runs"]]
     if not todo:

@@ -42,31 +42,48 @@ B0_VERSION = "b0-2026.12.03"
 SERVICE_RECIPE = {"freeze": 0, "lr0": None}  # everything trains, AdamW at ultralytics' automatic rate
 
 
-def release_b0(b0: Path, work: Path, cplid: Path) -> str:
-    """B0 as the fleet's release, as `pli cloud release add` + promote would make it."""
+def b0_files(b0: Path, out: Path, cplid: Path) -> list[Path]:
+    """B0's release files (FP32 and INT8 builds, cards, golden frames), built once into `out` from
+    B0's own training data (rebuilt when absent) and scored on the cloud's CPLID and flights test
+    sets; kept, so several clouds (benchmarks/interactive_experiment.py) release the same build."""
     from default_model import build_data
     from sqlalchemy import select
 
     from cloud.db import session_scope
-    from cloud.learning import current_release
     from cloud.models import Campaign as CampaignRow
     from cloud.registry.build import TestSet, build
-    from cloud.registry.rollout import add_release, promote
 
+    done = out / "files.json"
+    if done.exists():
+        return [out / name for name in json.loads(done.read_text())]
     with session_scope() as s:
-        if current_release(s) == B0_VERSION:
-            return B0_VERSION
         tests = {r.name: r.data for r in s.scalars(select(CampaignRow))}
     data = build_data(cplid, REPO / "data" / "default_model", 640)
-    out = work / "b0-release"
     if out.exists():
         shutil.rmtree(out)
     files = build(b0, B0_VERSION, out, [TestSet(n, Path(tests[n]), "test") for n in ("cplid", "flights")],
                   training_data=data)
+    done.write_text(json.dumps([f.relative_to(out).as_posix() for f in files]))
+    return files
+
+
+def release_b0(b0: Path, work: Path, cplid: Path, files_dir: Path | None = None, preannotate: bool = False) -> str:
+    """B0 as the fleet's release, as `pli cloud release add` + promote would make it (and, with
+    `preannotate`, the model that pre-annotates Label Studio tasks, as `release preannotate`)."""
+    from cloud.db import session_scope
+    from cloud.learning import current_release
+    from cloud.registry.rollout import add_release, promote, set_preannotation
+
+    with session_scope() as s:
+        if current_release(s) == B0_VERSION:
+            return B0_VERSION
+    files = b0_files(b0, files_dir or work / "b0-release", cplid)
     with session_scope() as s:
         add_release(s, B0_VERSION, files, None, weights=b0)
         promote(s, B0_VERSION, "canary", "issue 24: base model B0")
         promote(s, B0_VERSION, "fleet", "issue 24: base model B0")
+        if preannotate:
+            set_preannotation(s, B0_VERSION, "issue 27: B0 pre-annotates")
     return B0_VERSION
 
 

@@ -52,34 +52,68 @@ def plot(arms: dict[tuple[str, int], list[dict]], out: Path, title: str) -> None
     fig.savefig(out, dpi=110)
 
 
+def table(doc: dict) -> list[str]:
+    """The arms' table, with each arm's gain over random at the same share and seed (the seed drives
+    both the choice and the training, so the pairs share everything but the strategy), and its
+    share of what all labels reach; then the pseudo-labels' quality."""
+    arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for run in doc["runs"].values():
+        arms[(run["strategy"], run["percent"])].append(run)
+    rand = {(r["percent"], r["seed"]): r["map50"] for r in doc["runs"].values() if r["strategy"] == "random"}
+    ceiling = [r["map50"] for r in doc["runs"].values() if r["strategy"] == "all"]
+    out = ["| arm | photos | seeds | mAP50 | " + " | ".join(CLASSES) + " | minus random, same seed | of all labels "
+           "| train s |",
+           "| --- | --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- | --- | --- |"]
+    order = {k: i for i, k in enumerate(ORDER)}
+    for (strategy, pct), runs in sorted(arms.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
+        name = f"{strategy} {pct} %" if strategy != "pseudo" else f"random {pct} % + pseudo-labels on the rest"
+        cells = [fmt([r["map50"] for r in runs])] + [fmt([r["per_class"].get(c, 0.0) for r in runs]) for c in CLASSES]
+        gain = [r["map50"] - rand[(pct, r["seed"])] for r in runs if (pct, r["seed"]) in rand]
+        cells.append(fmt(gain) if gain and strategy not in ("random", "all") else "")
+        mean = sum(r["map50"] for r in runs) / len(runs)
+        cells.append(f"{mean / (sum(ceiling) / len(ceiling)):.0%}" if ceiling and strategy != "all" else "")
+        out.append(f"| {name} | {runs[0]['photos']} | {','.join(str(r['seed']) for r in runs)} | "
+                   + " | ".join(cells) + f" | {round(sum(r['train_s'] for r in runs) / len(runs))} |")
+    pseudo = [r for r in doc["runs"].values() if r.get("pseudo_labels")]
+    if pseudo:
+        out += ["", "| pseudo-labels (teacher: the random arm) | seed | photos | boxes | true boxes | precision "
+                "| recall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in pseudo:
+            q = r["pseudo_labels"]
+            out.append(f"| {r['percent']} % labelled | {r['seed']} | {q['pseudo_labelled']} | {q['boxes']} | "
+                       f"{q['true_boxes']} | {q['precision']} | {q['recall']} |")
+    return out
+
+
+def write_between(doc_path: Path, marker: str, lines: list[str]) -> None:
+    """Replace what stands between `<!-- marker -->` and `<!-- /marker -->` in the markdown file."""
+    text = doc_path.read_text()
+    start, end = f"<!-- {marker} -->\n", f"<!-- /{marker} -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{doc_path}: no {start.strip()} ... {end} to write between")
+    head, rest = text.split(start, 1)
+    doc_path.write_text(head + start + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+
+
 def main() -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", choices=FILES, default="shipped", help="which experiment's results")
     ap.add_argument("--plot", type=Path, help="write the plot there")
+    ap.add_argument("--write", type=Path, help="put the tables in this markdown file, between "
+                    "<!-- selection-table --> (shipped) or <!-- selection-b0-table --> (b0) and its closing marker")
     args = ap.parse_args()
     doc = json.loads((RESULTS / FILES[args.base]).read_text())
-    arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for run in doc["runs"].values():
-        arms[(run["strategy"], run["percent"])].append(run)
-    print("| arm | photos | seeds | mAP50 | " + " | ".join(CLASSES) + " | train s |")
-    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- |")
-    order = {k: i for i, k in enumerate(ORDER)}
-    for (strategy, pct), runs in sorted(arms.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
-        name = f"{strategy} {pct} %" if strategy != "pseudo" else f"random {pct} % + pseudo-labels on the rest"
-        cells = [fmt([r["map50"] for r in runs])] + [fmt([r["per_class"].get(c, 0.0) for r in runs]) for c in CLASSES]
-        print(f"| {name} | {runs[0]['photos']} | {','.join(str(r['seed']) for r in runs)} | "
-              + " | ".join(cells) + f" | {round(sum(r['train_s'] for r in runs) / len(runs))} |")
-    pseudo = [r for r in doc["runs"].values() if r.get("pseudo_labels")]
-    if pseudo:
-        print("\n| pseudo-labels (teacher: the random arm) | seed | photos | boxes | true boxes | precision | recall |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for r in pseudo:
-            q = r["pseudo_labels"]
-            print(f"| {r['percent']} % labelled | {r['seed']} | {q['pseudo_labelled']} | {q['boxes']} | "
-                  f"{q['true_boxes']} | {q['precision']} | {q['recall']} |")
+    lines = table(doc)
+    print("\n".join(lines))
+    if args.write:
+        write_between(args.write, "selection-table" if args.base == "shipped" else f"selection-{args.base}-table",
+                      lines)
     if args.plot:
+        arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        for run in doc["runs"].values():
+            arms[(run["strategy"], run["percent"])].append(run)
         start = "B0" if args.base == "b0" else "the shipped model"
         plot(arms, args.plot, f"Which photos to label, from {start} (bars: min..max over seeds)")
     return 0
