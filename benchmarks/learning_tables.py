@@ -4,6 +4,7 @@ replay arm with the service's recipe), (d) operator edits per image, batch after
 (benchmarks/results/interactive_experiment.json), (e) annotation-to-drone time.
 
     .venv/bin/python benchmarks/learning_tables.py
+    .venv/bin/python benchmarks/learning_tables.py --base b0 --write docs/benchmarks.md   # issue 27's (d), from B0
 """
 
 from __future__ import annotations
@@ -56,7 +57,54 @@ def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str
     return rows
 
 
+def edits_tables(interactive: dict) -> list[str]:
+    """(d): edits per image batch by batch, each arm's change from its first batch, and at the last
+    batch the refresh arm against no refresh on the same photos (same seed)."""
+    out = ["| arm | seed | batch | annotations before | pre-annotating model | true boxes / image | "
+           "edits / image | add | delete | move | refresh after (s) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in interactive["runs"].values():
+        for b in r["batches"]:
+            out.append(f"| {r['arm']} | {r['seed']} | {b['batch']} | {b['annotations_before']} | {b['model']} | "
+                       f"{b['true_boxes_per_image']:.2f} | {b['edits_per_image']:.2f} | {b['add']} | {b['delete']} | "
+                       f"{b['move']} | {b['refresh_s_after'] if b['refresh_s_after'] is not None else ''} |")
+    out.append("")
+    out += ["| arm | seed | edits / image, batch 1 | after three refreshes (batch 4) | change |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in interactive["runs"].values():
+        first, last = r["batches"][0]["edits_per_image"], r["batches"][-1]["edits_per_image"]
+        out.append(f"| {r['arm']} | {r['seed']} | {first:.2f} | {last:.2f} | {r['edits_change_pct']:+.1f} % |")
+    pairs = []
+    for r in interactive["runs"].values():
+        other = next((o for o in interactive["runs"].values() if o["arm"] == "none" and o["seed"] == r["seed"]
+                      and len(o["batches"]) == len(r["batches"])), None)
+        if r["arm"].startswith("refresh") and other is not None:
+            a, b = r["batches"][-1]["edits_per_image"], other["batches"][-1]["edits_per_image"]
+            pairs.append(f"| {r['arm']} against none | {r['seed']} | {len(r['batches'])} | {a:.2f} | {b:.2f} | "
+                         f"{(a - b) / b * 100 if b else 0.0:+.1f} % |")
+    if pairs:
+        out += ["", "| last batch, same photos | seed | batch | edits / image, refreshed | no refresh | change |",
+                "| --- | --- | --- | --- | --- | --- |", *pairs]
+    return out
+
+
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", choices=("shipped", "b0"), default="shipped",
+                    help="b0: issue 27's (d) from B0 (interactive_b0.json) alone")
+    ap.add_argument("--write", type=Path, help="with --base b0: put the tables in this markdown file, between "
+                    "<!-- interactive-b0-tables --> and its closing marker")
+    args = ap.parse_args()
+    if args.base == "b0":
+        from selection_table import write_between
+
+        lines = edits_tables(json.loads((RESULTS / "interactive_b0.json").read_text()))
+        print("\n".join(lines))
+        if args.write:
+            write_between(args.write, "interactive-b0-tables", lines)
+        return 0
     out = []
     forgetting = json.loads((RESULTS / "forgetting_experiment.json").read_text()) \
         if (RESULTS / "forgetting_experiment.json").exists() else {"runs": {}}
@@ -80,20 +128,7 @@ def main() -> int:
                                e["learn_run_s"])
     out.append("")
     out += shipped_rows()
-    out += ["| arm | seed | batch | annotations before | pre-annotating model | true boxes / image | "
-            "edits / image | add | delete | move | refresh after (s) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in interactive["runs"].values():
-        for b in r["batches"]:
-            out.append(f"| {r['arm']} | {r['seed']} | {b['batch']} | {b['annotations_before']} | {b['model']} | "
-                       f"{b['true_boxes_per_image']:.2f} | {b['edits_per_image']:.2f} | {b['add']} | {b['delete']} | "
-                       f"{b['move']} | {b['refresh_s_after'] if b['refresh_s_after'] is not None else ''} |")
-    out.append("")
-    out += ["| arm | seed | edits / image, batch 1 | after three refreshes (batch 4) | change |",
-            "| --- | --- | --- | --- | --- |"]
-    for r in interactive["runs"].values():
-        first, last = r["batches"][0]["edits_per_image"], r["batches"][-1]["edits_per_image"]
-        out.append(f"| {r['arm']} | {r['seed']} | {first:.2f} | {last:.2f} | {r['edits_change_pct']:+.1f} % |")
+    out += edits_tables(interactive)
     for r in interactive["runs"].values():
         e = r.get("e")
         if not e:

@@ -32,7 +32,6 @@ import os
 import statistics
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,22 +50,15 @@ FAULTS = ("defect", "flashover")
 def idd_data(idd: Path, work: Path) -> Path:
     """IDD split as the `idd` campaign splits it, in class list 2's order."""
     from cloud.campaigns import RATIOS
-    from comms.classes import ENV_VAR
+    from comms.classes import using_class_list
     from training.data_import import import_dataset
 
     out = work / "idd"
     if (out / "data.yaml").exists():
         return out / "data.yaml"
-    old = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = str(resources.files("comms").joinpath("class_lists", "2.toml"))
-    try:
+    with using_class_list(2):
         result = import_dataset(idd / "annotations.json", "coco", out, ratios=list(RATIOS), seed=0,
                                 class_map=dict(IDD_MAP), progress=False)
-    finally:
-        if old is None:
-            os.environ.pop(ENV_VAR)
-        else:
-            os.environ[ENV_VAR] = old
     return result.data_yaml
 
 

@@ -10,7 +10,6 @@ new class `flashover` of class-list version 2.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cloud.models import Campaign
 from cloud.paths import cloud_dir
-from comms.classes import ENV_VAR, known_class_lists
+from comms.classes import known_class_lists, using_class_list
 from training.data_import import import_dataset
 from training.dataset import YoloDataset
 
@@ -45,19 +44,9 @@ def add(session: Session, name: str, src: Path, fmt: str, class_map: dict[str, s
         lists = known_class_lists()
         if class_list_version not in lists:
             raise ValueError(f"class-list version {class_list_version} is not known: {sorted(lists)}")
-    old = os.environ.get(ENV_VAR)
-    try:
-        if class_list_version is not None:  # the campaign's classes, in that version's order
-            from importlib import resources
-
-            os.environ[ENV_VAR] = str(resources.files("comms").joinpath("class_lists", f"{class_list_version}.toml"))
+    with using_class_list(class_list_version):  # the campaign's classes, in that version's order
         result = import_dataset(src, fmt, out, ratios=None if split_file or source_splits else list(RATIOS), seed=seed,
                                 class_map=class_map, group_by=group_by, split_file=split_file)
-    finally:
-        if old is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = old
     ds = YoloDataset.open(result.data_yaml)
     test = sorted(p.name for p in ds.images("test")) if "test" in ds.splits else []
     if not test:

@@ -16,6 +16,8 @@ import enum
 import itertools
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -127,6 +129,24 @@ def load_class_list(path: str | os.PathLike[str] | None = None) -> ClassList:
         raise ValueError(f"{chosen or 'comms/classes.toml'} says version {found.version} but differs from the known "
                          f"version {found.version} {known.names}: give a changed list a new version")
     return found
+
+
+@contextmanager
+def using_class_list(version: int | None) -> Iterator[None]:
+    """$PLI_CLASSES set to known version `version`'s file for the block (None: left as it is), then
+    restored: importers read the configured list, and a campaign imports in its own version's order."""
+    if version is None:
+        yield
+        return
+    old = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(resources.files("comms").joinpath("class_lists", f"{version}.toml"))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
 
 
 def check_lineage(lists: dict[int, ClassList]) -> dict[int, ClassList]:

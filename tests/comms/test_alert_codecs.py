@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -124,6 +125,22 @@ def test_three_alerts_with_towers_fill_a_level3_message_exactly_and_bds3_holds_t
     assert [a.id for a in unpack(packed.payload, KEYS.get).alerts] == [a.id for a in batch[:3]]
     assert len(pack(batch, 7, KEY, BDS3_GLOBAL).alerts) == 2
     assert len(pack(_defects(5, towers=False), 7, KEY, BDS3_GLOBAL).alerts) == 2  # 10 + 2 x 19 + 4 = 52; 3 = 71
+
+
+def test_a_class_list_version_is_configured_for_a_block_and_restored_after(monkeypatch):
+    from comms.classes import ENV_VAR, load_class_list, using_class_list
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with using_class_list(2):
+        assert load_class_list().names == LISTS[2].names
+    assert ENV_VAR not in os.environ
+    monkeypatch.setenv(ENV_VAR, "/somewhere/else.toml")
+    with pytest.raises(RuntimeError), using_class_list(1):
+        assert load_class_list().names == LISTS[1].names
+        raise RuntimeError("an import that fails")
+    assert os.environ[ENV_VAR] == "/somewhere/else.toml"
+    with using_class_list(None):
+        assert os.environ[ENV_VAR] == "/somewhere/else.toml"
 
 
 def test_one_message_carries_one_epoch_and_one_class_list_version():
