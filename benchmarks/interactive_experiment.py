@@ -9,9 +9,9 @@ task's predictions back through Label Studio's API, counts the boxes to add, del
 (annotation/edits.py) and submits the true boxes; Label Studio's webhook brings them to the cloud
 (`pli cloud serve`), whose worker (`pli cloud worker`) applies them. Arm `refresh`: the service's
 quick refresh every 25 annotations (job `refresh`, QUICK recipe: 3 epochs; `refresh-eN`: N
-epochs, through PLI_REFRESH_RECIPE), and the operator starts the next batch once it has
-finished; arm `none`: no refresh, the shipped model throughout. Both arms
-meet the same photos in the same order (seeded).
+epochs, `refresh-eN-f0`: and every layer trainable, through PLI_REFRESH_RECIPE), and the
+operator starts the next batch once it has finished; arm `none`: no refresh, the shipped model
+throughout. Both arms meet the same photos in the same order (seeded).
 
 (e) With --learn-seed, that seed's `refresh` arm also has PLI_LEARN_AFTER=100: the 100th
 annotation queues the full learning run (the service's recipe, cloud/learning.py:Recipe, and
@@ -69,6 +69,20 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
             return got
         time.sleep(every_s)
     raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+
+
+def refresh_recipe(arm: str) -> dict:
+    """The quick refresh's recipe changes an arm names: `refresh-e15` 15 epochs, `refresh-e5-f0`
+    5 epochs with every layer trainable (`f10`: the backbone frozen, as QUICK)."""
+    out: dict = {}
+    for part in arm.split("-")[1:]:
+        if part[:1] == "e" and part[1:].isdigit():
+            out["epochs"] = int(part[1:])
+        elif part[:1] == "f" and part[1:].isdigit():
+            out["freeze"] = int(part[1:])
+        else:
+            raise ValueError(f"arm {arm!r}: {part!r} is neither eN (epochs) nor fN (frozen layers)")
+    return out
 
 
 def make_cloud(work: Path, arm_env: dict[str, str], cplid: Path, idd: Path) -> str:
@@ -167,7 +181,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
                "PLI_ANNOTATION_SECRET": secret, "PLI_LS_URL": ls_server.url, "PLI_LS_TOKEN": ls_server.token,
                "PLI_CLASSES": str(REPO / "comms" / "class_lists" / "2.toml"), "PLI_LEARN_CAMPAIGN": "idd",
                "PLI_REFRESH_EVERY": str(args.batch_size if arm.startswith("refresh") else 0),
-               "PLI_REFRESH_RECIPE": json.dumps({"epochs": int(arm.split("-e")[1])} if "-e" in arm else {}),
+               "PLI_REFRESH_RECIPE": json.dumps(refresh_recipe(arm)),
                "PLI_LEARN_AFTER": str(n_total if learn_too else 0)}
     from cloud import jobs
 
@@ -312,7 +326,8 @@ def main() -> int:
     ap.add_argument("--cplid", type=Path, default=REPO.parent / "shared" / "datasets" / "cplid")
     ap.add_argument("--idd", type=Path, default=REPO.parent / "shared" / "datasets" / "idd")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "interactive_experiment")
-    ap.add_argument("--arms", default="refresh,none", help="refresh (QUICK), refresh-eN (N epochs), none")
+    ap.add_argument("--arms", default="refresh,none", help="refresh (QUICK), refresh-eN (N epochs), "
+                    "refresh-eN-fM (and M frozen layers: f0 trains everything), none")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--learn-seed", type=int, help="this seed's refresh arm also measures (e)")
     ap.add_argument("--batches", type=int, default=4)
