@@ -163,6 +163,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
     from annotation import backend
     from annotation.client import LabelStudio
     from annotation.edits import edits, total
+    from cloud.annotations import reconcile_projects
     from cloud.db import session_scope
     from cloud.label_studio import photo_tasks, wire_project
     from cloud.local_server import CloudServer
@@ -238,9 +239,16 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
                     drone.start()
                 done = (b + 1) * args.batch_size
 
-                def recorded(n: int = done) -> bool:
+                polled = {"at": time.monotonic(), "recovered": 0}
+
+                def recorded(n: int = done, polled: dict = polled) -> bool:
                     with session_scope() as s:
-                        return s.query(Annotation).filter(Annotation.applied.is_(True)).count() >= n
+                        if s.query(Annotation).filter(Annotation.applied.is_(True)).count() >= n:
+                            return True
+                    if time.monotonic() - polled["at"] > 30:  # a webhook Label Studio never resent: the poll
+                        polled["at"] = time.monotonic()  # the service runs (`pli annotate reconcile`) finds it
+                        polled["recovered"] += reconcile_projects([project])["new_or_newer"]
+                    return False
 
                 wait_for("annotations applied", recorded, 600)
                 refresh_s = None
@@ -259,7 +267,8 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
                 batch = {"batch": b + 1, "annotations_before": done - args.batch_size, "model": model_version,
                          "images": len(per_image), "edits_per_image": round(float(np.mean(per_image)), 3),
                          "true_boxes_per_image": round((parts["add"] + parts["move"] + parts["kept"]) / n_img, 3),
-                         **parts, "tasks_s": round(tasks_s, 1), "refresh_s_after": refresh_s}
+                         **parts, "tasks_s": round(tasks_s, 1), "refresh_s_after": refresh_s,
+                         "webhooks_missed": polled["recovered"]}
                 result["batches"].append(batch)
                 print(json.dumps({f"{arm}:seed{seed}": batch}), flush=True)
             if drone is not None:

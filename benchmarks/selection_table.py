@@ -30,7 +30,16 @@ def plot(arms: dict[tuple[str, int], list[dict]], out: Path, title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy in ORDER[:-1]:
+    shares = sorted({pct for (st, pct) in arms if st != "all"})
+    if len(shares) == 1:  # one share: each method's seeds side by side
+        names = [st for st in ORDER[:-1] if (st, shares[0]) in arms]
+        for x, st in enumerate(names):
+            values = [r["map50"] for r in arms[(st, shares[0])]]
+            ax.scatter([x] * len(values), values, color="C0" if st == "random" else "C1", zorder=3)
+            ax.hlines(sum(values) / len(values), x - 0.25, x + 0.25, color="black")
+        ax.set_xticks(range(len(names)), [f"{n}\n({len(arms[(n, shares[0])])} seeds)" for n in names], fontsize=8)
+        ax.set_xlabel(f"strategy, {shares[0]} % of IDD's training photos labelled (dots: seeds; bar: mean)")
+    for strategy in ORDER[:-1] if len(shares) > 1 else ():
         pts = sorted((pct, [r["map50"] for r in runs]) for (st, pct), runs in arms.items() if st == strategy)
         if not pts:
             continue
@@ -43,7 +52,8 @@ def plot(arms: dict[tuple[str, int], list[dict]], out: Path, title: str) -> None
     for (st, _), runs in arms.items():
         if st == "all":
             ax.axhline(sum(r["map50"] for r in runs) / len(runs), color="grey", linestyle="--", label="all labels")
-    ax.set_xlabel("IDD training photos labelled (%)")
+    if len(shares) > 1:
+        ax.set_xlabel("IDD training photos labelled (%); bars: min..max over seeds")
     ax.set_ylabel("IDD test mAP50")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
@@ -115,7 +125,7 @@ def main() -> int:
         for run in doc["runs"].values():
             arms[(run["strategy"], run["percent"])].append(run)
         start = "B0" if args.base == "b0" else "the shipped model"
-        plot(arms, args.plot, f"Which photos to label, from {start} (bars: min..max over seeds)")
+        plot(arms, args.plot, f"Which photos to label, from {start}")
     return 0
 
 
