@@ -73,15 +73,18 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
 
 def refresh_recipe(arm: str) -> dict:
     """The quick refresh's recipe changes an arm names: `refresh-e15` 15 epochs, `refresh-e5-f0`
-    5 epochs with every layer trainable (`f10`: the backbone frozen, as QUICK)."""
+    5 epochs with every layer trainable (`f10`: the backbone frozen, as QUICK), `refresh-t` its
+    model's threshold the one leaving the fewest edits on the annotated photos (Recipe.tune_conf)."""
     out: dict = {}
     for part in arm.split("-")[1:]:
-        if part[:1] == "e" and part[1:].isdigit():
+        if part == "t":
+            out["tune_conf"] = True
+        elif part[:1] == "e" and part[1:].isdigit():
             out["epochs"] = int(part[1:])
         elif part[:1] == "f" and part[1:].isdigit():
             out["freeze"] = int(part[1:])
         else:
-            raise ValueError(f"arm {arm!r}: {part!r} is neither eN (epochs) nor fN (frozen layers)")
+            raise ValueError(f"arm {arm!r}: {part!r} is none of eN (epochs), fN (frozen layers), t (tuned threshold)")
     return out
 
 
@@ -336,7 +339,7 @@ def main() -> int:
     ap.add_argument("--idd", type=Path, default=REPO.parent / "shared" / "datasets" / "idd")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "interactive_experiment")
     ap.add_argument("--arms", default="refresh,none", help="refresh (QUICK), refresh-eN (N epochs), "
-                    "refresh-eN-fM (and M frozen layers: f0 trains everything), none")
+                    "refresh-eN-fM (and M frozen layers: f0 trains everything), refresh-t (tuned threshold), none")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--learn-seed", type=int, help="this seed's refresh arm also measures (e)")
     ap.add_argument("--batches", type=int, default=4)

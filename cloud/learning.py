@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotation.edits import fewest_edits_threshold
 from cloud import campaigns
 from cloud.db import session_scope
 from cloud.embeddings import embed
@@ -39,6 +40,7 @@ from cloud.settings import settings
 from edge import golden
 from edge.detector import Detector
 from edge.model_card import ModelCard
+from edge.tiled import detect
 from training.assemble import assemble
 from training.data_import import import_dataset
 from training.dataset import YoloDataset
@@ -69,8 +71,10 @@ class Recipe:
     seed: int = 0
     warmup_epochs: float = 1.0
     replay_repeat: int = 2  # a campaign smaller than its replay share is seen up to this many times per epoch
+    tune_conf: bool = False  # refresh only: its model's operating threshold the one leaving the fewest edits
 
     def overrides(self) -> dict:
+        """ultralytics' arguments (replay_repeat and tune_conf are the service's, not ultralytics')."""
         out = {"freeze": self.freeze, "warmup_epochs": self.warmup_epochs, "warmup_bias_lr": 0.0, "val": False,
                "seed": self.seed}
         if self.lr0 is not None:
@@ -369,6 +373,23 @@ def operator_labels(tasks: list[dict], work: Path) -> tuple[Path, list[Path]] | 
     return data, sorted(YoloDataset.open(data).images("train"))
 
 
+def fewest_edits_conf(model: Path, data: Path) -> float:
+    """The operating threshold at which `model`'s boxes leave the fewest edits on `data`'s training
+    photos (the operators' own, so optimistic: the model has trained on them)."""
+    det, ds = Detector(model), YoloDataset.open(data)
+    found, truth = [], []
+    for photo in sorted(ds.images("train")):
+        read = ds.read(photo)
+        if read is None:  # logged by read
+            continue
+        image, gt_xyxy, gt_cls = read
+        d = detect(det, image, "auto", conf=0.05)
+        found.append((d.xyxy, np.asarray(ds.names, dtype=object)[d.class_id] if len(d) else np.zeros(0, object),
+                      d.confidence))
+        truth.append((gt_xyxy, np.asarray(ds.names, dtype=object)[np.asarray(gt_cls, int)]))
+    return fewest_edits_threshold(found, truth)
+
+
 def _newest_campaign(session) -> str | None:
     from sqlalchemy import select
 
@@ -415,9 +436,15 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
                        project=work, name="train", **rec.overrides())
         onnx = export_model(result.last, work / f"refresh-{run_id}.onnx", imgsz=rec.imgsz, dynamic_batch=True,
                             version=f"refresh-{run_id}").onnx
+        conf = None
+        if rec.tune_conf:  # the threshold at which this model's proposals cost the operators least
+            conf = fewest_edits_conf(onnx, imported)
+            onnx = export_model(result.last, work / f"refresh-{run_id}.onnx", imgsz=rec.imgsz, dynamic_batch=True,
+                                version=f"refresh-{run_id}", conf=conf).onnx
         set_preannotation_model(onnx, f"refresh-{run_id}", f"refresh run {run_id}")
         _record(run_id, status="refreshed", data={"annotations": len(tasks), "photos": len(photos),
-                                                  "weights": str(result.last), "model": str(onnx), "from": str(start)},
+                                                  "weights": str(result.last), "model": str(onnx), "from": str(start),
+                                                  "conf": conf},
                 curve=read_curve(result.run_dir), finished_at=datetime.now(UTC))
         log.info("refresh %d: %d annotated photos, pre-annotation now %s", run_id, len(photos), onnx.name)
         return {"run": run_id, "annotations": len(tasks), "model": str(onnx)}

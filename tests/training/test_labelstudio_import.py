@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.dataset import YoloDataset
@@ -152,3 +152,32 @@ def test_a_prediction_read_back_gives_its_boxes_and_classes(gt):
     xyxy, cls = rectangles(newest_prediction([{"id": 1, "result": []}, {"id": 2, **pred}]))
     np.testing.assert_allclose(xyxy, np.clip(g, 0, 640), atol=1e-6)
     assert list(cls) == [names[k] for k in c]
+
+
+@given(st.lists(st.tuples(boxes, st.lists(st.floats(0.05, 1.0), min_size=8, max_size=8), st.integers(0, 3)),
+                min_size=1, max_size=5))
+@settings(max_examples=40, deadline=None)
+def test_the_fewest_edits_threshold_leaves_no_more_edits_than_any_other(photos):
+    """Proposals are the truth, jittered photo by photo, plus false boxes, each with a confidence:
+    whatever they are, no threshold of the grid leaves fewer edits than the one chosen."""
+    from annotation.edits import edits, fewest_edits_threshold, total
+
+    found, truth = [], []
+    for gt, confs, shift in photos:
+        g = np.array([[x, y, x + w, y + h] for x, y, w, h, _ in gt]).reshape(-1, 4)
+        c = np.array([k for *_, k in gt], int)
+        fake = g[::-1] + 40.0 * shift
+        xyxy = np.concatenate([g + shift, fake])
+        cls = np.concatenate([c, c[::-1]])
+        found.append((xyxy, cls, np.array((confs * 3)[:len(xyxy)])))
+        truth.append((g, c))
+    grid = np.round(np.arange(0.05, 0.95, 0.05), 2)
+    chosen = fewest_edits_threshold(found, truth, grid)
+
+    def cost(t):
+        return sum(total(edits(x[k >= t], c[k >= t], g, gc)) for (x, c, k), (g, gc) in zip(found, truth, strict=True))
+
+    assert chosen in grid and all(cost(chosen) <= cost(t) for t in grid)
+    assert all(cost(chosen) < cost(t) for t in grid if t > chosen)  # ties went to the higher threshold
+    with pytest.raises(ValueError):
+        fewest_edits_threshold(found, truth + truth[:1], grid)
