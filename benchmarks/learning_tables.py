@@ -80,11 +80,16 @@ def edits_tables(interactive: dict) -> list[str]:
                       and len(o["batches"]) == len(r["batches"])), None)
         if r["arm"].startswith("refresh") and other is not None:
             a, b = r["batches"][-1]["edits_per_image"], other["batches"][-1]["edits_per_image"]
-            pairs.append(f"| {r['arm']} against none | {r['seed']} | {len(r['batches'])} | {a:.2f} | {b:.2f} | "
-                         f"{(a - b) / b * 100 if b else 0.0:+.1f} % |")
+            later = [(x["edits_per_image"], y["edits_per_image"])
+                     for x, y in zip(r["batches"][1:], other["batches"][1:], strict=True)]
+            la, lb = (sum(v[0] for v in later) / len(later), sum(v[1] for v in later) / len(later)) if later else (0, 0)
+            pairs.append(f"| {r['arm']} against none | {r['seed']} | {a:.2f} | {b:.2f} | "
+                         f"{(a - b) / b * 100 if b else 0.0:+.1f} % | {la:.2f} | {lb:.2f} | "
+                         f"{(la - lb) / lb * 100 if lb else 0.0:+.1f} % |")
     if pairs:
-        out += ["", "| last batch, same photos | seed | batch | edits / image, refreshed | no refresh | change |",
-                "| --- | --- | --- | --- | --- | --- |", *pairs]
+        out += ["", "| same photos | seed | last batch: edits / image, refreshed | no refresh | change | "
+                "batches 2 on: refreshed | no refresh | change |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |", *pairs]
     return out
 
 
