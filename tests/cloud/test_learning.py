@@ -362,7 +362,10 @@ def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only
         assert run.curve["train/box_loss"]
         assert s.query(ModelRelease).count() == 0  # the fleet's releases: untouched
         assert after_annotations(s) == []  # nothing new since the refresh
-        assert run.data["conf"] is None  # the default: the export's own threshold
+        assert 0.05 <= run.data["conf"] <= 0.9  # the default (QUICK): the threshold of the fewest edits
+    plain = refresh("a", recipe={"imgsz": 320, "epochs": 1, "batch": 2, "warmup_epochs": 0, "tune_conf": False})
+    with session_scope(url) as s:
+        assert s.get(LearningRun, plain["run"]).data["conf"] is None  # the export's own threshold
     tuned = refresh("a", recipe={"imgsz": 320, "epochs": 1, "batch": 2, "warmup_epochs": 0, "tune_conf": True})
     from edge.model_card import ModelCard
 

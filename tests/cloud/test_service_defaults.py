@@ -29,9 +29,10 @@ def test_the_defaults_are_what_the_docs_say():
     from pli.cli import build_parser
 
     docs = documented()
-    assert set(docs) >= {"pli cloud select --strategy", "PLI_REFRESH_EVERY", "refresh epochs"}
+    assert set(docs) >= {"pli cloud select --strategy", "PLI_REFRESH_EVERY", "refresh epochs", "refresh threshold"}
     assert docs["pli cloud select --strategy"] == DEFAULT_STRATEGY
     args = build_parser().parse_args(["cloud", "select", "--campaign", "idd", "--budget", "20"])
     assert args.strategy == DEFAULT_STRATEGY == Selection(budget=20).strategy
     assert int(re.match(r"\d+", docs["PLI_REFRESH_EVERY"])[0]) == Settings.model_fields["refresh_every"].default
     assert int(re.match(r"\d+", docs["refresh epochs"])[0]) == QUICK.epochs
+    assert docs["refresh threshold"].startswith("fewest edits") == QUICK.tune_conf
