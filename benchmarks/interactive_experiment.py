@@ -74,8 +74,9 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
 def refresh_recipe(arm: str) -> dict:
     """The quick refresh's recipe changes an arm names: `refresh-e15` 15 epochs, `refresh-e5-f0`
     5 epochs with every layer trainable (`f10`: the backbone frozen, as QUICK), `refresh-t` its
-    model's threshold the one leaving the fewest edits on the annotated photos (Recipe.tune_conf)."""
-    out: dict = {}
+    model's threshold the one leaving the fewest edits on the annotated photos (Recipe.tune_conf,
+    QUICK's default since issue 27; without `t` it is off, as the arms recorded before it ran)."""
+    out: dict = {"tune_conf": False}
     for part in arm.split("-")[1:]:
         if part == "t":
             out["tune_conf"] = True
