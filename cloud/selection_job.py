@@ -75,6 +75,7 @@ class Scan:
 
 
 def scan_pool(model: Path, paths: list[Path]) -> Scan:
+    """The detector over every photo at UNCERTAINTY_CONF, tiled as `pli edge run` tiles them."""
     import cv2
 
     det = Detector(model)
@@ -85,16 +86,6 @@ def scan_pool(model: Path, paths: list[Path]) -> Scan:
             raise ValueError(f"{p}: not a readable image")
         found.append(detect(det, im, "auto", conf=UNCERTAINTY_CONF))
     return Scan(found, list(det.names), det.info.conf)
-
-
-def scan(model: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per photo, the detector's uncertainty and its most confident box; and its operating threshold."""
-    s = scan_pool(model, paths)
-    return s.uncertainty(), s.top(), s.operating_conf
-
-
-def uncertainty(model: Path, paths: list[Path]) -> np.ndarray:
-    return scan(model, paths)[0]
 
 
 def features(strategy: str, photos: list[Path], weights: Path, model: Path, need_scan: bool = False,
