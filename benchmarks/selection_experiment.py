@@ -24,8 +24,8 @@ AdamW), mosaic as ultralytics does, no validation during training.
 Strategies: random, coreset, uncertainty, hybrid (cloud/selection.py), crops (k-center over the
 crops around the insulators the detector finds), faults (uncertainty over fault classes only),
 pseudo (experiment (b): the random arm's photos plus pseudo-labels from its own model on the
-rest), all. Resumable: every finished run is kept in the results file, keyed by its parameters,
-and skipped when run again.
+rest; `pseudo-faults`: the faults arm's photos and model instead), all. Resumable: every
+finished run is kept in the results file, keyed by its parameters, and skipped when run again.
 """
 
 from __future__ import annotations
@@ -144,17 +144,19 @@ def main() -> int:
         key = f"{strategy}:{pct}%:seed{seed}:ep{recipe['epochs']}"
         budget = max(1, round(len(pool) * int(pct) / 100))
         pseudo = None
-        if strategy == "pseudo":  # experiment (b): the random arm's photos plus pseudo-labels on the rest
-            teacher_key = f"random:{pct}%:seed{seed}:ep{recipe['epochs']}"
+        if strategy.split("-")[0] == "pseudo":  # experiment (b): a teacher arm's photos plus pseudo-labels on the rest
+            teacher = strategy.partition("-")[2] or "random"  # `pseudo`: random's arm; `pseudo-faults`: faults'
+            teacher_key = f"{teacher}:{pct}%:seed{seed}:ep{recipe['epochs']}"
             if not weights_of(teacher_key).exists():  # the teacher's weights are not kept in the repo: retrain
                 print(f"{key}: training its teacher {teacher_key} first", flush=True)
-                run_arm("random", pct, seed)
+                run_arm(teacher, pct, seed)
             from cloud import pseudo_labels
             from training.export import export_model
 
-            onnx = export_model(weights_of(teacher_key), work / f"teacher-{pct}-s{seed}.onnx",
+            suffix = "" if teacher == "random" else f"-{teacher}"
+            onnx = export_model(weights_of(teacher_key), work / f"teacher{suffix}-{pct}-s{seed}.onnx",
                                 dynamic_batch=True).onnx
-            labelled = [Path(x).name for x in (work / f"random-{pct}-s{seed}.txt").read_text().split()]
+            labelled = [Path(x).name for x in (work / f"{teacher}-{pct}-s{seed}.txt").read_text().split()]
             pseudo = pseudo_labels.run("idd", labelled, onnx)
             yaml_path = Path(pseudo["data"])
             chosen = pool
@@ -187,7 +189,8 @@ def main() -> int:
                      "replayed": len(replayed), "train_s": round(seconds), "map50": round(score.map50, 4),
                      "per_class": {k: round(v["map50"], 4) for k, v in score.per_class.items()},
                      **({"pseudo_labels": {k: pseudo[k] for k in ("pseudo_labelled", "boxes", "true_boxes",
-                                                                   "precision", "recall", "thresholds")}}
+                                                                   "precision", "recall", "thresholds", "per_class")
+                                          if k in pseudo}}
                         if pseudo else {})}
         results_file.parent.mkdir(parents=True, exist_ok=True)
         results_file.write_text(json.dumps(results, indent=1) + "\n")

@@ -15,7 +15,19 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 FILES = {"shipped": "selection_experiment.json", "b0": "selection_b0.json"}  # as selection_experiment.BASES
 CLASSES = ("insulator", "defect", "flashover")
-ORDER = ("random", "coreset", "uncertainty", "hybrid", "crops", "faults", "pseudo", "all")
+ORDER = ("random", "coreset", "uncertainty", "hybrid", "crops", "faults", "pseudo", "pseudo-faults", "all")
+
+
+def teacher(strategy: str) -> str | None:
+    """The arm whose photos and model a pseudo-label arm starts from (`pseudo`: random's)."""
+    head, _, rest = strategy.partition("-")
+    return (rest or "random") if head == "pseudo" else None
+
+
+def label(strategy: str, pct: int | None = None) -> str:
+    share = "" if pct is None else f" {pct} %"
+    t = teacher(strategy)
+    return f"{strategy}{share}" if t is None else f"{t}{share} + pseudo-labels on the rest"
 
 
 def fmt(values: list[float]) -> str:
@@ -47,8 +59,8 @@ def plot(arms: dict[tuple[str, int], list[dict]], out: Path, title: str) -> None
         mean = [sum(v) / len(v) for _, v in pts]
         err = [[m - min(v) for m, (_, v) in zip(mean, pts, strict=True)],
                [max(v) - m for m, (_, v) in zip(mean, pts, strict=True)]]
-        label = "random + pseudo-labels" if strategy == "pseudo" else strategy
-        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label, linestyle="-" if len(x) > 1 else "none")
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label(strategy),
+                    linestyle="-" if len(x) > 1 else "none")
     for (st, _), runs in arms.items():
         if st == "all":
             ax.axhline(sum(r["map50"] for r in runs) / len(runs), color="grey", linestyle="--", label="all labels")
@@ -76,7 +88,7 @@ def table(doc: dict) -> list[str]:
            "| --- | --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " | --- | --- | --- |"]
     order = {k: i for i, k in enumerate(ORDER)}
     for (strategy, pct), runs in sorted(arms.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], 9))):
-        name = f"{strategy} {pct} %" if strategy != "pseudo" else f"random {pct} % + pseudo-labels on the rest"
+        name = label(strategy, pct)
         cells = [fmt([r["map50"] for r in runs])] + [fmt([r["per_class"].get(c, 0.0) for r in runs]) for c in CLASSES]
         gain = [r["map50"] - rand[(pct, r["seed"])] for r in runs if (pct, r["seed"]) in rand]
         cells.append(fmt(gain) if gain and strategy not in ("random", "all") else "")
@@ -86,12 +98,20 @@ def table(doc: dict) -> list[str]:
                    + " | ".join(cells) + f" | {round(sum(r['train_s'] for r in runs) / len(runs))} |")
     pseudo = [r for r in doc["runs"].values() if r.get("pseudo_labels")]
     if pseudo:
-        out += ["", "| pseudo-labels (teacher: the random arm) | seed | photos | boxes | true boxes | precision "
-                "| recall |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        # each pseudo-label arm beside its teacher alone (the same photos, seed and recipe, no weak labels)
+        score = {(r["strategy"], r["percent"], r["seed"]): r["map50"] for r in doc["runs"].values()}
+        out += ["", "| pseudo-labels | seed | teacher alone mAP50 | with pseudo-labels | photos | boxes | true boxes "
+                "| precision | recall | " + " | ".join(f"{c} P / R" for c in CLASSES) + " |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in CLASSES) + " |"]
         for r in pseudo:
             q = r["pseudo_labels"]
-            out.append(f"| {r['percent']} % labelled | {r['seed']} | {q['pseudo_labelled']} | {q['boxes']} | "
-                       f"{q['true_boxes']} | {q['precision']} | {q['recall']} |")
+            alone = score.get((teacher(r["strategy"]), r["percent"], r["seed"]))
+            per = q.get("per_class", {})
+            cells = [f"{per[c]['precision']} / {per[c]['recall']}" if c in per else "" for c in CLASSES]
+            out.append(f"| {label(r['strategy'], r['percent'])} | {r['seed']} | "
+                       f"{'' if alone is None else f'{alone:.3f}'} | {r['map50']:.3f} | {q['pseudo_labelled']} | "
+                       f"{q['boxes']} | {q['true_boxes']} | {q['precision']} | {q['recall']} | "
+                       + " | ".join(cells) + " |")
     return out
 
 

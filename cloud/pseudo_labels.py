@@ -135,16 +135,31 @@ def pseudo_label(predict: Predict, image: np.ndarray, thresholds: dict[int, floa
     return Detections(xyxy, conf, cls, d.class_names)
 
 
-def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """Precision and recall (IoU 0.5, same class) of a batch of pseudo-labels against ground truth."""
-    right = found = n_pseudo = n_true = 0
-    for d, (t_xyxy, t_cls) in zip(pseudo, truth, strict=True):
-        n_pseudo += len(d)
-        n_true += len(t_xyxy)
-        right += int(_matches(d.xyxy, d.class_id, t_xyxy, t_cls, MATCH_IOU).sum())  # pseudo boxes that are true
-        found += int(_matches(t_xyxy, t_cls, d.xyxy, d.class_id, MATCH_IOU).sum())  # true boxes they cover
-    return {"boxes": n_pseudo, "true_boxes": n_true, "precision": round(right / n_pseudo, 4) if n_pseudo else None,
-            "recall": round(found / n_true, 4) if n_true else None}
+def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]],
+            names: list[str] | None = None) -> dict:
+    """Precision and recall (IoU 0.5, same class) of a batch of pseudo-labels against ground truth;
+    with the model's class `names`, per class too (the rare fault classes are what weak labels
+    must not get wrong, and a total over insulator boxes hides them)."""
+
+    def score(keep_pseudo, keep_true) -> dict:
+        right = found = n_pseudo = n_true = 0
+        for d, (t_xyxy, t_cls) in zip(pseudo, truth, strict=True):
+            p, t = keep_pseudo(d.class_id), keep_true(t_cls)
+            n_pseudo += int(p.sum())
+            n_true += int(t.sum())
+            # pseudo boxes that are true, and true boxes they cover (a class's own boxes against all)
+            right += int((_matches(d.xyxy, d.class_id, t_xyxy, t_cls, MATCH_IOU) & p).sum())
+            found += int((_matches(t_xyxy, t_cls, d.xyxy, d.class_id, MATCH_IOU) & t).sum())
+        return {"boxes": n_pseudo, "true_boxes": n_true,
+                "precision": round(right / n_pseudo, 4) if n_pseudo else None,
+                "recall": round(found / n_true, 4) if n_true else None}
+
+    every = lambda c: np.ones(len(c), bool)  # noqa: E731
+    out = score(every, every)
+    if names is not None:
+        out["per_class"] = {name: score(lambda c, i=i: np.asarray(c) == i, lambda c, i=i: np.asarray(c) == i)
+                            for i, name in enumerate(names)}
+    return out
 
 
 def _flight_neighbours(paths: list) -> dict[int, int]:
@@ -217,7 +232,7 @@ def run(campaign: str, labelled: list[str] | None = None, model=None, conf: floa
     report = {"campaign": campaign, "model": str(model or DEFAULT_MODEL),
               "labelled": len(done & {p.name for p in pool}),
               "pseudo_labelled": len(made), "thresholds": {names[c]: t for c, t in thresholds.items()},
-              **quality(made, truths), "data": str(out / "data.yaml")}
+              **quality(made, truths, names), "data": str(out / "data.yaml")}
     if project is not None:
         from annotation import backend
         from cloud.selection_job import register_photos

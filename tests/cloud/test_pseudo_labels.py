@@ -68,3 +68,16 @@ def test_reviews_remove_false_alarms_and_add_confirmed_faults():
     assert sorted(added.xyxy.tolist()) == [[10, 150, 40, 190], [150, 60, 230, 120]]
     q = quality([added], [(np.array([[150, 60, 230, 120]], float), np.array([1]))])
     assert q == {"boxes": 2, "true_boxes": 1, "precision": 0.5, "recall": 1.0}
+
+
+def test_quality_per_class_keeps_each_class_to_its_own_boxes():
+    pseudo = [Detections(xyxy=np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], float),
+                         confidence=np.array([0.9, 0.9, 0.9]), class_id=np.array([0, 1, 1]))]
+    truth = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30], [60, 60, 70, 70], [80, 80, 90, 90]], float),
+              np.array([0, 0, 1, 2]))]
+    q = quality(pseudo, truth, ["insulator", "defect", "flashover"])
+    assert (q["boxes"], q["true_boxes"], q["precision"], q["recall"]) == (3, 4, round(1 / 3, 4), 0.25)
+    assert q["per_class"]["insulator"] == {"boxes": 1, "true_boxes": 2, "precision": 1.0, "recall": 0.5}
+    # the defect box on a true insulator is wrong by class; the other defect box is on nothing
+    assert q["per_class"]["defect"] == {"boxes": 2, "true_boxes": 1, "precision": 0.0, "recall": 0.0}
+    assert q["per_class"]["flashover"] == {"boxes": 0, "true_boxes": 1, "precision": None, "recall": 0.0}
