@@ -9,7 +9,8 @@ prefix>/<image sha256>.npy`: a photo is embedded once per model.
 `embed_crops` embeds the regions around given boxes instead (the `crops` strategy): each box
 widened by a margin to a square, letterboxed alone, its vector the same pooled features; a
 photo's vector is the mean of its crops' (unit length first, so a large crop does not outweigh
-the rest), or its whole-photo vector when it has no box.
+the rest), or its whole-photo vector when it has no box. Cached too, under `crops/`, keyed by the
+photo and its crop squares, so a campaign's second `crops` selection pays only the scan.
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ class Embedder:
         return self._out.mean(dim=(2, 3)).cpu().numpy().astype(np.float32)
 
 
+def _cached(folder: Path | None, key: str) -> np.ndarray | None:
+    f = folder / f"{key}.npy" if folder is not None else None
+    return np.load(f) if f is not None and f.exists() else None
+
+
+def _keep(folder: Path | None, key: str, v: np.ndarray) -> None:
+    if folder is not None:  # written whole, then renamed: a killed run leaves no half vector
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.tmp.npy"
+        np.save(tmp, v)
+        tmp.replace(folder / f"{key}.npy")
+
+
+def _read(path: Path) -> np.ndarray:
+    im = cv2.imread(str(path))
+    if im is None:
+        raise ValueError(f"{path}: not a readable image")
+    return im
+
+
 def embed(weights: Path, images: list[Path], cache: Path | None = None, batch: int = 8, imgsz: int = 640,
           progress: bool = True) -> np.ndarray:
     """(N, C) embeddings of the images, in order, through the cache when given."""
@@ -63,27 +84,15 @@ def embed(weights: Path, images: list[Path], cache: Path | None = None, batch: i
     todo: list[tuple[int, str]] = []
     for i, p in enumerate(images):
         sha = _sha(p)
-        f = folder / f"{sha}.npy" if folder is not None else None
-        if f is not None and f.exists():
-            out[i] = np.load(f)
-        else:
+        out[i] = _cached(folder, sha)
+        if out[i] is None:
             todo.append((i, sha))
     for start in tqdm(range(0, len(todo), batch), desc="embeddings", unit="batch", disable=not progress):
         chunk = todo[start:start + batch]
-        ims = []
-        for i, _ in chunk:
-            im = cv2.imread(str(images[i]))
-            if im is None:
-                raise ValueError(f"{images[i]}: not a readable image")
-            ims.append(im)
-        vecs = embedder(ims)
+        vecs = embedder([_read(images[i]) for i, _ in chunk])
         for (i, sha), v in zip(chunk, vecs, strict=True):
             out[i] = v
-            if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{sha}.tmp.npy"
-                np.save(tmp, v)
-                tmp.replace(folder / f"{sha}.npy")
+            _keep(folder, sha, v)
     return np.stack(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -100,22 +109,28 @@ def crop_regions(xyxy: np.ndarray, shape: tuple[int, int], margin: float = 0.25,
     return np.stack([x0, y0, x0 + side, y0 + side], 1).round().astype(np.int64)
 
 
-def embed_crops(weights: Path, images: list[Path], boxes: list[np.ndarray], imgsz: int = 320, max_crops: int = 8,
-                margin: float = 0.25, batch: int = 16, progress: bool = True) -> np.ndarray:
+def embed_crops(weights: Path, images: list[Path], boxes: list[np.ndarray], cache: Path | None = None,
+                imgsz: int = 320, max_crops: int = 8, margin: float = 0.25, batch: int = 16,
+                progress: bool = True) -> np.ndarray:
     """(N, C) per photo: the mean unit embedding of the crops around its `boxes` (the first
-    `max_crops`, callers pass them most confident first); the whole photo's when it has none."""
+    `max_crops`, callers pass them most confident first); the whole photo's when it has none.
+    Through the cache when given, keyed by the photo, its crop squares and the input size."""
     if len(boxes) != len(images):
         raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
     embedder = Embedder(weights, imgsz)
+    folder = Path(cache) / embedder.tag / "crops" if cache is not None else None
     out: list[np.ndarray] = []
     for path, xyxy in tqdm(list(zip(images, boxes, strict=True)), desc="crop embeddings", unit="photo",
                            disable=not progress):
-        im = cv2.imread(str(path))
-        if im is None:
-            raise ValueError(f"{path}: not a readable image")
+        im = _read(path)
         regions = crop_regions(np.asarray(xyxy)[:max_crops], im.shape[:2], margin)
-        crops = [im[y0:y1, x0:x1] for x0, y0, x1, y1 in regions] or [im]
-        vecs = np.concatenate([embedder(crops[i:i + batch]) for i in range(0, len(crops), batch)])
-        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-        out.append(vecs.mean(0))
+        key = hashlib.sha256(f"{_sha(path)} {imgsz} ".encode() + regions.astype("<i8").tobytes()).hexdigest()
+        v = _cached(folder, key)
+        if v is None:
+            crops = [im[y0:y1, x0:x1] for x0, y0, x1, y1 in regions] or [im]
+            vecs = np.concatenate([embedder(crops[i:i + batch]) for i in range(0, len(crops), batch)])
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            v = vecs.mean(0)
+            _keep(folder, key, v)
+        out.append(v)
     return np.stack(out) if out else np.zeros((0, 0), np.float32)

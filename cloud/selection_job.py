@@ -97,7 +97,7 @@ def features(strategy: str, photos: list[Path], weights: Path, model: Path, need
     found = scan_pool(model, photos) if strategy in UNSURE or strategy == "crops" or need_scan else None
     emb = unc = None
     if strategy == "crops":
-        emb = embed_crops(weights, photos, found.insulators(), progress=progress)
+        emb = embed_crops(weights, photos, found.insulators(), cloud_dir() / "embeddings", progress=progress)
     elif strategy in EMBEDDED or strategy == "random":  # random: for its near-duplicate pruning
         emb = embed(weights, photos, cloud_dir() / "embeddings", progress=progress)
     if strategy in UNSURE:

@@ -8,11 +8,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from cloud import campaigns, jobs
 from cloud.db import session_scope, upgrade
+from cloud.paths import DEFAULT_WEIGHTS
 from cloud.tokens import create_token
 
 
@@ -160,3 +162,25 @@ def test_crops_and_faults_choose_distinct_photos_through_the_real_detector(campa
     doc = json.loads(Path(out["version"]).read_text())
     assert out["selected"] == 3 == len(set(doc["images"])) and doc["strategy"] == strategy
     assert set(doc["images"]) <= {p.name for p in candidates("synth")}
+
+
+def test_crop_embeddings_are_cached_per_photo_and_its_crops(campaign, tmp_path, monkeypatch):
+    from cloud import embeddings
+    from cloud.selection_job import candidates, run_selection
+
+    out = run_selection("synth", 3, "crops")
+    cached = sorted((tmp_path / "cloud" / "embeddings").rglob("crops/*.npy"))
+    assert len(cached) == len(candidates("synth"))  # one vector per photo of the pool
+    before = {p: p.stat().st_mtime_ns for p in cached}
+    calls = []
+    real = embeddings.Embedder.__call__
+    monkeypatch.setattr(embeddings.Embedder, "__call__", lambda self, ims: calls.append(len(ims)) or real(self, ims))
+    again = run_selection("synth", 3, "crops")
+    assert calls == []  # every crop vector from the cache: nothing embedded again
+    assert {p: p.stat().st_mtime_ns for p in cached} == before
+    first = json.loads(Path(out["version"]).read_text())["images"]
+    assert json.loads(Path(again["version"]).read_text())["images"] == first
+    photo = candidates("synth")[0]
+    embeddings.embed_crops(DEFAULT_WEIGHTS, [photo], [np.array([[3.0, 4.0, 60.0, 50.0]])],
+                           tmp_path / "cloud" / "embeddings", progress=False)
+    assert calls and len(list((tmp_path / "cloud" / "embeddings").rglob("crops/*.npy"))) == len(cached) + 1
