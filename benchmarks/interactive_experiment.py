@@ -8,8 +8,9 @@ registry names for pre-annotation) and imported into a real Label Studio; the op
 task's predictions back through Label Studio's API, counts the boxes to add, delete and move
 (annotation/edits.py) and submits the true boxes; Label Studio's webhook brings them to the cloud
 (`pli cloud serve`), whose worker (`pli cloud worker`) applies them. Arm `refresh`: the service's
-quick refresh every 25 annotations (job `refresh`, QUICK recipe: 3 epochs; `refresh-eN`: N
-epochs, `refresh-eN-f0`: and every layer trainable, through PLI_REFRESH_RECIPE), and the
+quick refresh every 25 annotations (job `refresh`, the first QUICK recipe: 3 epochs, backbone
+frozen; `refresh-eN`: N epochs, `refresh-eN-f0`: and every layer trainable, `-t`: its threshold
+tuned; through PLI_REFRESH_RECIPE; today's QUICK is `refresh-e5-f0-t`), and the
 operator starts the next batch once it has finished; arm `none`: no refresh, the shipped model
 throughout. Both arms meet the same photos in the same order (seeded).
 
@@ -72,11 +73,12 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
 
 
 def refresh_recipe(arm: str) -> dict:
-    """The quick refresh's recipe changes an arm names: `refresh-e15` 15 epochs, `refresh-e5-f0`
-    5 epochs with every layer trainable (`f10`: the backbone frozen, as QUICK), `refresh-t` its
-    model's threshold the one leaving the fewest edits on the annotated photos (Recipe.tune_conf,
-    QUICK's default since issue 27; without `t` it is off, as the arms recorded before it ran)."""
-    out: dict = {"tune_conf": False}
+    """The quick refresh's recipe as an arm names it, over the first QUICK the arms ran with
+    (3 epochs, backbone frozen, untuned), so a name keeps meaning what it measured whatever QUICK
+    is now: `refresh-e15` 15 epochs, `refresh-e5-f0` 5 epochs with every layer trainable (`f10`:
+    the backbone frozen), `refresh-t` its model's threshold the one leaving the fewest edits on the
+    annotated photos (Recipe.tune_conf). QUICK today is `refresh-e5-f0-t`."""
+    out: dict = {"epochs": 3, "freeze": 10, "tune_conf": False}
     for part in arm.split("-")[1:]:
         if part == "t":
             out["tune_conf"] = True

@@ -35,4 +35,5 @@ def test_the_defaults_are_what_the_docs_say():
     assert args.strategy == DEFAULT_STRATEGY == Selection(budget=20).strategy
     assert int(re.match(r"\d+", docs["PLI_REFRESH_EVERY"])[0]) == Settings.model_fields["refresh_every"].default
     assert int(re.match(r"\d+", docs["refresh epochs"])[0]) == QUICK.epochs
+    assert ("everything trainable" in docs["refresh epochs"]) == (QUICK.freeze == 0)
     assert docs["refresh threshold"].startswith("fewest edits") == QUICK.tune_conf
