@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 STRATEGIES = ("coreset", "uncertainty", "hybrid", "random", "crops", "faults")
-# The default of `pli cloud select` and the API: what issues 16 and 27's experiments found, as
-# docs/benchmarks.md reports them (no method beat random beyond the seeds' spread).
-DEFAULT_STRATEGY = "random"
+# The default of `pli cloud select` and the API: what issue 27's experiment (a) found, as
+# docs/benchmarks.md reports it (from B0, hybrid beat random beyond the seeds' spread at 10 %).
+DEFAULT_STRATEGY = "hybrid"
 EMBEDDED = ("coreset", "hybrid", "crops")  # the strategies that need embeddings
 UNSURE = ("uncertainty", "hybrid", "faults")  # ... and those that need the detector's uncertainty
 DUP_COS = 0.98
