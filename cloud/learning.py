@@ -86,10 +86,11 @@ class Recipe:
 # but says nothing of the other boxes on it: never training data, never counted towards a run.
 BOXES = (Annotation.image_id.is_not(None), Annotation.alert_id.is_(None))
 
-# The interactive refresh (no replay): 2-4 minutes on this CPU. Everything trainable for 5 epochs,
-# its threshold tuned to the fewest edits: from B0, the fewest edits of the arms of experiment (d) on
-# every seed (-12 to -17 % over batches 2-4 against no refresh; 3 epochs with the backbone frozen:
-# -8 to -10 %; untuned, 5 epochs everything trainable proposed false boxes by the dozen).
+# The interactive refresh (no replay): 1-2.5 minutes on this CPU after 25-75 annotations.
+# Everything trainable for 5 epochs, its threshold tuned to the fewest edits: from B0, the fewest
+# edits of the arms of experiment (d) on every seed (-12 to -17 % over batches 2-4 against no
+# refresh; 3 epochs with the backbone frozen: -8 to -10 %; untuned, 5 epochs everything trainable
+# proposed false boxes by the dozen).
 QUICK = Recipe(epochs=5, freeze=0, lr0=None, replay_repeat=1, tune_conf=True)
 
 

@@ -141,10 +141,10 @@ def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]]
     with the model's class `names`, per class too (the rare fault classes are what weak labels
     must not get wrong, and a total over insulator boxes hides them)."""
 
-    def score(keep_pseudo, keep_true) -> dict:
+    def score(keep) -> dict:  # keep: the class ids counted
         right = found = n_pseudo = n_true = 0
         for d, (t_xyxy, t_cls) in zip(pseudo, truth, strict=True):
-            p, t = keep_pseudo(d.class_id), keep_true(t_cls)
+            p, t = keep(d.class_id), keep(t_cls)
             n_pseudo += int(p.sum())
             n_true += int(t.sum())
             # pseudo boxes that are true, and true boxes they cover (a class's own boxes against all)
@@ -155,9 +155,9 @@ def quality(pseudo: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]]
                 "recall": round(found / n_true, 4) if n_true else None}
 
     every = lambda c: np.ones(len(c), bool)  # noqa: E731
-    out = score(every, every)
+    out = score(every)
     if names is not None:
-        out["per_class"] = {name: score(lambda c, i=i: np.asarray(c) == i, lambda c, i=i: np.asarray(c) == i)
+        out["per_class"] = {name: score(lambda c, i=i: np.asarray(c) == i)
                             for i, name in enumerate(names)}
     return out
 
