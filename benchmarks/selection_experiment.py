@@ -83,6 +83,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     os.environ["PLI_CLOUD_DIR"] = str(work / "cloud")
     os.environ["PLI_DATABASE_URL"] = f"sqlite:///{work / 'cloud.db'}"
+    from selection_table import teacher as teacher_of  # one reading of the pseudo arms' names, with their table
+
     from cloud import campaigns
     from cloud.db import session_scope, upgrade
     from cloud.paths import DEFAULT_MODEL, DEFAULT_WEIGHTS
@@ -144,8 +146,8 @@ def main() -> int:
         key = f"{strategy}:{pct}%:seed{seed}:ep{recipe['epochs']}"
         budget = max(1, round(len(pool) * int(pct) / 100))
         pseudo = None
-        if strategy.split("-")[0] == "pseudo":  # experiment (b): a teacher arm's photos plus pseudo-labels on the rest
-            teacher = strategy.partition("-")[2] or "random"  # `pseudo`: random's arm; `pseudo-faults`: faults'
+        if teacher_of(strategy):  # experiment (b): a teacher arm's photos plus pseudo-labels on the rest
+            teacher = teacher_of(strategy)  # `pseudo`: random's arm; `pseudo-faults`: faults'
             teacher_key = f"{teacher}:{pct}%:seed{seed}:ep{recipe['epochs']}"
             if not weights_of(teacher_key).exists():  # the teacher's weights are not kept in the repo: retrain
                 print(f"{key}: training its teacher {teacher_key} first", flush=True)

@@ -10,7 +10,8 @@ prefix>/<image sha256>.npy`: a photo is embedded once per model.
 widened by a margin to a square, letterboxed alone, its vector the same pooled features; a
 photo's vector is the mean of its crops' (unit length first, so a large crop does not outweigh
 the rest), or its whole-photo vector when it has no box. Cached too, under `crops/`, keyed by the
-photo and its crop squares, so a campaign's second `crops` selection pays only the scan.
+photo and its boxes, so a campaign's second `crops` selection pays only the scan (no photo is
+even decoded).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def embed_crops(weights: Path, images: list[Path], boxes: list[np.ndarray], cach
                 progress: bool = True) -> np.ndarray:
     """(N, C) per photo: the mean unit embedding of the crops around its `boxes` (the first
     `max_crops`, callers pass them most confident first); the whole photo's when it has none.
-    Through the cache when given, keyed by the photo, its crop squares and the input size."""
+    Through the cache when given, keyed by the photo, its boxes, the margin and the input size."""
     if len(boxes) != len(images):
         raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
     embedder = Embedder(weights, imgsz)
@@ -122,11 +123,16 @@ def embed_crops(weights: Path, images: list[Path], boxes: list[np.ndarray], cach
     out: list[np.ndarray] = []
     for path, xyxy in tqdm(list(zip(images, boxes, strict=True)), desc="crop embeddings", unit="photo",
                            disable=not progress):
-        im = _read(path)
-        regions = crop_regions(np.asarray(xyxy)[:max_crops], im.shape[:2], margin)
-        key = hashlib.sha256(f"{_sha(path)} {imgsz} ".encode() + regions.astype("<i8").tobytes()).hexdigest()
+        data = Path(path).read_bytes()  # read once: hashed for the key, decoded only on a miss
+        boxes_used = np.asarray(xyxy, "<f8").reshape(-1, 4)[:max_crops]
+        key = hashlib.sha256(f"{hashlib.sha256(data).hexdigest()} {imgsz} {margin} ".encode()
+                             + boxes_used.tobytes()).hexdigest()
         v = _cached(folder, key)
         if v is None:
+            im = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if im is None:
+                raise ValueError(f"{path}: not a readable image")
+            regions = crop_regions(boxes_used, im.shape[:2], margin)
             crops = [im[y0:y1, x0:x1] for x0, y0, x1, y1 in regions] or [im]
             vecs = np.concatenate([embedder(crops[i:i + batch]) for i in range(0, len(crops), batch)])
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
