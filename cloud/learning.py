@@ -45,7 +45,7 @@ from training.assemble import assemble
 from training.data_import import import_dataset
 from training.dataset import YoloDataset
 from training.evaluate import evaluate
-from training.export import export_model
+from training.export import export_model, set_conf
 from training.heads import grow_head, run_classes
 from training.train import train
 
@@ -444,8 +444,7 @@ def refresh(campaign: str | None = None, recipe: dict | None = None) -> dict:
         conf = None
         if rec.tune_conf:  # the threshold at which this model's proposals cost the operators least
             conf = fewest_edits_conf(onnx, imported)
-            onnx = export_model(result.last, work / f"refresh-{run_id}.onnx", imgsz=rec.imgsz, dynamic_batch=True,
-                                version=f"refresh-{run_id}", conf=conf).onnx
+            onnx = set_conf(onnx, conf).onnx
         set_preannotation_model(onnx, f"refresh-{run_id}", f"refresh run {run_id}")
         _record(run_id, status="refreshed", data={"annotations": len(tasks), "photos": len(photos),
                                                   "weights": str(result.last), "model": str(onnx), "from": str(start),

@@ -236,3 +236,15 @@ def export_model(weights: Path, out: Path, imgsz: int = 640, dynamic_batch: bool
     card_path = card.save(ModelCard.path_for(out))
     log.info("exported %s (%s) with model card %s", out, meta["precision"], card_path)
     return ExportResult(out, card_path, card)
+
+
+def set_conf(onnx: Path, conf: float) -> ExportResult:
+    """Give an exported model a new default threshold, in its metadata and its card (and the
+    card's sha256 of the changed file), without exporting the weights again."""
+    onnx = Path(onnx)
+    card_path = ModelCard.path_for(onnx)
+    card = ModelCard.load(card_path)
+    set_metadata(onnx, {"conf": f"{conf}"})
+    card = card.with_(conf=conf, sha256=file_sha256(onnx))
+    card.save(card_path)
+    return ExportResult(onnx, card_path, card)

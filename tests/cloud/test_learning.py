@@ -16,6 +16,7 @@ from cloud.db import session_scope, upgrade
 from cloud.learning import gate
 from cloud.local_server import CloudServer
 from cloud.tokens import create_token
+from edge.detector import Detector
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -273,7 +274,6 @@ def test_the_loop_refuses_a_forgetting_candidate_and_releases_a_good_one_to_the_
     import hashlib
 
     from cloud.registry.rollout import ship
-    from edge.detector import Detector
 
     with session_scope(env["url"]) as s:
         shipped = {p.name for p in ship(s, good["release"], env["tmp"] / "models", "pli-next")}
@@ -374,6 +374,7 @@ def test_operator_annotations_trigger_a_refresh_of_the_pre_annotation_model_only
         assert run.data["from"] == s.get(LearningRun, plain["run"]).data["weights"]  # from the previous refresh
         assert 0.05 <= run.data["conf"] <= 0.9
         assert ModelCard.beside(Path(tuned["model"])).conf == pytest.approx(run.data["conf"])
+        assert float(Detector(Path(tuned["model"])).info.metadata["conf"]) == pytest.approx(run.data["conf"])
     jobs.reset_queue()
 
 

@@ -15,7 +15,7 @@ import pytest
 from edge.detector import Detector, ModelError, file_sha256
 from training.dataset import YoloDataset
 from training.evaluate import _iou, evaluate
-from training.export import export_model
+from training.export import export_model, set_conf
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,23 @@ def test_exported_models_carry_metadata_and_a_matching_card(exported):
     assert fp32.card_data.conf == 0.2
     assert int8.card_data.extra["quantization"]["per_channel"] is True
     assert int8.onnx.stat().st_size < fp32.onnx.stat().st_size / 2
+
+
+def test_a_new_threshold_reaches_metadata_and_card_without_another_export(exported, tmp_path):
+    import shutil
+
+    _, _, fp32, _ = exported
+    onnx = tmp_path / fp32.onnx.name
+    shutil.copyfile(fp32.onnx, onnx)
+    shutil.copyfile(fp32.card, tmp_path / fp32.card.name)
+    out = set_conf(onnx, 0.37)
+    det = Detector(onnx)
+    assert float(det.info.metadata["conf"]) == 0.37 and det.names == fp32.card_data.classes
+    card = json.loads(out.card.read_text())
+    assert card["conf"] == 0.37 and card["sha256"] == file_sha256(onnx) != fp32.card_data.sha256
+    before = json.loads(fp32.card.read_text())
+    assert {k: v for k, v in card.items() if k not in ("conf", "sha256")} == \
+        {k: v for k, v in before.items() if k not in ("conf", "sha256")}
 
 
 def test_onnx_detections_match_the_pt_model(exported):
