@@ -14,7 +14,7 @@ tuned; through PLI_REFRESH_RECIPE; today's QUICK is `refresh-e5-f0-t`), and the
 operator starts the next batch once it has finished; arm `none`: no refresh, the shipped model
 throughout. Both arms meet the same photos in the same order (seeded).
 
-(e) With --learn-seed, that seed's `refresh` arm also has PLI_LEARN_AFTER=100: the 100th
+(e) With --learn-seed, that seed's refresh arms also have PLI_LEARN_AFTER=100: the 100th
 annotation queues the full learning run (the service's recipe, cloud/learning.py:Recipe, and
 its replay; the runs recorded before 2026-12-02 had the first recipe: 30 epochs, AdamW, 50
 photos replayed). A canary drone (`run_flight` with its update loop, as `pli
@@ -178,7 +178,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
     from edge.detections import Detections
     from training.dataset import YoloDataset
 
-    work = args.work / f"{arm}-seed{seed}"
+    work = args.work / f"{arm}-seed{seed}{'-e' if learn_too else ''}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     n_total = args.batches * args.batch_size
@@ -210,7 +210,7 @@ def run_arm(arm: str, seed: int, learn_too: bool, args, ls_server) -> dict:
     random.Random(seed).shuffle(photos)
     photos = photos[:n_total]
     ids = register_photos("idd", photos)
-    result: dict = {"arm": arm, "seed": seed, "batch_size": args.batch_size, "batches": []}
+    result: dict = {"arm": arm, "seed": seed, "batch_size": args.batch_size, "batches": [], "learn": learn_too}
     worker_log = (work / "worker.log").open("w")
     with CloudServer(arm_env) as cloud:
         worker = subprocess.Popen([sys.executable, "-m", "pli", "cloud", "worker", "--workers", "1"],
@@ -344,7 +344,8 @@ def main() -> int:
     ap.add_argument("--arms", default="refresh,none", help="refresh (QUICK), refresh-eN (N epochs), "
                     "refresh-eN-fM (and M frozen layers: f0 trains everything), refresh-t (tuned threshold), none")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--learn-seed", type=int, help="this seed's refresh arm also measures (e)")
+    ap.add_argument("--learn-seed", type=int, help="this seed's refresh arms also measure (e) (one named other than "
+                    "`refresh` is run again, kept as ARM:seedN:...+e)")
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=25)
     ap.add_argument("--drone-check", type=float, default=60.0, help="the canary drone's update interval (s)")
@@ -367,8 +368,15 @@ def main() -> int:
                         "batches": args.batches, "refresh_recipe": "QUICK (cloud/learning.py)",
                         "operator": "ground truth through Label Studio's API",
                         "base": args.b0.name if args.base == "b0" else "models/pli-default.pt"}
+    def learns(arm: str, seed: int) -> bool:
+        return arm.startswith("refresh") and seed == args.learn_seed
+
+    def key(arm: str, seed: int) -> str:  # a refresh arm run again to measure (e) is kept beside its (d) run
+        return f"{arm}:seed{seed}:{args.batches}x{args.batch_size}" + ("+e" if learns(arm, seed) and arm != "refresh"
+                                                                       else "")
+
     todo = [(arm, int(seed)) for seed in args.seeds.split(",") for arm in args.arms.split(",")]
-    todo = [(a, s) for a, s in todo if f"{a}:seed{s}:{args.batches}x{args.batch_size}" not in results["runs"]]
+    todo = [(a, s) for a, s in todo if key(a, s) not in results["runs"]]
     if not todo:
         print("every arm is done: " + str(args.results))
         return 0
@@ -376,9 +384,8 @@ def main() -> int:
     ls_server = LabelStudioServer(args.work / "ls").start()
     try:
         for arm, seed in todo:
-            learn_too = arm == "refresh" and seed == args.learn_seed
-            out = run_arm(arm, seed, learn_too, args, ls_server)
-            results["runs"][f"{arm}:seed{seed}:{args.batches}x{args.batch_size}"] = out
+            out = run_arm(arm, seed, learns(arm, seed), args, ls_server)
+            results["runs"][key(arm, seed)] = out
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1) + "\n")
     finally:

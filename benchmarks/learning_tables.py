@@ -39,7 +39,12 @@ def shipped_rows() -> list[str]:
             "| --- | --- | --- | --- | --- |", *rows, ""]
 
 
-def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str], seconds: float | None) -> list[str]:
+MATRIX_HEAD = ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
+               "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+
+
+def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str], seconds: float | None,
+                parent: str = "shipped") -> list[str]:
     rows = []
     for who in ("parent", "candidate"):
         row = matrix[who]
@@ -47,7 +52,7 @@ def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str
         idd = row.get("idd", {}).get("per_class", {})
         per = " / ".join(f"{idd.get(k, 0.0):.3f}" for k in ("insulator", "defect", "flashover"))
         if who == "parent":
-            rows.append(f"| {label}: parent (shipped) | {' | '.join(cells)} | {per} | | |")
+            rows.append(f"| {label}: parent ({parent}) | {' | '.join(cells)} | {per} | | |")
         else:
             drop = {c: (matrix["parent"][c]["map50"] - row[c]["map50"]) * 100 for c in ORDER[:2] if c in row}
             gate = "passed" if passed else "refused: " + "; ".join(reasons)
@@ -55,6 +60,11 @@ def matrix_rows(label: str, matrix: dict, passed: bool | None, reasons: list[str
             drops = ", ".join(f"{c} {-v:+.1f}" for c, v in drop.items())
             rows.append(f"| {label}: candidate | {' | '.join(cells)} | {per} | {drops} | {gate} ({took}) |")
     return rows
+
+
+def arm_label(r: dict) -> str:
+    """An arm's name, marked where its run also measured (e) (the same arm again, from B0)."""
+    return f"{r['arm']} (with (e))" if r.get("learn") and r["arm"] != "refresh" else r["arm"]
 
 
 def edits_tables(interactive: dict) -> list[str]:
@@ -65,7 +75,7 @@ def edits_tables(interactive: dict) -> list[str]:
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in interactive["runs"].values():
         for b in r["batches"]:
-            out.append(f"| {r['arm']} | {r['seed']} | {b['batch']} | {b['annotations_before']} | {b['model']} | "
+            out.append(f"| {arm_label(r)} | {r['seed']} | {b['batch']} | {b['annotations_before']} | {b['model']} | "
                        f"{b['true_boxes_per_image']:.2f} | {b['edits_per_image']:.2f} | {b['add']} | {b['delete']} | "
                        f"{b['move']} | {b['refresh_s_after'] if b['refresh_s_after'] is not None else ''} |")
     out.append("")
@@ -73,7 +83,7 @@ def edits_tables(interactive: dict) -> list[str]:
             "| --- | --- | --- | --- | --- |"]
     for r in interactive["runs"].values():
         first, last = r["batches"][0]["edits_per_image"], r["batches"][-1]["edits_per_image"]
-        out.append(f"| {r['arm']} | {r['seed']} | {first:.2f} | {last:.2f} | {r['edits_change_pct']:+.1f} % |")
+        out.append(f"| {arm_label(r)} | {r['seed']} | {first:.2f} | {last:.2f} | {r['edits_change_pct']:+.1f} % |")
     pairs = []
     for r in interactive["runs"].values():
         other = next((o for o in interactive["runs"].values() if o["arm"] == "none" and o["seed"] == r["seed"]
@@ -83,7 +93,7 @@ def edits_tables(interactive: dict) -> list[str]:
             later = [(x["edits_per_image"], y["edits_per_image"])
                      for x, y in zip(r["batches"][1:], other["batches"][1:], strict=True)]
             la, lb = (sum(v[0] for v in later) / len(later), sum(v[1] for v in later) / len(later)) if later else (0, 0)
-            pairs.append(f"| {r['arm']} against none | {r['seed']} | {a:.2f} | {b:.2f} | "
+            pairs.append(f"| {arm_label(r)} against none | {r['seed']} | {a:.2f} | {b:.2f} | "
                          f"{(a - b) / b * 100 if b else 0.0:+.1f} % | {la:.2f} | {lb:.2f} | "
                          f"{(la - lb) / lb * 100 if lb else 0.0:+.1f} % |")
     if pairs:
@@ -93,36 +103,9 @@ def edits_tables(interactive: dict) -> list[str]:
     return out
 
 
-def main() -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", choices=("shipped", "b0"), default="shipped",
-                    help="b0: issue 27's (d) from B0 (interactive_b0.json) alone")
-    ap.add_argument("--write", type=Path, help="with --base b0: put the tables in this markdown file, between "
-                    "<!-- interactive-b0-tables --> and its closing marker")
-    args = ap.parse_args()
-    if args.base == "b0":
-        from selection_table import write_between
-
-        lines = edits_tables(json.loads((RESULTS / "interactive_b0.json").read_text()))
-        print("\n".join(lines))
-        if args.write:
-            write_between(args.write, "interactive-b0-tables", lines)
-        return 0
+def e_matrix_rows(interactive: dict, parent: str = "shipped") -> list[str]:
+    """The mAP matrix rows of each full run that step (e) measured."""
     out = []
-    forgetting = json.loads((RESULTS / "forgetting_experiment.json").read_text()) \
-        if (RESULTS / "forgetting_experiment.json").exists() else {"runs": {}}
-    interactive = json.loads((RESULTS / "interactive_experiment.json").read_text()) \
-        if (RESULTS / "interactive_experiment.json").exists() else {"runs": {}}
-    out += ["| arm | CPLID test | flights test | IDD test | IDD insulator / defect / flashover | "
-            "change on earlier campaigns (points) | gate (time) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in forgetting["runs"].values():
-        shown = r.get("replay_repeat", 1) != 1 and r["replay"]
-        repeat = f" (small campaigns up to x{r['replay_repeat']})" if shown else ""
-        label = (f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, "
-                 f"{optimiser(r.get('lr0'))}, seed {r['seed']}")
-        out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
     for r in interactive["runs"].values():
         e = r.get("e")
         if e and e.get("matrix"):
@@ -130,10 +113,13 @@ def main() -> int:
             label = (f"service run of (e): replay {sum(e['replay'].values())}, freeze {rec['freeze']}, "
                      f"{rec['epochs']} epochs, {optimiser(rec.get('lr0'))}, seed {rec['seed']}")
             out += matrix_rows(label, e["matrix"], e["status"] == "released", (e["decision"] or {}).get("reasons", []),
-                               e["learn_run_s"])
-    out.append("")
-    out += shipped_rows()
-    out += edits_tables(interactive)
+                               e["learn_run_s"], parent)
+    return out
+
+
+def e_tables(interactive: dict) -> list[str]:
+    """(e): from the last annotation to the new model on the canary drone, step by step."""
+    out = []
     for r in interactive["runs"].values():
         e = r.get("e")
         if not e:
@@ -155,6 +141,46 @@ def main() -> int:
             out.append("| the canary drone | keeps its model: no release to take |")
         else:
             out.append(f"| the canary drone | refused the release: {e.get('drone_refused')} |")
+    return out
+
+
+def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", choices=("shipped", "b0"), default="shipped",
+                    help="b0: issue 27's (d) from B0 (interactive_b0.json) alone")
+    ap.add_argument("--write", type=Path, help="with --base b0: put the tables in this markdown file, between "
+                    "<!-- interactive-b0-tables --> and its closing marker")
+    args = ap.parse_args()
+    if args.base == "b0":
+        from selection_table import write_between
+
+        interactive = json.loads((RESULTS / "interactive_b0.json").read_text())
+        lines = edits_tables(interactive)
+        if any(r.get("e") for r in interactive["runs"].values()):
+            lines += ["", *MATRIX_HEAD, *e_matrix_rows(interactive, "B0"), *e_tables(interactive)]
+        print("\n".join(lines))
+        if args.write:
+            write_between(args.write, "interactive-b0-tables", lines)
+        return 0
+    out = []
+    forgetting = json.loads((RESULTS / "forgetting_experiment.json").read_text()) \
+        if (RESULTS / "forgetting_experiment.json").exists() else {"runs": {}}
+    interactive = json.loads((RESULTS / "interactive_experiment.json").read_text()) \
+        if (RESULTS / "interactive_experiment.json").exists() else {"runs": {}}
+    out += MATRIX_HEAD
+    for r in forgetting["runs"].values():
+        shown = r.get("replay_repeat", 1) != 1 and r["replay"]
+        repeat = f" (small campaigns up to x{r['replay_repeat']})" if shown else ""
+        label = (f"replay {r['replay']}{repeat}, freeze {r['freeze']}, {r['epochs']} epochs, "
+                 f"{optimiser(r.get('lr0'))}, seed {r['seed']}")
+        out += matrix_rows(label, r["matrix"], r["passed"], r["reasons"], r["seconds"])
+    out += e_matrix_rows(interactive)
+    out.append("")
+    out += shipped_rows()
+    out += edits_tables(interactive)
+    out += e_tables(interactive)
     print("\n".join(out))
     return 0
 
