@@ -4,7 +4,8 @@ replay arm with the service's recipe), (d) operator edits per image, batch after
 (benchmarks/results/interactive_experiment.json), (e) annotation-to-drone time.
 
     .venv/bin/python benchmarks/learning_tables.py
-    .venv/bin/python benchmarks/learning_tables.py --base b0 --write docs/benchmarks.md   # issue 27's (d), from B0
+    .venv/bin/python benchmarks/learning_tables.py --base b0 --write docs/benchmarks.md \
+        --plot docs/interactive_b0.png   # issue 27's (d) and (e), from B0
 """
 
 from __future__ import annotations
@@ -144,6 +145,77 @@ def e_tables(interactive: dict) -> list[str]:
     return out
 
 
+def plot_b0(interactive: dict, out: Path) -> None:
+    """(d): edits per image at each batch, per arm (mean over seeds, bars min..max); (e): where
+    the time from the hundredth annotation went."""
+    from collections import defaultdict
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in interactive["runs"].values() if not r.get("learn") or r["arm"] == "refresh"]
+    timed = [r for r in interactive["runs"].values() if r.get("e")]
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    by_arm: dict[str, list[list[float]]] = defaultdict(list)
+    for r in runs:
+        by_arm[r["arm"]].append([b["edits_per_image"] for b in r["batches"]])
+    for arm, seeds in sorted(by_arm.items(), key=lambda kv: (kv[0] != "none", kv[0])):
+        n = min(len(s) for s in seeds)
+        cols = [[s[i] for s in seeds] for i in range(n)]
+        mean = [sum(c) / len(c) for c in cols]
+        err = [[m - min(c) for m, c in zip(mean, cols, strict=True)],
+               [max(c) - m for m, c in zip(mean, cols, strict=True)]]
+        ax.errorbar(range(1, n + 1), mean, yerr=err, marker="o", capsize=3, label=f"{arm} ({len(seeds)} seeds)",
+                    color="black" if arm == "none" else None, linestyle="--" if arm == "none" else "-")
+    ax.set_xlabel("batch of 25 photos (a refresh after each, in the refresh arms)")
+    ax.set_ylabel("operator edits per photo")
+    ax.set_title("(d) edits per photo, from B0 (bars: min..max over seeds)", fontsize=9)
+    ax.set_xticks(range(1, 5))
+    ax.legend(fontsize=7)
+    if timed:
+        ax = axes[0][1]
+        for y, r in enumerate(timed):
+            e = r["e"]
+            steps = [("waits behind the refresh", e["queue_wait_s"]), (f"full run ({e['status']})", e["learn_run_s"])]
+            if "drone_after_release_s" in e:
+                steps.append(("release to drone", e["drone_after_release_s"]))
+            left = 0.0
+            for i, (what, sec) in enumerate(steps):
+                ax.barh(y, sec / 60, left=left / 60, color=f"C{i}", label=what if y == 0 else None)
+                left += sec
+            ax.text(left / 60, y, f" {left / 60:.1f} min", va="center", fontsize=8)
+        ax.axvline(10, color="grey", linestyle=":", label="target: 10 min")
+        ax.set_xlim(0, max(12.0, 1.25 * max(sum(v for k, v in r["e"].items() if k in ("queue_wait_s", "learn_run_s",
+                                                                                    "drone_after_release_s")) / 60
+                                            for r in timed)))
+        ax.set_yticks(range(len(timed)), [f"{r['arm']}, seed {r['seed']}" for r in timed], fontsize=8)
+        ax.set_xlabel("minutes from the hundredth annotation")
+        ax.set_title("(e) hundredth annotation to the canary drone", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def render_b0(write: Path | None = None, plot: Path | None = None) -> list[str]:
+    """Issue 27's (d) and (e) from B0 (interactive_b0.json): the tables, written between
+    <!-- interactive-b0-tables --> markers in `write`, and the plot."""
+    from selection_table import write_between
+
+    interactive = json.loads((RESULTS / "interactive_b0.json").read_text())
+    lines = edits_tables(interactive)
+    if any(r.get("e") for r in interactive["runs"].values()):
+        lines += ["", *MATRIX_HEAD, *e_matrix_rows(interactive, "B0"), *e_tables(interactive)]
+    if write:
+        write_between(write, "interactive-b0-tables", lines)
+    if plot:
+        plot_b0(interactive, plot)
+    return lines
+
+
 def main() -> int:
     import argparse
 
@@ -152,17 +224,10 @@ def main() -> int:
                     help="b0: issue 27's (d) from B0 (interactive_b0.json) alone")
     ap.add_argument("--write", type=Path, help="with --base b0: put the tables in this markdown file, between "
                     "<!-- interactive-b0-tables --> and its closing marker")
+    ap.add_argument("--plot", type=Path, help="with --base b0: write the plot of (d) and (e) there")
     args = ap.parse_args()
     if args.base == "b0":
-        from selection_table import write_between
-
-        interactive = json.loads((RESULTS / "interactive_b0.json").read_text())
-        lines = edits_tables(interactive)
-        if any(r.get("e") for r in interactive["runs"].values()):
-            lines += ["", *MATRIX_HEAD, *e_matrix_rows(interactive, "B0"), *e_tables(interactive)]
-        print("\n".join(lines))
-        if args.write:
-            write_between(args.write, "interactive-b0-tables", lines)
+        print("\n".join(render_b0(args.write, args.plot)))
         return 0
     out = []
     forgetting = json.loads((RESULTS / "forgetting_experiment.json").read_text()) \

@@ -125,6 +125,21 @@ def write_between(doc_path: Path, marker: str, lines: list[str]) -> None:
     doc_path.write_text(head + start + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
 
 
+def render(base: str, write: Path | None = None, plot_path: Path | None = None) -> list[str]:
+    """One base's tables, written between its markers in `write`, and its plot."""
+    doc = json.loads((RESULTS / FILES[base]).read_text())
+    lines = table(doc)
+    if write:
+        write_between(write, "selection-table" if base == "shipped" else f"selection-{base}-table", lines)
+    if plot_path:
+        arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
+        for run in doc["runs"].values():
+            arms[(run["strategy"], run["percent"])].append(run)
+        start = "B0" if base == "b0" else "the shipped model"
+        plot(arms, plot_path, f"Which photos to label, from {start}")
+    return lines
+
+
 def main() -> int:
     import argparse
 
@@ -134,18 +149,7 @@ def main() -> int:
     ap.add_argument("--write", type=Path, help="put the tables in this markdown file, between "
                     "<!-- selection-table --> (shipped) or <!-- selection-b0-table --> (b0) and its closing marker")
     args = ap.parse_args()
-    doc = json.loads((RESULTS / FILES[args.base]).read_text())
-    lines = table(doc)
-    print("\n".join(lines))
-    if args.write:
-        write_between(args.write, "selection-table" if args.base == "shipped" else f"selection-{args.base}-table",
-                      lines)
-    if args.plot:
-        arms: dict[tuple[str, int], list[dict]] = defaultdict(list)
-        for run in doc["runs"].values():
-            arms[(run["strategy"], run["percent"])].append(run)
-        start = "B0" if args.base == "b0" else "the shipped model"
-        plot(arms, args.plot, f"Which photos to label, from {start}")
+    print("\n".join(render(args.base, args.write, args.plot)))
     return 0
 
 
